@@ -1,0 +1,104 @@
+"""The model card: `model_card.md` filled with what training measured, saved as the model's README."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+REPORTED_METRICS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1")
+METRIC_NAMES = {
+    "accuracy": "Accuracy", "roc_auc": "ROC-AUC", "sensitivity": "Sensitivity (recall)",
+    "specificity": "Specificity", "precision": "Precision", "f1": "F1",
+}
+
+
+@dataclass
+class CardFacts:
+    """What a card states; every number comes from the run that produced the model."""
+
+    model_name: str
+    base_model: str
+    dataset_id: str
+    labels: list[str]
+    positive_label: str
+    threshold: float
+    threshold_rule: str
+    image_size: str
+    command: str
+    training_procedure: str
+    split_sizes: dict[str, dict[str, int]]
+    results: dict[str, dict]  # key -> metrics from `evaluate_model` (its "split" names the split)
+    repo_id: str = "PATH_OR_HUB_ID"
+    license: str = "apache-2.0"
+    extra_sections: list[str] = field(default_factory=list)
+
+
+def build_card(facts: CardFacts) -> ModelCard:
+    card_data = ModelCardData(
+        model_name=facts.model_name,
+        base_model=facts.base_model if not Path(facts.base_model).exists() else None,
+        datasets=[facts.dataset_id],
+        license=facts.license,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["vision", "medical-imaging", "chest-x-ray", "pneumonia", "pneumolens"],
+        metrics=list(REPORTED_METRICS),
+        eval_results=_eval_results(facts) or None,
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=facts.model_name,
+        labels=" vs ".join(facts.labels),
+        base_model=facts.base_model,
+        base_model_url=_model_url(facts.base_model),
+        dataset_id=facts.dataset_id,
+        image_size=facts.image_size,
+        data_table=_data_table(facts.split_sizes, facts.labels),
+        training_procedure=facts.training_procedure,
+        command=facts.command,
+        threshold=f"{facts.threshold:.4f}",
+        threshold_rule=facts.threshold_rule,
+        positive_label=facts.positive_label,
+        results_table=results_table(facts.results),
+        extra_sections="\n\n".join(facts.extra_sections),
+        repo_id=facts.repo_id,
+    )
+
+
+def results_table(results: dict[str, dict]) -> str:
+    """A Markdown table: one row per split, one column per metric, plus the confusion matrix."""
+    header = "| split | images | " + " | ".join(METRIC_NAMES[m] for m in REPORTED_METRICS) + " | TN / FP / FN / TP |"
+    rows = [header, "|" + "---|" * (len(REPORTED_METRICS) + 3)]
+    for key, metrics in results.items():
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        values = " | ".join(f"{metrics[m]:.4f}" for m in REPORTED_METRICS)
+        rows.append(f"| {metrics.get('split', key)} | {tn + fp + fn + tp} | {values} | {tn} / {fp} / {fn} / {tp} |")
+    return "\n".join(rows)
+
+
+def _eval_results(facts: CardFacts) -> list[EvalResult]:
+    return [
+        EvalResult(
+            task_type="image-classification", dataset_type=facts.dataset_id, dataset_name="Kermany chest X-ray",
+            dataset_split=key, metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({metrics.get('split', key)})",
+            metric_value=round(float(metrics[metric]), 4),
+        )
+        for key, metrics in facts.results.items()
+        for metric in ("accuracy", "roc_auc", "sensitivity", "specificity")
+        if metrics[metric] == metrics[metric]  # NaN (one class only) has no place in model-index
+    ]
+
+
+def _data_table(split_sizes: dict[str, dict[str, int]], labels: list[str]) -> str:
+    rows = ["| split | " + " | ".join(labels) + " | total |", "|---|" + "---:|" * (len(labels) + 1)]
+    for split, counts in split_sizes.items():
+        rows.append(f"| {split} | " + " | ".join(str(counts.get(l, 0)) for l in labels) + f" | {sum(counts.values())} |")
+    return "\n".join(rows)
+
+
+def _model_url(name_or_path: str) -> str:
+    return name_or_path if Path(name_or_path).exists() else f"https://huggingface.co/{name_or_path}"

@@ -1,0 +1,152 @@
+"""Data loading: a Hub data set by name or a local `imagefolder` directory, checked, and split by patient.
+
+Images stay undecoded (`{"path", "bytes"}`) in the data set and are decoded by `images.load_image`
+when a batch is formed, so training reads pictures exactly the way serving does.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import Image as ImageFeature
+from PIL import Image
+from sklearn.model_selection import StratifiedGroupKFold
+
+from .errors import PneumoLensError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+
+# Kermany file names: personNNN_bacteria_MMM / personNNN_virus_MMM (pneumonia), IM-NNNN-MMMM and
+# NORMAL2-IM-NNNN-MMMM (normal). The part before the last number identifies the patient.
+_PATIENT_PATTERNS = (
+    re.compile(r"^(person\d+)_"),
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+"),
+)
+
+
+def patient_id(file_name: str) -> str:
+    """The patient a Kermany image belongs to; unknown naming schemes count as one patient per file."""
+    stem = Path(file_name).stem
+    for pattern in _PATIENT_PATTERNS:
+        match = pattern.match(stem)
+        if match:
+            return match.group(1)
+    return stem
+
+
+def check_imagefolder(data_dir: str | Path) -> list[str]:
+    """Check an imagefolder layout and return its class names, sorted.
+
+    Two layouts: SPLIT/CLASS/IMAGE, or CLASS/IMAGE (one split). Raises `PneumoLensError` for a
+    missing directory, a split with fewer than two class folders or splits whose class folders differ.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise PneumoLensError(f"Data directory not found: {root}")
+    if _class_folders(root):
+        splits = {".": _class_folders(root)}
+    else:
+        splits = {p.name: _class_folders(p) for p in sorted(root.iterdir()) if p.is_dir()}
+    splits = {name: classes for name, classes in splits.items() if classes}
+    if not splits:
+        raise PneumoLensError(f"No CLASS/IMAGE or SPLIT/CLASS/IMAGE folders with images under {root}")
+    reference_split, reference = next(iter(splits.items()))
+    for name, classes in splits.items():
+        if len(classes) < 2:
+            raise PneumoLensError(
+                f"{root / name} has only the class folder(s) {classes}; a binary classifier needs two."
+            )
+        if classes != reference:
+            missing = sorted(set(reference) ^ set(classes))
+            raise PneumoLensError(
+                f"Class folders differ between {root / reference_split} {reference} and "
+                f"{root / name} {classes} (missing: {missing})."
+            )
+    return reference
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(
+        p.name for p in split_dir.iterdir()
+        if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+    )
+
+
+def load_image_dataset(name_or_dir: str, revision: str | None = None, token: str | None = None) -> DatasetDict:
+    """Load a local imagefolder directory, or else a Hub data set, with undecoded images."""
+    path = Path(name_or_dir)
+    if path.exists() or name_or_dir.startswith((".", "/", "~")):
+        check_imagefolder(path)
+        dataset = load_dataset("imagefolder", data_dir=str(path))
+    else:
+        try:
+            dataset = load_dataset(name_or_dir, revision=revision, token=token)
+        except Exception as err:  # datasets raises many types for "not reachable / not found"
+            raise PneumoLensError(
+                f"Could not load data set '{name_or_dir}' ({type(err).__name__}: {err}). "
+                "Offline? Pass a local imagefolder directory instead."
+            ) from err
+    for split in dataset:
+        dataset[split] = _standardise(dataset[split], split)
+    return dataset
+
+
+def _standardise(dataset: Dataset, split: str) -> Dataset:
+    image_column = next((c for c, f in dataset.features.items() if isinstance(f, ImageFeature)), None)
+    label_column = next((c for c, f in dataset.features.items() if isinstance(f, ClassLabel)), None)
+    if image_column is None or label_column is None:
+        raise PneumoLensError(f"Split '{split}' needs an image column and a ClassLabel column.")
+    dataset = dataset.rename_columns({c: n for c, n in ((image_column, "image"), (label_column, "label")) if c != n})
+    return dataset.cast_column("image", ImageFeature(decode=False))
+
+
+def image_name(image: dict) -> str:
+    return Path(image.get("path") or "").name
+
+
+def drop_unreadable(dataset: Dataset, split: str) -> Dataset:
+    """Remove images PIL cannot read, with a warning that counts and names them.
+
+    A few corrupt files in a folder of thousands should not cost a training run; the count is logged
+    so they do not go unnoticed. A split with no readable image is an error.
+    """
+    readable = np.array([_is_readable(image) for image in dataset["image"]], dtype=bool)
+    if not readable.any():
+        raise PneumoLensError(f"No readable image in split '{split}'.")
+    skipped = np.flatnonzero(~readable)
+    if skipped.size:
+        names = [image_name(dataset[int(i)]["image"]) for i in skipped[:5]]
+        logger.warning("Skipping %d unreadable image(s) in split '%s', e.g. %s", skipped.size, split, names)
+        dataset = dataset.select(np.flatnonzero(readable))
+    return dataset
+
+
+def _is_readable(image: dict) -> bool:
+    try:
+        source = image.get("bytes") or image.get("path")
+        if isinstance(source, bytes):
+            source = io.BytesIO(source)
+        with Image.open(source) as opened:
+            opened.verify()
+        return True
+    except Exception:  # any decoder error means "unreadable"; the caller counts them
+        return False
+
+
+def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    """Carve a validation set from `dataset`, stratified by label, with each patient on one side."""
+    if not 0.0 < validation_fraction < 0.5:
+        raise PneumoLensError(f"validation_fraction must be in (0, 0.5), not {validation_fraction}")
+    groups = [patient_id(image_name(image)) for image in dataset["image"]]
+    labels = np.asarray(dataset["label"])
+    n_splits = max(2, round(1.0 / validation_fraction))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train_index, validation_index = next(folds.split(np.zeros(len(labels)), labels, groups))
+    return dataset.select(train_index), dataset.select(validation_index)

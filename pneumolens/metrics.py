@@ -1,0 +1,79 @@
+"""Binary classification metrics, computed with scikit-learn.
+
+One function, `binary_metrics`, serves the Trainer (through `trainer_metrics`) and the stand-alone
+evaluation, so the numbers in training logs, metrics files and the model card are the same numbers.
+`evaluate`'s metrics are not used: they download their code from the Hub at run time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def binary_metrics(labels, positive_scores, threshold: float = 0.5) -> dict:
+    """Metrics of the decision `score >= threshold` against `labels` (1 = positive class).
+
+    Returns accuracy, precision, sensitivity (recall), specificity, F1, ROC-AUC (NaN when only one
+    class is present), the threshold and the confusion matrix as [[TN, FP], [FN, TP]].
+    """
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(positive_scores, dtype=np.float64)
+    predictions = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel().tolist()
+    precision = _ratio(tp, tp + fp)
+    sensitivity = _ratio(tp, tp + fn)
+    return {
+        "accuracy": _ratio(tp + tn, len(labels)),
+        "precision": precision,
+        "sensitivity": sensitivity,
+        "specificity": _ratio(tn, tn + fp),
+        "f1": _ratio(2 * precision * sensitivity, precision + sensitivity),
+        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan"),
+        "threshold": float(threshold),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
+
+
+def youden_threshold(labels, positive_scores) -> float:
+    """The score threshold that maximises Youden's J = sensitivity + specificity - 1 on these data.
+
+    Among thresholds with equal J the middle one is returned, and it is placed halfway between the
+    neighbouring scores, so a tiny shift of a score does not flip a decision on the selection data.
+    """
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(positive_scores, dtype=np.float64)
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(labels, scores)
+    youden_j = true_positive_rate - false_positive_rate
+    best = np.flatnonzero(np.isclose(youden_j, youden_j.max()))
+    index = int(best[len(best) // 2])
+    # roc_curve's first threshold is +inf (nothing predicted positive); never choose it.
+    index = max(index, 1)
+    below = scores[scores < thresholds[index]]
+    lower = below.max() if below.size else 0.0
+    return float(np.clip((thresholds[index] + lower) / 2.0, 0.0, 1.0))
+
+
+def trainer_metrics(positive_index: int, threshold: float = 0.5):
+    """A `compute_metrics` callable for `transformers.Trainer` (scalar metrics only)."""
+
+    def compute_metrics(eval_prediction) -> dict:
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+        scores = softmax(np.asarray(logits))[:, positive_index]
+        positives = (np.asarray(labels) == positive_index).astype(int)
+        metrics = binary_metrics(positives, scores, threshold)
+        tn_fp, fn_tp = metrics.pop("confusion_matrix")
+        metrics.update(tn=tn_fp[0], fp=tn_fp[1], fn=fn_tp[0], tp=fn_tp[1])
+        return metrics
+
+    return compute_metrics
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0

@@ -1,0 +1,126 @@
+"""Model loading from a Hub id or a local directory, and what the model's config says about labels.
+
+Weights are read as safetensors only and remote code is never trusted. Attention runs "eager" for the
+ViT family, because attention rollout needs the attention probabilities that SDPA does not return.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
+
+from .errors import PneumoLensError
+
+logger = logging.getLogger(__name__)
+
+# Keys PneumoLens adds to a model's config.json; they travel with the model to the Hub.
+THRESHOLD_KEY = "operating_threshold"
+POSITIVE_LABEL_KEY = "positive_label"
+
+VIT_FAMILY = ("vit", "deit", "dinov2", "dinov2_with_registers")
+SUPPORTED_MODEL_TYPES = VIT_FAMILY + ("convnext", "convnextv2")
+
+
+@dataclass
+class ModelSource:
+    """Where a model comes from: a Hub id or a local directory, an optional revision, a token."""
+
+    name_or_path: str
+    revision: str | None = None
+    token: str | None = None
+
+    def __post_init__(self):
+        if self.token is None:
+            self.token = os.environ.get("HF_TOKEN") or None
+
+    def kwargs(self) -> dict:
+        return {"revision": self.revision, "token": self.token}
+
+
+def load_config(source: ModelSource, **overrides) -> PretrainedConfig:
+    """The model's config with `overrides` set; unknown keys (ours) are kept and saved with it."""
+    config = _from_pretrained(AutoConfig, source)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise PneumoLensError(
+            f"Model type '{config.model_type}' of {source.name_or_path} is not supported; "
+            f"use one of {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    return config
+
+
+def load_model(source: ModelSource, **config_overrides) -> torch.nn.Module:
+    """An image classifier in eval mode; `config_overrides` (e.g. a new head's labels) go to the config."""
+    config = load_config(source, **config_overrides)
+    # float32 whatever the storage dtype: a float16 checkpoint computes in float32 on a CPU.
+    kwargs = {"config": config, "use_safetensors": True, "dtype": torch.float32,
+              "ignore_mismatched_sizes": "num_labels" in config_overrides}
+    if config.model_type in VIT_FAMILY:
+        kwargs["attn_implementation"] = "eager"
+    model = _from_pretrained(AutoModelForImageClassification, source, **kwargs)
+    return model.eval()
+
+
+def load_image_processor(source: ModelSource):
+    return _from_pretrained(AutoImageProcessor, source)
+
+
+def _from_pretrained(auto_class, source: ModelSource, **kwargs):
+    try:
+        return auto_class.from_pretrained(
+            source.name_or_path, trust_remote_code=False, **source.kwargs(), **kwargs
+        )
+    except (OSError, ValueError) as err:
+        offline = " (HF_HUB_OFFLINE is set: only local directories and cached models load)" \
+            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") else ""
+        raise PneumoLensError(
+            f"Could not load {auto_class.__name__[4:]} from '{source.name_or_path}'{offline}: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
+
+
+def positive_index(config: PretrainedConfig) -> int:
+    """Index of the class whose probability is the score (the disease), from the config."""
+    positive_label = getattr(config, POSITIVE_LABEL_KEY, None)
+    for index, label in config.id2label.items():
+        if label == positive_label:
+            return int(index)
+    if config.num_labels == 2:
+        # Without the key, the class-folder order puts the finding second (NORMAL < PNEUMONIA).
+        return 1
+    raise PneumoLensError(f"The model's config has no '{POSITIVE_LABEL_KEY}' among {config.id2label}.")
+
+
+def operating_threshold(config: PretrainedConfig) -> float:
+    """The probability above which the positive class is decided; 0.5 if the model has none saved."""
+    return float(getattr(config, THRESHOLD_KEY, None) or 0.5)
+
+
+def decide(config: PretrainedConfig, positive_probability: float) -> str:
+    """The label at the model's operating threshold."""
+    index = positive_index(config)
+    if positive_probability >= operating_threshold(config):
+        return config.id2label[index]
+    return config.id2label[1 - index] if config.num_labels == 2 else f"not {config.id2label[index]}"
+
+
+def freeze_early_layers(model: torch.nn.Module, num_layers: int) -> int:
+    """Freeze the embeddings and the first `num_layers` blocks (ViT family) or stages (ConvNeXt).
+
+    Returns the number of trainable parameters left. Early layers hold generic edge and texture
+    features; freezing them halves the cost of a training step on a CPU.
+    """
+    if num_layers <= 0:
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    backbone = model.base_model
+    blocks = backbone.encoder.stages if hasattr(backbone.encoder, "stages") else backbone.encoder.layer
+    if num_layers > len(blocks):
+        raise PneumoLensError(f"Cannot freeze {num_layers} layers: the model has {len(blocks)}.")
+    for module in (backbone.embeddings, *blocks[:num_layers]):
+        module.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,110 @@
+"""Shared fixtures: offline settings, tiny random models saved to disk, small image folders.
+
+The environment variables are set before anything imports transformers, datasets or gradio, so no
+test reaches for the network.
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.pop("HF_TOKEN", None)
+
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+TINY_SIZE = 32
+
+
+def _tiny_model(model_type: str):
+    from transformers import (
+        BitImageProcessor, ConvNextConfig, ConvNextImageProcessor, ConvNextModel, Dinov2Config, Dinov2Model,
+        ViTConfig, ViTImageProcessor, ViTModel,
+    )
+
+    vit_like = dict(image_size=TINY_SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2)
+    if model_type == "vit":
+        return ViTModel(ViTConfig(intermediate_size=64, **vit_like), add_pooling_layer=False), \
+            ViTImageProcessor(size={"height": TINY_SIZE, "width": TINY_SIZE})
+    if model_type == "dinov2":
+        # Like the real DINOv2 processor: resize the short edge, then centre-crop.
+        return Dinov2Model(Dinov2Config(mlp_ratio=2, **vit_like)), BitImageProcessor(
+            size={"shortest_edge": TINY_SIZE + 4}, crop_size={"height": TINY_SIZE, "width": TINY_SIZE},
+            do_center_crop=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    if model_type == "convnext":
+        return ConvNextModel(ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                                            image_size=TINY_SIZE)), \
+            ConvNextImageProcessor(size={"shortest_edge": TINY_SIZE})
+    raise ValueError(model_type)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_dirs(tmp_path_factory):
+    """{model_type: directory} of tiny random backbones (no head), saved like Hub checkpoints."""
+    import torch
+
+    torch.manual_seed(0)
+    dirs = {}
+    for model_type in ("vit", "dinov2", "convnext"):
+        model, processor = _tiny_model(model_type)
+        directory = tmp_path_factory.mktemp(f"tiny-{model_type}")
+        model.save_pretrained(directory)
+        processor.save_pretrained(directory)
+        dirs[model_type] = directory
+    return dirs
+
+
+def _write_kermany_like_folder(root: Path, patients_per_class: int, images_per_patient: int, seed: int):
+    """SPLIT/CLASS/IMAGE with Kermany-style file names; PNEUMONIA images are brighter in the middle."""
+    rng = np.random.default_rng(seed)
+    for index in range(patients_per_class):
+        for image_index in range(images_per_patient):
+            for label, name in (("NORMAL", f"IM-{1000 + index:04d}-{image_index + 1:04d}.jpeg"),
+                                ("PNEUMONIA", f"person{index + 1}_bacteria_{image_index + 10}.jpeg")):
+                pixels = rng.normal(90, 25, size=(40, 40))
+                if label == "PNEUMONIA":
+                    pixels[10:30, 10:30] += 80
+                folder = root / label
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert("RGB").save(folder / name)
+
+
+@pytest.fixture(scope="session")
+def small_imagefolder(tmp_path_factory):
+    """A generated chest_xray-like folder: train (12 patients x 2 images per class) and val (4 per class)."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    _write_kermany_like_folder(root / "train", patients_per_class=12, images_per_patient=2, seed=0)
+    _write_kermany_like_folder(root / "val", patients_per_class=4, images_per_patient=1, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_images():
+    """A few real radiographs from ../shared/data: {"NORMAL": [paths], "PNEUMONIA": [paths]}."""
+    train = SHARED_DATA / "chest_xray" / "train"
+    if not train.is_dir():
+        pytest.skip(f"{train} is not there (../shared beside the repository)")
+    return {label: sorted((train / label).iterdir())[:6] for label in ("NORMAL", "PNEUMONIA")}
+
+
+@pytest.fixture
+def copy_of(tmp_path):
+    def copy(directory: Path) -> Path:
+        target = tmp_path / directory.name
+        shutil.copytree(directory, target)
+        return target
+    return copy

@@ -1,0 +1,52 @@
+"""`--push_to_hub` over real HTTP, against a loopback server that speaks the Hub's create/commit API."""
+
+import json
+import os
+import subprocess
+import sys
+
+from safetensors import safe_open
+
+from tests.conftest import REPO
+from tests.hub_server import FakeHub
+
+
+def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_imagefolder, tiny_backbone_dirs):
+    with FakeHub(token="hf_test_token") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_test_token",
+               "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
+                   "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
+                   "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
+                   "--push_to_hub", "true", "--hub_model_id", "pneumolens/tiny-test"]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    files = hub.repos["pneumolens/tiny-test"]
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)
+    assert not [name for name in files if name.startswith("checkpoint-") or name.endswith((".bin", ".pt"))]
+    assert "eval/carved_validation/roc_curve.png" in files
+
+    (tmp_path / "pushed.safetensors").write_bytes(files["model.safetensors"])
+    with safe_open(tmp_path / "pushed.safetensors", "pt") as weights:
+        assert any(key.startswith("classifier") for key in weights.keys())
+    config = json.loads(files["config.json"])
+    assert config["id2label"] == {"0": "NORMAL", "1": "PNEUMONIA"} and "operating_threshold" in config
+    card = files["README.md"].decode()
+    assert card.startswith("---\n") and "pipeline_tag: image-classification" in card
+    assert "Operating threshold" in card and "{{" not in card
+    assert card == (tmp_path / "model" / "README.md").read_text()
+
+
+def test_push_with_a_wrong_token_fails_clearly(tmp_path, small_imagefolder, tiny_backbone_dirs):
+    with FakeHub(token="hf_right") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_wrong", "HF_HUB_OFFLINE": "0",
+               "HF_HOME": str(tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
+                   "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
+                   "--max_steps", "1", "--eval_steps", "1", "--save_steps", "1", "--validation_fraction", "0.25",
+                   "--push_to_hub", "true", "--hub_model_id", "pneumolens/tiny-test"]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Pushing to pneumolens/tiny-test failed")
+    assert (tmp_path / "model" / "model.safetensors").exists(), "the trained model is kept when the push fails"

@@ -1,0 +1,99 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pneumolens.images import ImageDecodeError, load_image
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that declares width x height pixels: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_grayscale_jpeg_becomes_rgb_with_equal_channels(real_images):
+    image = load_image(real_images["NORMAL"][0])
+    assert image.mode == "RGB"
+    pixels = np.asarray(image)
+    assert np.abs(pixels[..., 0].astype(int) - pixels[..., 2]).max() <= 2
+
+
+def test_16_bit_png_is_rescaled_by_its_range():
+    ramp = np.linspace(1000, 5000, 64 * 64).reshape(64, 64).astype(np.uint16)
+    image = load_image(_encoded(Image.fromarray(ramp), "PNG"))
+    pixels = np.asarray(image)[..., 0]
+    assert image.mode == "RGB" and pixels.min() == 0 and pixels.max() == 255
+    assert np.all(np.diff(pixels.ravel().astype(int)) >= 0)
+
+
+def test_rgba_composites_on_black():
+    rgba = Image.new("RGBA", (8, 8), (200, 100, 50, 0))
+    rgba.putpixel((0, 0), (200, 100, 50, 255))
+    pixels = np.asarray(load_image(rgba))
+    assert tuple(pixels[0, 0]) == (200, 100, 50) and tuple(pixels[4, 4]) == (0, 0, 0)
+
+
+def test_cmyk_jpeg_is_converted():
+    cmyk = Image.new("CMYK", (16, 16), (0, 0, 0, 0))  # no ink: white
+    image = load_image(_encoded(cmyk, "JPEG"))
+    assert image.mode == "RGB" and np.asarray(image).mean() > 240
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("L", (40, 20), 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image = load_image(_encoded(wide, "JPEG", exif=exif))
+    assert image.size == (20, 40)
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("L", (10, 10), value) for value in (10, 250)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    image = load_image(buffer.getvalue())
+    assert image.size == (10, 10) and np.asarray(image).mean() < 50
+
+
+@pytest.mark.parametrize("size", [(1, 1), (10, 3000), (3000, 10)])
+def test_extreme_aspect_ratios_decode(size):
+    assert load_image(Image.new("L", size, 128)).size == size
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "empty"),
+    (b"%PDF-1.4 this is not an image", "not an image"),
+    (_png_header_only(30000, 30000), "too large"),
+    (_png_header_only(9000, 9000), "too large: 9000x9000 pixels"),
+])
+def test_bad_bytes_get_a_clear_error(payload, message):
+    with pytest.raises(ImageDecodeError, match=message):
+        load_image(payload)
+
+
+def test_truncated_jpeg_gets_a_clear_error(real_images):
+    data = real_images["PNEUMONIA"][0].read_bytes()
+    with pytest.raises(ImageDecodeError, match="could not be decoded"):
+        load_image(data[: len(data) // 3])
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ImageDecodeError, match="No such image file: .*missing.png"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_arrays_of_other_shapes_are_refused():
+    with pytest.raises(ImageDecodeError, match="shape"):
+        load_image(np.zeros((4, 4, 2), dtype=np.uint8))

@@ -1,0 +1,162 @@
+"""End-to-end training runs of a few steps on tiny random models and a generated image folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForImageClassification, pipeline
+
+import train_hf
+from pneumolens import cli
+from pneumolens.training import restore_weights
+from tests.conftest import REPO
+
+
+def run_training(monkeypatch, data_dir, model_dir, output_dir, *extra):
+    argv = ["train_hf.py", "--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(model_dir),
+            "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
+            "--per_device_train_batch_size", "8", "--logging_steps", "1", "--validation_fraction", "0.25",
+            "--use_cpu", "true", *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    cli.run(train_hf.main)
+
+
+@pytest.mark.parametrize("model_type", ["vit", "dinov2", "convnext"])
+def test_training_produces_a_loadable_model_with_card_and_threshold(
+        model_type, monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs, real_images):
+    output = tmp_path / "model"
+    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs[model_type], output,
+                 "--card_base_model", f"example/{model_type}-base")
+
+    model = AutoModelForImageClassification.from_pretrained(output)
+    assert model.config.id2label == {0: "NORMAL", 1: "PNEUMONIA"}
+    assert model.config.positive_label == "PNEUMONIA"
+    assert 0.0 <= model.config.operating_threshold <= 1.0
+    assert (output / "model.safetensors").is_file() and not list(output.glob("*.bin"))
+
+    classifier = pipeline("image-classification", model=str(output))
+    predictions = classifier(str(real_images["PNEUMONIA"][0]))
+    assert {p["label"] for p in predictions} == {"NORMAL", "PNEUMONIA"}
+    assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
+
+    card = ModelCard.load(output / "README.md")
+    assert card.data.base_model == f"example/{model_type}-base"
+    assert card.data.pipeline_tag == "image-classification" and card.data.library_name == "transformers"
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    saved = json.loads((output / "eval" / "carved_validation" / "metrics.json").read_text())
+    assert results[("carved_validation", "roc_auc")] == pytest.approx(saved["roc_auc"], abs=1e-4)
+    assert "{{" not in card.text and f"{model.config.operating_threshold:.4f}" in card.text
+    assert "python train_hf.py --dataset_name_or_dir" in card.text
+    for folder in ("carved_validation", "official_validation"):
+        for name in ("metrics.json", "predictions.csv", "roc_curve.png", "confusion_matrix.png"):
+            assert (output / "eval" / folder / name).stat().st_size > 0
+
+
+def test_processor_is_saved_with_square_resize(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "model"
+    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--max_steps", "2")
+    processor = json.loads((output / "preprocessor_config.json").read_text())
+    assert processor["do_center_crop"] is False
+    assert processor["size"] == {"height": 32, "width": 32}
+
+
+def test_float16_storage_round_trips(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "model"
+    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["vit"], output, "--save_dtype", "float16",
+                 "--max_steps", "2")
+    from safetensors import safe_open
+    with safe_open(output / "model.safetensors", "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float16}
+    from pneumolens.modeling import ModelSource, load_model
+    assert next(load_model(ModelSource(str(output))).parameters()).dtype == torch.float32
+
+
+def test_freeze_layers_leaves_early_blocks_untouched(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "model"
+    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--freeze_layers", "1")
+    base = AutoModelForImageClassification.from_pretrained(tiny_backbone_dirs["dinov2"], num_labels=2)
+    tuned = AutoModelForImageClassification.from_pretrained(output)
+    assert torch.equal(base.dinov2.encoder.layer[0].mlp.fc1.weight, tuned.dinov2.encoder.layer[0].mlp.fc1.weight)
+    assert not torch.equal(base.dinov2.encoder.layer[1].mlp.fc1.weight, tuned.dinov2.encoder.layer[1].mlp.fc1.weight)
+
+
+def test_restore_weights_converts_renamed_keys(tmp_path, tiny_backbone_dirs):
+    """The Trainer saves DINOv2 attention weights under their original names; restoring must map them."""
+    model = AutoModelForImageClassification.from_pretrained(tiny_backbone_dirs["dinov2"], num_labels=2)
+    model.save_pretrained(tmp_path / "checkpoint-1")
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    restore_weights(model, str(tmp_path / "checkpoint-1"))
+    assert all(torch.equal(expected[k], v) for k, v in model.state_dict().items())
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "model"
+    command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
+               "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(output),
+               "--max_steps", "40", "--eval_steps", "3", "--save_steps", "3", "--save_total_limit", "50",
+               "--per_device_train_batch_size", "4", "--validation_fraction", "0.25", "--use_cpu", "true",
+               "--early_stopping_patience", "100"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (output / "checkpoint-6" / "trainer_state.json").exists():
+        assert first.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline, "no checkpoint-6 within 240 s"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in output.glob("checkpoint-*"))
+    last = checkpoints[-1]
+    assert 6 <= last < 40
+
+    resumed = subprocess.run(command + ["--resume_from_checkpoint", "last"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    state = json.loads((output / "trainer_state.json").read_text())
+    assert state["global_step"] == 40
+    trained_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    # Steps before the checkpoint were not redone: the resumed run logged only steps after it.
+    assert f"Restored weights from {output / f'checkpoint-{last}'}" in resumed.stderr
+    assert trained_steps and max(trained_steps) == 40
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset_name_or_dir", "/nonexistent/data"], "Data directory not found: /nonexistent/data"),
+    (["--model_name_or_path", "nobody/no-such-model"], "Could not load .* 'nobody/no-such-model'.*HF_HUB_OFFLINE"),
+    (["--push_to_hub", "true", "--hub_model_id", "me/model"], "needs a token"),
+    (["--push_to_hub", "true"], "needs --hub_model_id"),
+    (["--positive_label", "EFFUSION"], "--positive_label EFFUSION is not a class"),
+])
+def test_bad_input_ends_with_one_line_error(args, message, tmp_path, small_imagefolder, tiny_backbone_dirs):
+    command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
+               "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "out"), *args]
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}
+    env.pop("HF_TOKEN", None)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ")
+    import re
+    assert re.search(message, last_line), last_line
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_argument_groups():
+    result = subprocess.run([sys.executable, "train_hf.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    for option in ("--dataset_name_or_dir", "--freeze_layers", "--validation_fraction", "--save_dtype",
+                   "--push_to_hub", "--resume_from_checkpoint"):
+        assert option in result.stdout
+    assert "Share of the training split carved out, by patient" in " ".join(result.stdout.split())

@@ -1,0 +1,303 @@
+#!/usr/bin/env python
+"""Fine-tune a vision transformer on chest X-rays with the Transformers `Trainer`.
+
+Reads top-down: load the data and carve a patient-disjoint validation split, build the model and the
+transforms from its image processor, train with early stopping on ROC-AUC, choose the operating
+threshold on validation data, evaluate, write the model card, push.
+
+    python train_hf.py --dataset_name_or_dir ../shared/data/chest_xray \
+        --model_name_or_path ../shared/models/dinov2-small --output_dir outputs/smoke --max_steps 20
+
+`python train_hf.py --help` lists every option, the Trainer's included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from pneumolens import cli
+from pneumolens.card import CardFacts, build_card
+from pneumolens.data import drop_unreadable, load_image_dataset, split_by_patient
+from pneumolens.errors import PneumoLensError
+from pneumolens.evaluation import evaluate_model, predict_probabilities
+from pneumolens.hub import push_model_dir, resolve_token
+from pneumolens.metrics import trainer_metrics, youden_threshold
+from pneumolens.modeling import (
+    POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model,
+)
+from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
+from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss
+
+logger = logging.getLogger("train_hf")
+
+
+@dataclass
+class DataArguments:
+    dataset_name_or_dir: str = field(
+        default="hf-vision/chest-xray-pneumonia",
+        metadata={"help": "A Hub data set id, or a local imagefolder directory (SPLIT/CLASS/IMAGE), "
+                          "e.g. ../shared/data/chest_xray."},
+    )
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub data set revision."})
+    positive_label: str = field(
+        default="PNEUMONIA", metadata={"help": "The class whose probability is the score (the finding)."}
+    )
+    validation_fraction: float = field(
+        default=0.15,
+        metadata={"help": "Share of the training split carved out, by patient, for early stopping, "
+                          "checkpoint selection and the threshold."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many training images (for smoke runs)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only this many carved validation images (for smoke runs)."}
+    )
+    augment: bool = field(default=True, metadata={"help": "Radiograph augmentation while training."})
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="facebook/dinov2-small",
+        metadata={"help": "Hub id or local directory of a ViT, DeiT, DINOv2 or ConvNeXt checkpoint; "
+                          "here ../shared/models/dinov2-small stands in for facebook/dinov2-small."},
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Hub model revision."})
+    card_base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id written as base_model in the card when --model_name_or_path is a local "
+                          "copy of a Hub model (e.g. facebook/dinov2-small)."},
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={"help": "Freeze the embeddings and this many early blocks (ViT family) or stages "
+                          "(ConvNeXt); 0 fine-tunes everything."},
+    )
+    class_weighting: bool = field(
+        default=True,
+        metadata={"help": "Weight the loss by inverse class frequency (the data is ~3:1 PNEUMONIA:NORMAL)."},
+    )
+    save_dtype: str = field(
+        default="float32",
+        metadata={"help": "Storage dtype of the saved weights: float32, float16 or bfloat16. The model is "
+                          "evaluated after the round trip, and PneumoLens loads it as float32.",
+                  "choices": ["float32", "float16", "bfloat16"]},
+    )
+    early_stopping_patience: int = field(
+        default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
+    )
+
+
+@dataclass
+class PneumoTrainingArguments(TrainingArguments):
+    """The Trainer's arguments, with defaults that suit this task on a CPU."""
+
+    output_dir: str | None = field(default="outputs/pneumolens", metadata={"help": "Where the model goes."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: steps or epoch."})
+    eval_steps: float | None = field(default=100, metadata={"help": "Evaluate every N steps."})
+    save_steps: float = field(default=100, metadata={"help": "Save a checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one too)."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation model."})
+    metric_for_best_model: str | None = field(
+        default="roc_auc", metadata={"help": "Selection metric; not accuracy, which rewards the majority class."}
+    )
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size per device."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate (AdamW)."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs to train."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay False: the transform needs the image column."}
+    )
+
+
+def main() -> None:
+    parser = HfArgumentParser((DataArguments, ModelArguments, PneumoTrainingArguments))
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses()
+    cli.setup_logging()
+    started = time.time()
+    push_token = _take_over_push(training_args)
+
+    # Data
+    dataset = load_image_dataset(data_args.dataset_name_or_dir, data_args.dataset_revision)
+    if "train" not in dataset:
+        raise PneumoLensError(f"{data_args.dataset_name_or_dir} has no 'train' split (splits: {list(dataset)}).")
+    labels = dataset["train"].features["label"].names
+    if data_args.positive_label not in labels:
+        raise PneumoLensError(f"--positive_label {data_args.positive_label} is not a class: {labels}")
+    train_split, validation_split = split_by_patient(
+        drop_unreadable(dataset["train"], "train"), data_args.validation_fraction, training_args.seed
+    )
+    train_split = _limit(train_split, data_args.max_train_samples, training_args.seed)
+    validation_split = _limit(validation_split, data_args.max_eval_samples, training_args.seed)
+    official_validation = drop_unreadable(dataset["validation"], "validation") if "validation" in dataset else None
+
+    # Model and transforms, both resolved from the checkpoint
+    source = ModelSource(model_args.model_name_or_path, model_args.model_revision)
+    model = load_model(
+        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}, **{POSITIVE_LABEL_KEY: data_args.positive_label},
+    )
+    trainable = freeze_early_layers(model, model_args.freeze_layers)
+    logger.info("%s: %.2f M of %.2f M parameters trainable", model.config.model_type, trainable / 1e6,
+                sum(p.numel() for p in model.parameters()) / 1e6)
+    processor = square_resize(load_image_processor(source))
+    augmentation = radiograph_augmentation() if data_args.augment else None
+    train_split.set_transform(batch_transform(processor, augmentation))
+    validation_split.set_transform(batch_transform(processor))
+
+    # Train
+    positive = labels.index(data_args.positive_label)
+    trainer = CheckpointSafeTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_split,
+        eval_dataset=validation_split,
+        compute_metrics=trainer_metrics(positive),
+        compute_loss_func=class_weighted_loss(train_split.with_format(None)["label"], len(labels))
+        if model_args.class_weighting else None,
+        callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)],
+    )
+    trainer.train(resume_from_checkpoint=_checkpoint_to_resume(training_args))
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return
+
+    # Save the model as it will ship, then reload it the way its users will
+    output_dir = Path(training_args.output_dir)
+    model.to(getattr(torch, model_args.save_dtype)).save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    model = load_model(ModelSource(str(output_dir)))
+
+    # Operating threshold, chosen on the carved validation split
+    validation_split.reset_format()
+    probabilities = predict_probabilities(model, processor, validation_split, training_args.per_device_eval_batch_size)
+    positives = np.array(validation_split["label"]) == positive
+    setattr(model.config, THRESHOLD_KEY, youden_threshold(positives, probabilities[:, positive]))
+    model.config.save_pretrained(output_dir)
+
+    # Evaluate, write the card, push
+    evaluation_sets = {"carved_validation": ("validation (carved from train)", validation_split)}
+    if official_validation is not None:
+        evaluation_sets["official_validation"] = ("official validation (16 images)", official_validation)
+    results = {
+        folder: evaluate_model(model, processor, split, output_dir / "eval" / folder, name,
+                               batch_size=training_args.per_device_eval_batch_size)
+        for folder, (name, split) in evaluation_sets.items()
+    }
+    all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
+    (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
+    splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}
+    card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started))
+    card.save(output_dir / "README.md")
+    logger.info("Model, processor and card saved to %s", output_dir)
+    if push_token:
+        url = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
+                             private=training_args.hub_private_repo)
+        logger.info("Pushed: %s", url)
+
+
+def _take_over_push(training_args: TrainingArguments) -> str | None:
+    """Check the push options up front and return the token; the push itself happens once, at the end.
+
+    The Trainer's own push would upload every checkpoint and overwrite README.md with its auto card.
+    """
+    if not training_args.push_to_hub:
+        return None
+    if not training_args.hub_model_id:
+        raise PneumoLensError("--push_to_hub needs --hub_model_id (e.g. your-name/pneumolens-dinov2-small).")
+    token = resolve_token(training_args.hub_token)
+    training_args.push_to_hub = False
+    return token
+
+
+def _limit(dataset, max_samples: int | None, seed: int):
+    if max_samples is None or max_samples >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(max_samples))
+
+
+def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint last` means the newest checkpoint in the output directory."""
+    requested = training_args.resume_from_checkpoint
+    if requested != "last":
+        if requested and not Path(requested).is_dir():
+            raise PneumoLensError(f"--resume_from_checkpoint: no such checkpoint directory {requested}")
+        return requested
+    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last is None:
+        logger.warning("No checkpoint in %s to resume from; training from the start.", training_args.output_dir)
+    return last
+
+
+def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started) -> CardFacts:
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    split_sizes = {
+        name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
+        for name, split in splits.items() if split is not None
+    }
+    height, width = input_size(processor)
+    hyper_parameters = {
+        "learning rate": training_args.learning_rate, "epochs": training_args.num_train_epochs,
+        "max steps": training_args.max_steps, "batch size": training_args.per_device_train_batch_size,
+        "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
+        "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
+        "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
+        "augmentation": "affine (±7°, ±5% shift, ±8% scale), brightness/contrast ±15%" if data_args.augment else "none",
+        "early stopping": f"patience {model_args.early_stopping_patience} on validation ROC-AUC",
+    }
+    minutes = (time.time() - started) / 60
+    procedure = "\n".join(f"- {name}: {value}" for name, value in hyper_parameters.items())
+    procedure += (f"\n\nTraining took {minutes:.1f} minutes on {_hardware()} "
+                  f"(torch {torch.__version__}).")
+    return CardFacts(
+        model_name=Path(training_args.output_dir).name,
+        base_model=model_args.card_base_model or model_args.model_name_or_path,
+        dataset_id="hf-vision/chest-xray-pneumonia" if Path(data_args.dataset_name_or_dir).exists()
+        else data_args.dataset_name_or_dir,
+        labels=labels, positive_label=data_args.positive_label,
+        threshold=getattr(model.config, THRESHOLD_KEY),
+        threshold_rule="maximising Youden's J (sensitivity + specificity - 1)",
+        image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
+        training_procedure=procedure, split_sizes=split_sizes, results=results,
+        repo_id=training_args.hub_model_id or training_args.output_dir,
+        extra_sections=[_figures_section(results)],
+    )
+
+
+def _figures_section(results: dict) -> str:
+    """Links to the plots `evaluate_model` wrote under eval/FOLDER/ (results are keyed by folder)."""
+    lines = ["### Figures", ""]
+    for folder, metrics in results.items():
+        name = metrics["split"]
+        lines.append(f"![ROC curve, {name}](eval/{folder}/roc_curve.png) "
+                     f"![Confusion matrix, {name}](eval/{folder}/confusion_matrix.png)")
+    return "\n".join(lines)
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+if __name__ == "__main__":
+    cli.run(main)
