@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, PretrainedConfig
@@ -20,6 +21,9 @@ logger = logging.getLogger(__name__)
 # Keys PneumoLens adds to a model's config.json; they travel with the model to the Hub.
 THRESHOLD_KEY = "operating_threshold"
 POSITIVE_LABEL_KEY = "positive_label"
+
+# The model bundled in the repository, served when MODEL_ID is not set.
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "pneumolens-dinov2-small"
 
 VIT_FAMILY = ("vit", "deit", "dinov2", "dinov2_with_registers")
 SUPPORTED_MODEL_TYPES = VIT_FAMILY + ("convnext", "convnextv2")
@@ -39,6 +43,12 @@ class ModelSource:
 
     def kwargs(self) -> dict:
         return {"revision": self.revision, "token": self.token}
+
+
+def default_model_source() -> ModelSource:
+    """MODEL_ID (a Hub id or a directory), MODEL_REVISION and HF_TOKEN from the environment, else the
+    bundled model."""
+    return ModelSource(os.environ.get("MODEL_ID") or str(BUNDLED_MODEL), os.environ.get("MODEL_REVISION") or None)
 
 
 def load_config(source: ModelSource, **overrides) -> PretrainedConfig:
@@ -71,6 +81,9 @@ def load_image_processor(source: ModelSource):
 
 
 def _from_pretrained(auto_class, source: ModelSource, **kwargs):
+    name = source.name_or_path
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():
+        raise PneumoLensError(f"Model directory not found: {name}")
     try:
         return auto_class.from_pretrained(
             source.name_or_path, trust_remote_code=False, **source.kwargs(), **kwargs
@@ -117,10 +130,25 @@ def freeze_early_layers(model: torch.nn.Module, num_layers: int) -> int:
     """
     if num_layers <= 0:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    backbone = model.base_model
-    blocks = backbone.encoder.stages if hasattr(backbone.encoder, "stages") else backbone.encoder.layer
+    blocks = backbone_blocks(model)
     if num_layers > len(blocks):
         raise PneumoLensError(f"Cannot freeze {num_layers} layers: the model has {len(blocks)}.")
-    for module in (backbone.embeddings, *blocks[:num_layers]):
+    for module in (model.base_model.embeddings, *blocks[:num_layers]):
         module.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def backbone_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The transformer blocks (ViT family) or stages (ConvNeXt) of a classifier, input side first.
+
+    Transformers 5 keeps them under different names: ViT and DeiT `layers`, DINOv2 `encoder.layer`,
+    ConvNeXt `encoder.stages`.
+    """
+    backbone = model.base_model
+    for path in ("layers", "encoder.layer", "encoder.layers", "encoder.stages"):
+        module = backbone
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    raise PneumoLensError(f"Cannot find the blocks of {type(backbone).__name__}.")

@@ -108,3 +108,45 @@ def copy_of(tmp_path):
         shutil.copytree(directory, target)
         return target
     return copy
+
+
+def train_tiny(data_dir: Path, backbone_dir: Path, output_dir: Path, *extra: str) -> Path:
+    """Fine-tune a tiny backbone for a few steps with train_hf.py (in-process) and return the model dir."""
+    from unittest import mock
+
+    import train_hf
+    from pneumolens import cli
+
+    argv = ["train_hf.py", "--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(backbone_dir),
+            "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
+            "--per_device_train_batch_size", "8", "--validation_fraction", "0.25", "--use_cpu", "true", *extra]
+    with mock.patch.object(sys, "argv", argv):
+        cli.run(train_hf.main)
+    return output_dir
+
+
+@pytest.fixture(scope="session")
+def real_imagefolder(tmp_path_factory):
+    """A small imagefolder of real radiographs copied from ../shared/data (train 24 + val 4 per class)."""
+    train = SHARED_DATA / "chest_xray" / "train"
+    if not train.is_dir():
+        pytest.skip(f"{train} is not there (../shared beside the repository)")
+    root = tmp_path_factory.mktemp("real-imagefolder")
+    for label in ("NORMAL", "PNEUMONIA"):
+        files = sorted((train / label).iterdir())[::40][:28]
+        for split, chosen in (("train", files[:24]), ("val", files[24:])):
+            (root / split / label).mkdir(parents=True)
+            for path in chosen:
+                shutil.copy(path, root / split / label / path.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_dirs(tmp_path_factory, real_imagefolder, tiny_backbone_dirs):
+    """{model_type: directory} of tiny classifiers fine-tuned for a few steps on real radiographs."""
+    return {
+        model_type: train_tiny(real_imagefolder, backbone, tmp_path_factory.mktemp(f"trained-{model_type}"),
+                               "--max_steps", "30", "--learning_rate", "1e-3", "--eval_steps", "30",
+                               "--save_steps", "30")
+        for model_type, backbone in tiny_backbone_dirs.items()
+    }

@@ -7,32 +7,20 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForImageClassification, pipeline
 
-import train_hf
-from pneumolens import cli
 from pneumolens.training import restore_weights
-from tests.conftest import REPO
-
-
-def run_training(monkeypatch, data_dir, model_dir, output_dir, *extra):
-    argv = ["train_hf.py", "--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(model_dir),
-            "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
-            "--per_device_train_batch_size", "8", "--logging_steps", "1", "--validation_fraction", "0.25",
-            "--use_cpu", "true", *extra]
-    monkeypatch.setattr(sys, "argv", argv)
-    cli.run(train_hf.main)
+from tests.conftest import REPO, train_tiny
 
 
 @pytest.mark.parametrize("model_type", ["vit", "dinov2", "convnext"])
 def test_training_produces_a_loadable_model_with_card_and_threshold(
-        model_type, monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs, real_images):
+        model_type, tmp_path, small_imagefolder, tiny_backbone_dirs, real_images):
     output = tmp_path / "model"
-    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs[model_type], output,
+    train_tiny(small_imagefolder, tiny_backbone_dirs[model_type], output,
                  "--card_base_model", f"example/{model_type}-base")
 
     model = AutoModelForImageClassification.from_pretrained(output)
@@ -59,17 +47,17 @@ def test_training_produces_a_loadable_model_with_card_and_threshold(
             assert (output / "eval" / folder / name).stat().st_size > 0
 
 
-def test_processor_is_saved_with_square_resize(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+def test_processor_is_saved_with_square_resize(tmp_path, small_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
-    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--max_steps", "2")
+    train_tiny(small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--max_steps", "2")
     processor = json.loads((output / "preprocessor_config.json").read_text())
     assert processor["do_center_crop"] is False
     assert processor["size"] == {"height": 32, "width": 32}
 
 
-def test_float16_storage_round_trips(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+def test_float16_storage_round_trips(tmp_path, small_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
-    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["vit"], output, "--save_dtype", "float16",
+    train_tiny(small_imagefolder, tiny_backbone_dirs["vit"], output, "--save_dtype", "float16",
                  "--max_steps", "2")
     from safetensors import safe_open
     with safe_open(output / "model.safetensors", "pt") as weights:
@@ -78,9 +66,9 @@ def test_float16_storage_round_trips(monkeypatch, tmp_path, small_imagefolder, t
     assert next(load_model(ModelSource(str(output))).parameters()).dtype == torch.float32
 
 
-def test_freeze_layers_leaves_early_blocks_untouched(monkeypatch, tmp_path, small_imagefolder, tiny_backbone_dirs):
+def test_freeze_layers_leaves_early_blocks_untouched(tmp_path, small_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
-    run_training(monkeypatch, small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--freeze_layers", "1")
+    train_tiny(small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--freeze_layers", "1")
     base = AutoModelForImageClassification.from_pretrained(tiny_backbone_dirs["dinov2"], num_labels=2)
     tuned = AutoModelForImageClassification.from_pretrained(output)
     assert torch.equal(base.dinov2.encoder.layer[0].mlp.fc1.weight, tuned.dinov2.encoder.layer[0].mlp.fc1.weight)

@@ -1,0 +1,162 @@
+"""Probabilities and all three maps from one forward and one backward pass, and the same things
+computed the plain way (one pass per method) as the reference that the fused result is tested against.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import PneumoLensError
+from ..images import ImageSource, load_image
+from ..modeling import VIT_FAMILY
+from ..preprocessing import pixel_values
+from .anatomy import METHODS, Anatomy, MethodUnavailable, anatomy_of
+from .geometry import input_box, normalise, to_input_size, to_original
+from .gradcam import cam_from_captured, grad_cam, grad_cam_reference
+from .rollout import attention_rollout
+from .saliency import gradient_saliency, noisy_copies
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExplanationOptions:
+    methods: tuple[str, ...] = METHODS
+    head_fusion: str = "mean"  # attention rollout: how heads are fused (mean, max, min)
+    discard_ratio: float = 0.0  # attention rollout: share of the weakest attention weights dropped
+    gradient_rollout: bool = False  # class-specific rollout: attention weighted by its gradient
+    smoothgrad_samples: int = 0  # saliency: 0 = vanilla gradient, N = SmoothGrad over N noisy copies
+    noise_level: float = 0.15  # SmoothGrad noise, as a share of the input's value range
+    seed: int = 0
+
+
+@dataclass
+class Explanation:
+    image: Image.Image  # the input as decoded (upright RGB, original size)
+    probabilities: dict[str, float]
+    target: int
+    target_label: str
+    input_maps: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W) at model input size, [0, 1]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # (height, width) of `image`, [0, 1]
+    unavailable: dict[str, str] = field(default_factory=dict)  # method -> why it cannot be given
+
+
+class Explainer:
+    """Explanations for one model and its image processor."""
+
+    def __init__(self, model: torch.nn.Module, processor):
+        if model.config.model_type in VIT_FAMILY and model.config._attn_implementation != "eager":
+            logger.warning("Switching %s to eager attention: rollout needs the attention probabilities.",
+                           model.config._attn_implementation)
+            model.set_attn_implementation("eager")
+        self.model = model.eval()
+        self.processor = processor
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def prepare(self, image: ImageSource) -> tuple[Image.Image, torch.Tensor, Anatomy]:
+        rgb = load_image(image)
+        pixels = pixel_values(self.processor, [rgb]).to(self.model.device, self.model.dtype)
+        return rgb, pixels, anatomy_of(self.model, tuple(pixels.shape[-2:]))
+
+    def explain(self, image: ImageSource, target: int | None = None,
+                options: ExplanationOptions = ExplanationOptions()) -> Explanation:
+        """Probabilities and the requested maps from one forward and one backward pass."""
+        rgb, pixels, anatomy = self.prepare(image)
+        methods, unavailable = self._available(options.methods, anatomy)
+        batch = pixels
+        if "saliency" in methods and options.smoothgrad_samples > 0:
+            generator = torch.Generator().manual_seed(options.seed)
+            batch = torch.cat([pixels, noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)])
+        batch = batch.detach().requires_grad_(True)
+        want_attention = "rollout" in methods
+        with grad_cam(self.model, anatomy, keep_attentions=want_attention) as cam:
+            logits = cam.activations_and_grads(batch)
+            probabilities = torch.softmax(logits[0].detach().float(), dim=-1)
+            target = self._target(target, probabilities)
+            attentions = cam.model.attentions if want_attention else ()
+            grad_inputs = [batch] + (list(attentions) if options.gradient_rollout else [])
+            needs_backward = "saliency" in methods or "gradcam" in methods or options.gradient_rollout
+            gradients = torch.autograd.grad(logits[:, target].sum(), grad_inputs) if needs_backward else ()
+            raw = {}
+            if "gradcam" in methods:
+                raw["gradcam"] = cam_from_captured(cam, pixels, target)
+            if "saliency" in methods:
+                input_gradient = gradients[0][1:] if batch.shape[0] > 1 else gradients[0]
+                raw["saliency"] = gradient_saliency(input_gradient)
+            if want_attention:
+                raw["rollout"] = self._rollout(attentions, gradients[1:] if options.gradient_rollout else None,
+                                               anatomy, pixels, options)
+        return self._result(rgb, probabilities, target, raw, unavailable)
+
+    def explain_separately(self, image: ImageSource, target: int | None = None,
+                           options: ExplanationOptions = ExplanationOptions()) -> Explanation:
+        """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
+        rollout pass. Slower; kept as the reference the fused `explain` must equal."""
+        rgb, pixels, anatomy = self.prepare(image)
+        methods, unavailable = self._available(options.methods, anatomy)
+        with torch.no_grad():
+            probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
+        target = self._target(target, probabilities)
+        raw = {}
+        if "gradcam" in methods:
+            raw["gradcam"] = grad_cam_reference(self.model, anatomy, pixels, target)
+        if "saliency" in methods:
+            batch = pixels
+            if options.smoothgrad_samples > 0:
+                generator = torch.Generator().manual_seed(options.seed)
+                batch = noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)
+            batch = batch.detach().requires_grad_(True)
+            logits = self.model(pixel_values=batch).logits
+            raw["saliency"] = gradient_saliency(torch.autograd.grad(logits[:, target].sum(), batch)[0])
+        if "rollout" in methods:
+            attentions = self.model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout),
+                                    output_attentions=True)
+            gradients = None
+            if options.gradient_rollout:
+                gradients = torch.autograd.grad(attentions.logits[0, target], list(attentions.attentions))
+            raw["rollout"] = self._rollout(attentions.attentions, gradients, anatomy, pixels, options)
+        return self._result(rgb, probabilities, target, raw, unavailable)
+
+    def _available(self, requested, anatomy: Anatomy) -> tuple[list[str], dict[str, str]]:
+        methods, unavailable = [], {}
+        for method in requested:
+            try:
+                anatomy.check(method)
+                methods.append(method)
+            except MethodUnavailable as reason:
+                unavailable[method] = str(reason)
+        return methods, unavailable
+
+    def _target(self, target: int | None, probabilities: torch.Tensor) -> int:
+        if target is None:
+            return int(probabilities.argmax())
+        if not 0 <= int(target) < len(self.labels):
+            raise PneumoLensError(
+                f"Target class {target} is out of range: the model has {len(self.labels)} classes "
+                f"({', '.join(f'{i}={name}' for i, name in enumerate(self.labels))})."
+            )
+        return int(target)
+
+    @staticmethod
+    def _rollout(attentions, gradients, anatomy: Anatomy, pixels, options: ExplanationOptions) -> torch.Tensor:
+        grid_map = attention_rollout(attentions, anatomy.special_tokens, anatomy.grid, options.head_fusion,
+                                     options.discard_ratio, gradients)
+        return to_input_size(grid_map, tuple(pixels.shape[-2:]))
+
+    def _result(self, rgb, probabilities, target, raw, unavailable) -> Explanation:
+        box = input_box(self.processor, rgb.size)
+        input_maps = {name: normalise(np.asarray(m.detach() if torch.is_tensor(m) else m)) for name, m in raw.items()}
+        return Explanation(
+            image=rgb,
+            probabilities={label: float(p) for label, p in zip(self.labels, probabilities.tolist())},
+            target=target,
+            target_label=self.labels[target],
+            input_maps=input_maps,
+            maps={name: to_original(m, box, rgb.size) for name, m in input_maps.items()},
+            unavailable=unavailable,
+        )

@@ -1,0 +1,66 @@
+"""Grad-CAM through the `grad-cam` package, on Hugging Face classifiers."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from .anatomy import Anatomy
+
+
+class LogitsOf(torch.nn.Module):
+    """A Hugging Face classifier as the grad-cam package expects it: pixels in, logits out.
+
+    With `keep_attentions` the attention probabilities of the last call are kept in `.attentions`,
+    gradients retained, so one forward pass also serves attention rollout.
+    """
+
+    def __init__(self, model: torch.nn.Module, keep_attentions: bool = False):
+        super().__init__()
+        self.model = model
+        self.keep_attentions = keep_attentions
+        self.attentions: tuple[torch.Tensor, ...] = ()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        outputs = self.model(pixel_values=pixel_values, output_attentions=self.keep_attentions)
+        self.attentions = tuple(outputs.attentions or ()) if self.keep_attentions else ()
+        for attention in self.attentions:
+            if attention.requires_grad:
+                attention.retain_grad()
+        return outputs.logits
+
+
+@contextmanager
+def grad_cam(model: torch.nn.Module, anatomy: Anatomy, keep_attentions: bool = False) -> Iterator[GradCAM]:
+    """A `GradCAM` on the anatomy's target layer, its hooks removed and its captures dropped on exit.
+
+    The gradient hook that grad-cam puts on the layer's output refers back to the wrapper, which holds
+    the attention tensors whose graph holds that hook: a cycle through autograd that Python's garbage
+    collector cannot see. Dropping the attentions breaks it, so memory stays flat call after call.
+    """
+    wrapper = LogitsOf(model, keep_attentions)
+    cam = GradCAM(model=wrapper, target_layers=[anatomy.target_layer], reshape_transform=anatomy.reshape_transform)
+    try:
+        yield cam
+    finally:
+        cam.activations_and_grads.release()
+        wrapper.attentions = ()
+
+
+def grad_cam_reference(model: torch.nn.Module, anatomy: Anatomy, pixel_values: torch.Tensor,
+                       target: int) -> np.ndarray:
+    """Grad-CAM the plain way: the package's own forward, backward and CAM, (H, W) in [0, 1]."""
+    with grad_cam(model, anatomy) as cam:
+        return cam(input_tensor=pixel_values, targets=[ClassifierOutputTarget(target)])[0]
+
+
+def cam_from_captured(cam: GradCAM, pixel_values: torch.Tensor, target: int) -> np.ndarray:
+    """The package's CAM (weights, weighted sum, ReLU, scaling) from activations and gradients its
+    hooks captured during a forward and backward pass that someone else ran; (H, W) in [0, 1]."""
+    per_layer = cam.compute_cam_per_layer(pixel_values, [ClassifierOutputTarget(target)], eigen_smooth=False)
+    return cam.aggregate_multi_layers(per_layer)[0]

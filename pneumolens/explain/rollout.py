@@ -1,0 +1,61 @@
+"""Attention rollout (Abnar & Zuidema 2020) and its gradient-weighted, class-specific variant.
+
+Each layer's attention, heads fused, is averaged with the identity for the residual connection and
+renormalised; the product over layers says how much each input token flows into the CLS token.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def attention_rollout(attentions: Sequence[torch.Tensor], special_tokens: int, grid: tuple[int, int],
+                      head_fusion: str = "mean", discard_ratio: float = 0.0,
+                      gradients: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """(rows, cols) map of CLS attention to the patch tokens, for the first item of the batch.
+
+    attentions: per layer (B, heads, T, T) probabilities. With `gradients` (same shapes, d target /
+    d attention) each head's attention is weighted by its gradient and negative parts are dropped,
+    which makes the map specific to the target class.
+    """
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, not {head_fusion!r}")
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError(f"discard_ratio must be in [0, 1), not {discard_ratio}")
+    with torch.no_grad():
+        tokens = attentions[0].shape[-1]
+        result = torch.eye(tokens, dtype=torch.float64)
+        for index, attention in enumerate(attentions):
+            layer = attention[0].double()
+            if gradients is not None:
+                layer = (layer * gradients[index][0].double()).clamp(min=0)
+            fused = _fuse_heads(layer, head_fusion)
+            fused = _discard_lowest(fused, discard_ratio)
+            fused = (fused + torch.eye(tokens, dtype=fused.dtype)) / 2
+            fused = fused / fused.sum(dim=-1, keepdim=True)
+            result = fused @ result
+        return result[0, special_tokens:].reshape(grid).float()
+
+
+def _fuse_heads(attention: torch.Tensor, head_fusion: str) -> torch.Tensor:
+    if head_fusion == "mean":
+        return attention.mean(dim=0)
+    if head_fusion == "max":
+        return attention.max(dim=0).values
+    return attention.min(dim=0).values
+
+
+def _discard_lowest(attention: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Zero the lowest `ratio` of the weights, keeping every token's attention to CLS (column 0)."""
+    if ratio == 0.0:
+        return attention
+    flat = attention.flatten().clone()
+    count = int(flat.numel() * ratio)
+    lowest = flat.topk(count, largest=False).indices
+    lowest = lowest[lowest % attention.shape[-1] != 0]
+    flat[lowest] = 0
+    return flat.reshape(attention.shape)

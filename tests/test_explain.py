@@ -1,0 +1,200 @@
+"""Explanation maps on tiny ViT / DINOv2 / ConvNeXt classifiers fine-tuned for a few steps on real X-rays."""
+
+import gc
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import BitImageProcessor
+
+import explain as explain_cli
+from pneumolens.errors import PneumoLensError
+from pneumolens.explain import METHODS, Explainer, ExplanationOptions, anatomy_of, overlay
+from pneumolens.explain import sanity
+from pneumolens.explain.faithfulness import RANDOM, deletion_insertion
+from pneumolens.explain.geometry import input_box
+from pneumolens.explain.sanity import randomization_check
+from pneumolens.modeling import ModelSource, load_image_processor, load_model
+
+MODEL_TYPES = ["vit", "dinov2", "convnext"]
+OPTION_SETS = [
+    ExplanationOptions(),
+    ExplanationOptions(head_fusion="max", discard_ratio=0.6, gradient_rollout=True, smoothgrad_samples=4),
+    ExplanationOptions(head_fusion="min", methods=("rollout", "gradcam")),
+]
+
+
+@pytest.fixture(scope="module")
+def explainers(tiny_trained_dirs):
+    result = {}
+    for model_type, directory in tiny_trained_dirs.items():
+        source = ModelSource(str(directory))
+        result[model_type] = Explainer(load_model(source), load_image_processor(source))
+    return result
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_maps_are_unit_range_arrays_at_the_image_resolution(model_type, explainers, real_images):
+    image = Image.open(real_images["PNEUMONIA"][1]).resize((300, 180))  # not square, not the input size
+    explanation = explainers[model_type].explain(image)
+    expected = {"gradcam", "saliency"} | ({"rollout"} if model_type != "convnext" else set())
+    assert set(explanation.maps) == expected
+    for heatmap in explanation.maps.values():
+        assert heatmap.shape == (180, 300) and heatmap.dtype == np.float32
+        assert heatmap.min() == 0.0 and heatmap.max() == pytest.approx(1.0)
+    assert sum(explanation.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert explanation.target_label == max(explanation.probabilities, key=explanation.probabilities.get)
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("options", OPTION_SETS, ids=["default", "max-discard-gradient-smoothgrad", "min"])
+def test_fused_pass_equals_separate_reference_passes(model_type, options, explainers, real_images):
+    explainer = explainers[model_type]
+    fused = explainer.explain(real_images["NORMAL"][2], options=options)
+    reference = explainer.explain_separately(real_images["NORMAL"][2], options=options)
+    assert fused.target == reference.target
+    for label, probability in reference.probabilities.items():
+        assert fused.probabilities[label] == pytest.approx(probability, abs=1e-6)
+    assert set(fused.maps) == set(reference.maps) and fused.maps
+    for method in fused.maps:
+        np.testing.assert_allclose(fused.input_maps[method], reference.input_maps[method], atol=1e-4)
+        np.testing.assert_allclose(fused.maps[method], reference.maps[method], atol=1e-4)
+
+
+def test_target_class_changes_grad_cam_and_out_of_range_target_is_named(explainers, real_images):
+    explainer = explainers["vit"]
+    zero = explainer.explain(real_images["PNEUMONIA"][0], target=0)
+    one = explainer.explain(real_images["PNEUMONIA"][0], target=1)
+    assert zero.target_label == "NORMAL" and one.target_label == "PNEUMONIA"
+    assert not np.allclose(zero.maps["gradcam"], one.maps["gradcam"])
+    with pytest.raises(PneumoLensError, match="Target class 5 is out of range: the model has 2 classes"):
+        explainer.explain(real_images["PNEUMONIA"][0], target=5)
+
+
+def test_rollout_on_convnext_is_reported_unavailable(explainers, real_images):
+    explanation = explainers["convnext"].explain(real_images["NORMAL"][0], options=ExplanationOptions(methods=("rollout",)))
+    assert explanation.maps == {}
+    assert "convolutional" in explanation.unavailable["rollout"]
+
+
+def test_grad_cam_layer_and_grid_follow_config_and_input_size(explainers):
+    model = explainers["dinov2"].model
+    anatomy = anatomy_of(model, (48, 32))
+    assert anatomy.grid == (48 // model.config.patch_size, 32 // model.config.patch_size)
+    tokens = torch.randn(2, anatomy.special_tokens + 6 * 4, model.config.hidden_size)
+    assert anatomy.reshape_transform(tokens).shape == (2, model.config.hidden_size, 6, 4)
+    with pytest.raises(PneumoLensError, match="not a multiple of the patch size"):
+        anatomy_of(model, (30, 32))
+
+
+def test_non_eager_model_is_switched_to_eager(tiny_trained_dirs):
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(tiny_trained_dirs["vit"], attn_implementation="sdpa")
+    explainer = Explainer(model, load_image_processor(ModelSource(str(tiny_trained_dirs["vit"]))))
+    assert explainer.model.config._attn_implementation == "eager"
+    assert "rollout" in explainer.explain(Image.new("L", (40, 40), 90)).maps
+
+
+def _png16(size):
+    ramp = np.linspace(0, 65535, size[0] * size[1]).reshape(size[1], size[0]).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("image, size", [
+    (Image.new("L", (1, 1), 128), (1, 1)),
+    (Image.new("L", (10, 3000), 128), (10, 3000)),
+    (Image.new("RGBA", (64, 48), (40, 80, 120, 200)), (64, 48)),
+    (_png16((70, 50)), (70, 50)),
+])
+def test_odd_inputs_give_maps_of_their_own_size(image, size, explainers):
+    explanation = explainers["dinov2"].explain(image)
+    for heatmap in explanation.maps.values():
+        assert heatmap.shape == (size[1], size[0])
+        assert np.isfinite(heatmap).all() and 0.0 <= heatmap.min() and heatmap.max() <= 1.0
+
+
+def test_centre_crop_geometry_leaves_unseen_borders_empty():
+    processor = BitImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}, do_center_crop=True)
+    left, top, right, bottom = input_box(processor, (200, 100))
+    # short edge 100 -> 36: scale 0.36; the 32x32 crop covers 88.9 x 88.9 original pixels, centred.
+    assert (right - left, bottom - top) == pytest.approx((32 / 0.36, 32 / 0.36))
+    assert (left + right) / 2 == pytest.approx(100) and (top + bottom) / 2 == pytest.approx(50)
+    square = BitImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)
+    assert input_box(square, (200, 100)) == (0.0, 0.0, 200.0, 100.0)
+
+
+def test_hooks_are_released_and_memory_stays_flat(explainers):
+    explainer = explainers["vit"]
+    image = Image.new("L", (40, 40), 100)
+    layer = anatomy_of(explainer.model, (32, 32)).target_layer
+    explainer.explain(image)
+
+    def live_tensors():
+        gc.collect()
+        return sum(1 for obj in gc.get_objects() if torch.is_tensor(obj))
+
+    before = live_tensors()
+    for _ in range(1000):
+        explainer.explain(image)
+    assert not layer._forward_hooks and not layer._backward_hooks
+    assert live_tensors() <= before + 5
+
+
+def test_randomisation_check_passes_trained_maps_and_fails_weight_independent_maps(
+        tiny_trained_dirs, real_images, monkeypatch):
+    source = ModelSource(str(tiny_trained_dirs["dinov2"]))
+    model, processor = load_model(source), load_image_processor(source)
+    images = real_images["NORMAL"][:3] + real_images["PNEUMONIA"][:3]
+    report = randomization_check(model, processor, images)
+    assert set(report) == set(METHODS)
+    assert report["saliency"]["passed"] and report["saliency"]["spearman_mean"] < 0.5
+    assert len(report["saliency"]["spearman_per_image"]) == 6
+
+    # A "randomised" model that is really the same model: every map is unchanged, every method fails.
+    monkeypatch.setattr(sanity, "randomized_copy", lambda model, seed=0: model)
+    same = randomization_check(model, processor, images[:2])
+    assert all(not result["passed"] and result["spearman_mean"] > 0.99 for result in same.values())
+
+
+def test_deletion_insertion_reports_each_method_and_the_random_baseline(tiny_trained_dirs, real_images):
+    source = ModelSource(str(tiny_trained_dirs["convnext"]))
+    results = deletion_insertion(load_model(source), load_image_processor(source), real_images["PNEUMONIA"][:2], steps=4)
+    assert set(results) == {"gradcam", "saliency", RANDOM}
+    for values in results.values():
+        assert 0.0 <= values["deletion_auc"] <= 1.0 and 0.0 <= values["insertion_auc"] <= 1.0
+        assert values["images"] == 2
+
+
+def test_overlay_blends_and_checks_its_inputs():
+    image = Image.new("RGB", (4, 3), (100, 100, 100))
+    assert np.array_equal(np.asarray(overlay(image, np.ones((3, 4)), opacity=0.0)), np.asarray(image))
+    assert not np.array_equal(np.asarray(overlay(image, np.ones((3, 4)), opacity=0.5)), np.asarray(image))
+    with pytest.raises(ValueError, match="does not match"):
+        overlay(image, np.ones((4, 3)))
+
+
+def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs, real_images, tmp_path, capsys):
+    model = str(tiny_trained_dirs["dinov2"])
+    image = real_images["PNEUMONIA"][0]
+    explain_cli.main([str(image), "--model", model, "--out", str(tmp_path / "maps")])
+    stem = image.stem
+    for method in METHODS:
+        overlay_image = Image.open(tmp_path / "maps" / f"{stem}_{method}.png")
+        assert overlay_image.size == Image.open(image).size
+        assert np.load(tmp_path / "maps" / f"{stem}_{method}.npy").shape == overlay_image.size[::-1]
+    assert Image.open(tmp_path / "maps" / f"{stem}_explanation.png").width > 800
+    summary = json.loads((tmp_path / "maps" / f"{stem}_explanation.json").read_text())
+    assert summary["decision"] in ("NORMAL", "PNEUMONIA")
+
+    explain_cli.main(["sanity", str(image), "--model", model, "--out", str(tmp_path / "sanity.json")])
+    assert set(json.loads((tmp_path / "sanity.json").read_text())) == set(METHODS)
+    explain_cli.main(["faithfulness", "--data_dir", str(image.parent), "--num_images", "2", "--steps", "3",
+                      "--model", model, "--out", str(tmp_path / "faithfulness.json")])
+    assert RANDOM in json.loads((tmp_path / "faithfulness.json").read_text())
+    assert "| random |" in capsys.readouterr().out
