@@ -31,11 +31,12 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from pneumolens import cli
 from pneumolens.card import CardFacts, build_card
-from pneumolens.data import drop_unreadable, load_image_dataset, split_by_patient
+from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
 from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.metrics import trainer_metrics, youden_threshold
+from pneumolens.ood import fit_for_model
 from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model,
 )
@@ -97,6 +98,11 @@ class ModelArguments:
         metadata={"help": "Storage dtype of the saved weights: float32, float16 or bfloat16. The model is "
                           "evaluated after the round trip, and PneumoLens loads it as float32.",
                   "choices": ["float32", "float16", "bfloat16"]},
+    )
+    ood_num_train: int = field(
+        default=1000,
+        metadata={"help": "Training images whose features define the out-of-distribution detector saved "
+                          "with the model (0: none)."},
     )
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
@@ -193,6 +199,12 @@ def main() -> None:
     positives = np.array(validation_split["label"]) == positive
     setattr(model.config, THRESHOLD_KEY, youden_threshold(positives, probabilities[:, positive]))
     model.config.save_pretrained(output_dir)
+
+    # Out-of-distribution detector, calibrated on the same carved validation split
+    if model_args.ood_num_train > 0:
+        train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
+        train_images = train_images.select(range(min(model_args.ood_num_train, len(train_images))))
+        fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split)).save(output_dir)
 
     # Evaluate, write the card, push
     evaluation_sets = {"carved_validation": ("validation (carved from train)", validation_split)}

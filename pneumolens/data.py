@@ -111,6 +111,11 @@ def image_name(image: dict) -> str:
     return Path(image.get("path") or "").name
 
 
+def image_sources(dataset: Dataset) -> list:
+    """The images of an undecoded data set as `load_image` takes them: bytes, else paths."""
+    return [image.get("bytes") or image["path"] for image in dataset.with_format(None)["image"]]
+
+
 def drop_unreadable(dataset: Dataset, split: str) -> Dataset:
     """Remove images PIL cannot read, with a warning that counts and names them.
 

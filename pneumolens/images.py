@@ -1,7 +1,7 @@
 """Decoding of user images into RGB PIL images: the one way every entry point reads a picture.
 
-Radiographs arrive as 8- or 16-bit grayscale, RGB, RGBA, palette or CMYK files, sometimes with an EXIF
-orientation; uploads can be truncated, empty, animated or decompression bombs. All of that is settled
+Radiographs arrive as DICOM files or as 8- or 16-bit grayscale, RGB, RGBA, palette or CMYK images,
+sometimes with an EXIF orientation; uploads can be truncated, empty, animated or decompression bombs. All of that is settled
 here, so the model only ever sees an upright 8-bit RGB image.
 """
 
@@ -17,6 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .dicom import is_dicom, read_dicom
 from .errors import PneumoLensError
 
 logger = logging.getLogger(__name__)
@@ -67,14 +68,20 @@ def _open(source, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageDecodeError("The uploaded file is empty.")
-        stream, name = io.BytesIO(source), "the upload"
+        data, name = bytes(source), "the upload"
     else:
         path = Path(source)
         if not path.is_file():
             raise ImageDecodeError(f"No such image file: {path}")
         if path.stat().st_size == 0:
             raise ImageDecodeError(f"The file is empty: {path}")
-        stream, name = path, str(path)
+        data, name = path.read_bytes(), str(path)
+    if is_dicom(data):
+        try:
+            return read_dicom(data, max_pixels)
+        except PneumoLensError as err:
+            raise ImageDecodeError(str(err)) from err
+    stream = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

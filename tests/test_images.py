@@ -97,3 +97,49 @@ def test_missing_file_is_named(tmp_path):
 def test_arrays_of_other_shapes_are_refused():
     with pytest.raises(ImageDecodeError, match="shape"):
         load_image(np.zeros((4, 4, 2), dtype=np.uint8))
+
+
+def _dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", window=None, with_pixels=True) -> bytes:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "CR"
+    if with_pixels:
+        dataset.Rows, dataset.Columns = pixels.shape
+        dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, photometric
+        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 0
+        dataset.PixelData = pixels.astype(np.uint16).tobytes()
+        if window:
+            dataset.WindowCenter, dataset.WindowWidth = window
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_dicom_monochrome1_is_inverted_and_windowed():
+    ramp = np.tile(np.linspace(0, 4000, 64), (32, 1))
+    monochrome2 = np.asarray(load_image(_dicom(ramp)))[..., 0]
+    monochrome1 = np.asarray(load_image(_dicom(ramp, "MONOCHROME1")))[..., 0]
+    assert monochrome2[0, 0] == 0 and monochrome2[0, -1] == 255
+    assert monochrome1[0, 0] == 255 and monochrome1[0, -1] == 0
+    # A window of 1000 +/- 500 saturates everything above 1500: most of the ramp is white.
+    windowed = np.asarray(load_image(_dicom(ramp, window=(1000, 1000))))[..., 0]
+    assert windowed[0, 0] == 0 and (windowed[0] == 255).mean() > 0.6
+
+
+def test_dicom_without_pixel_data_is_named():
+    with pytest.raises(ImageDecodeError, match="no pixel data"):
+        load_image(_dicom(np.zeros((4, 4)), with_pixels=False))
+
+
+def test_dicom_from_a_real_radiograph_keeps_its_size(real_images):
+    pixels = np.asarray(Image.open(real_images["NORMAL"][0]).convert("L"), dtype=np.float64) * 16
+    image = load_image(_dicom(pixels))
+    assert image.size == (pixels.shape[1], pixels.shape[0]) and image.mode == "RGB"

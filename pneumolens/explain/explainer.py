@@ -63,10 +63,34 @@ class Explainer:
         pixels = pixel_values(self.processor, [rgb]).to(self.model.device, self.model.dtype)
         return rgb, pixels, anatomy_of(self.model, tuple(pixels.shape[-2:]))
 
+    def predict(self, image: ImageSource) -> dict[str, float]:
+        """Class probabilities only: one forward pass without gradients."""
+        _, pixels, _ = self.prepare(image)
+        with torch.no_grad():
+            probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
+        return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
+
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """Probabilities and the requested maps from one forward and one backward pass."""
         rgb, pixels, anatomy = self.prepare(image)
+        return self._result(rgb, *self.fused_maps(pixels, anatomy, target, options))
+
+    def explain_separately(self, image: ImageSource, target: int | None = None,
+                           options: ExplanationOptions = ExplanationOptions()) -> Explanation:
+        """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
+        rollout pass. Slower; kept as the reference the fused `explain` must equal."""
+        rgb, pixels, anatomy = self.prepare(image)
+        return self._result(rgb, *self.separate_maps(pixels, anatomy, target, options))
+
+    def fused_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
+        """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
+
+        Hooks capture the Grad-CAM layer's activations, the model returns the attention probabilities,
+        and one `autograd.grad` call yields the input gradient (saliency), the layer gradient (through
+        grad-cam's hook) and, for gradient rollout, the attention gradients. No weight gradients are
+        computed: an explanation needs none.
+        """
         methods, unavailable = self._available(options.methods, anatomy)
         batch = pixels
         if "saliency" in methods and options.smoothgrad_samples > 0:
@@ -86,18 +110,14 @@ class Explainer:
             if "gradcam" in methods:
                 raw["gradcam"] = cam_from_captured(cam, pixels, target)
             if "saliency" in methods:
-                input_gradient = gradients[0][1:] if batch.shape[0] > 1 else gradients[0]
-                raw["saliency"] = gradient_saliency(input_gradient)
+                raw["saliency"] = gradient_saliency(gradients[0][1:] if batch.shape[0] > 1 else gradients[0])
             if want_attention:
                 raw["rollout"] = self._rollout(attentions, gradients[1:] if options.gradient_rollout else None,
                                                anatomy, pixels, options)
-        return self._result(rgb, probabilities, target, raw, unavailable)
+        return probabilities, target, raw, unavailable
 
-    def explain_separately(self, image: ImageSource, target: int | None = None,
-                           options: ExplanationOptions = ExplanationOptions()) -> Explanation:
-        """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
-        rollout pass. Slower; kept as the reference the fused `explain` must equal."""
-        rgb, pixels, anatomy = self.prepare(image)
+    def separate_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
+        """Like `fused_maps`, one pass per method, the way a typical demo computes them."""
         methods, unavailable = self._available(options.methods, anatomy)
         with torch.no_grad():
             probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
@@ -114,13 +134,13 @@ class Explainer:
             logits = self.model(pixel_values=batch).logits
             raw["saliency"] = gradient_saliency(torch.autograd.grad(logits[:, target].sum(), batch)[0])
         if "rollout" in methods:
-            attentions = self.model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout),
-                                    output_attentions=True)
+            outputs = self.model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout),
+                                 output_attentions=True)
             gradients = None
             if options.gradient_rollout:
-                gradients = torch.autograd.grad(attentions.logits[0, target], list(attentions.attentions))
-            raw["rollout"] = self._rollout(attentions.attentions, gradients, anatomy, pixels, options)
-        return self._result(rgb, probabilities, target, raw, unavailable)
+                gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+            raw["rollout"] = self._rollout(outputs.attentions, gradients, anatomy, pixels, options)
+        return probabilities, target, raw, unavailable
 
     def _available(self, requested, anatomy: Anatomy) -> tuple[list[str], dict[str, str]]:
         methods, unavailable = [], {}

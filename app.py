@@ -1,0 +1,168 @@
+"""PneumoLens: the Gradio demo, its API and the Hugging Face Space entry point.
+
+    python app.py                      # serves MODEL_ID, or the bundled model
+    MODEL_ID=you/your-model python app.py
+
+Endpoints (see README): /predict (probabilities only, fast) and /explain (probabilities, decision,
+out-of-distribution warning and the three explanation maps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from pneumolens.errors import PneumoLensError
+from pneumolens.explain import METHODS, ExplanationOptions
+from pneumolens.service import PneumoLensService, record_json
+
+logger = logging.getLogger("app")
+
+REPO = Path(__file__).resolve().parent
+EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
+MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
+PREDICTED = "predicted class"
+
+DISCLAIMER = (
+    "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
+    "validated for clinical use: do not use it to diagnose, treat or triage anyone."
+)
+TITLE = "PneumoLens: explainable pneumonia detection on chest X-rays"
+HOW_TO_READ = {
+    "rollout": ("Attention rollout", "Where the class token gathered information, through all layers. "
+                "Broad, class-agnostic: shows what the transformer looked at."),
+    "saliency": ("Gradient saliency", "Pixels whose small change would move the score most. "
+                 "Fine-grained and noisy: look for clusters, not single dots."),
+    "gradcam": ("Grad-CAM", "Regions of the last feature map that raise the explained class. "
+                "Coarse: read it as 'roughly here'."),
+}
+
+
+def build_demo(service: PneumoLensService) -> gr.Blocks:
+    """The Blocks app around one loaded model."""
+
+    def predict(file_path):
+        result = _safely(service.predict, _path(file_path))
+        return {label: round(p, 6) for label, p in result["probabilities"].items()}
+
+    def explain(file_path, explained_class, opacity):
+        target = None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
+        analysis = _safely(service.analyse, _path(file_path), target, ExplanationOptions())
+        overlays = analysis.overlays(opacity)
+        captions = [_caption(method, analysis.explanation.unavailable) for method in METHODS]
+        ood = analysis.ood
+        warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
+        return (
+            analysis.explanation.probabilities,
+            _decision_markdown(analysis),
+            warning,
+            *[overlays.get(method) for method in METHODS],
+            *captions,
+            analysis.record(),
+            _downloads(analysis),
+            analysis,
+        )
+
+    def redraw(analysis, opacity):
+        if analysis is None:
+            return [None] * len(METHODS)
+        overlays = analysis.overlays(opacity)
+        return [overlays.get(method) for method in METHODS]
+
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}")
+        gr.Markdown(DISCLAIMER)
+        with gr.Row():
+            with gr.Column(scale=1):
+                # No file_types filter: DICOM files often have no extension; the content decides.
+                upload = gr.File(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath")
+                explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
+                                              label="Explain the class")
+                opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
+                run = gr.Button("Analyse", variant="primary")
+                gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
+            with gr.Column(scale=1):
+                probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels))
+                decision = gr.Markdown(elem_id="decision")
+                warning = gr.Markdown(elem_id="ood-warning")
+                result = gr.JSON(label="Result (JSON)")
+                downloads = gr.File(label="Downloads: raw maps (.npz) and result (.json)", file_count="multiple")
+        images, captions = [], []
+        with gr.Row():
+            for method in METHODS:
+                with gr.Column():
+                    images.append(gr.Image(label=HOW_TO_READ[method][0], type="pil", format="png",
+                                           elem_id=f"map-{method}"))
+                    captions.append(gr.Markdown(_caption(method, {})))
+        with gr.Accordion("About the model", open=False):
+            gr.Markdown(service.summary())
+        state = gr.State()
+
+        run.click(explain, [upload, explained_class, opacity],
+                  [probabilities, decision, warning, *images, *captions, result, downloads, state],
+                  api_name="explain", concurrency_limit=1, concurrency_id="model")
+        opacity.release(redraw, [state, opacity], images, api_visibility="private", queue=False)
+        # The fast endpoint: no button of its own in the page, one forward pass, for programs.
+        hidden_probabilities = gr.Label(visible=False)
+        gr.Button(visible=False).click(predict, upload, hidden_probabilities, api_name="predict",
+                                       concurrency_limit=1, concurrency_id="model")
+    demo.queue(max_size=64)
+    return demo
+
+
+def _path(file_path) -> str:
+    if not file_path:
+        raise gr.Error("Please upload a chest X-ray image or DICOM file first.")
+    path = str(file_path)
+    # Uploads arrive as files in Gradio's cache; anything else (a URL, an arbitrary path) is refused.
+    if "://" in path or not Path(path).is_file():
+        raise gr.Error("Only uploaded files are accepted.")
+    return path
+
+
+def _safely(function, *args):
+    """Run a model call; bad input becomes a `gr.Error` naming the problem, and the server keeps serving."""
+    try:
+        return function(*args)
+    except PneumoLensError as err:
+        raise gr.Error(str(err)) from err
+    except Exception as err:  # a bug must not take the server down; log it, tell the user plainly
+        logger.exception("Analysis failed")
+        raise gr.Error(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
+
+
+def _caption(method: str, unavailable: dict) -> str:
+    title, how = HOW_TO_READ[method]
+    if method in unavailable:
+        return f"**{title}: not available for this model.** {unavailable[method]}"
+    return f"**{title}.** {how}"
+
+
+def _decision_markdown(analysis) -> str:
+    return (f"### Decision: {analysis.decision}\n"
+            f"at the model's operating threshold {analysis.threshold:.3f}, explaining "
+            f"**{analysis.explanation.target_label}**")
+
+
+def _downloads(analysis) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="pneumolens-"))
+    (folder / "maps.npz").write_bytes(analysis.maps_npz())
+    (folder / "result.json").write_text(record_json(analysis))
+    return [str(folder / "maps.npz"), str(folder / "result.json")]
+
+
+def launch_options() -> dict:
+    return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app_service = PneumoLensService()
+    except PneumoLensError as error:
+        raise SystemExit(f"error: {error}")
+    build_demo(app_service).launch(**launch_options())

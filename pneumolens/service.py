@@ -1,0 +1,136 @@
+"""What the app serves, free of any UI: a loaded model answering predict and analyse requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from huggingface_hub import ModelCard
+
+from .explain import METHODS, Explainer, Explanation, ExplanationOptions
+from .explain.overlay import overlay
+from .modeling import (
+    ModelSource, decide, default_model_source, load_image_processor, load_model, operating_threshold, positive_index,
+)
+from .ood import OODDetector, captured_features
+
+logger = logging.getLogger(__name__)
+
+OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
+               "(out-of-distribution score {score:.1f} > {threshold:.1f}). Its prediction is not meaningful.")
+
+
+@dataclass
+class Analysis:
+    explanation: Explanation
+    decision: str
+    threshold: float
+    ood: dict
+
+    def record(self) -> dict:
+        """The JSON-serialisable result: everything but the maps."""
+        return {
+            "probabilities": self.explanation.probabilities,
+            "decision": self.decision,
+            "threshold": self.threshold,
+            "explained_class": self.explanation.target_label,
+            "out_of_distribution": self.ood,
+            "maps_unavailable": self.explanation.unavailable,
+        }
+
+    def overlays(self, opacity: float) -> dict:
+        return {method: overlay(self.explanation.image, heatmap, opacity)
+                for method, heatmap in self.explanation.maps.items()}
+
+    def maps_npz(self) -> bytes:
+        """The raw maps, float16 at the image's own resolution, as an .npz archive."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{m: h.astype(np.float16) for m, h in self.explanation.maps.items()})
+        return buffer.getvalue()
+
+
+class PneumoLensService:
+    """One model, its processor, its explainer and its out-of-distribution detector."""
+
+    def __init__(self, source: ModelSource | None = None):
+        self.source = source or default_model_source()
+        self.model = load_model(self.source)
+        self.processor = load_image_processor(self.source)
+        self.explainer = Explainer(self.model, self.processor)
+        self.ood_detector = OODDetector.load(self.source)
+        self.config = self.model.config
+        self.labels = self.explainer.labels
+        logger.info("Serving %s (%s); out-of-distribution detector: %s", self.source.name_or_path,
+                    self.config.model_type, "yes" if self.ood_detector else "none")
+
+    def predict(self, image) -> dict:
+        """Probabilities, the decision at the model's threshold and the OOD verdict (one forward pass)."""
+        with captured_features(self.model) as features:
+            probabilities = self.explainer.predict(image)
+        return {"probabilities": probabilities, "decision": self._decide(probabilities),
+                "threshold": operating_threshold(self.config), "out_of_distribution": self._ood(features)}
+
+    def analyse(self, image, target: int | None = None, options: ExplanationOptions = ExplanationOptions()) -> Analysis:
+        """Probabilities, decision, OOD verdict and all maps, from one forward and one backward pass."""
+        with captured_features(self.model) as features:
+            explanation = self.explainer.explain(image, target, options)
+        return Analysis(explanation, self._decide(explanation.probabilities), operating_threshold(self.config),
+                        self._ood(features))
+
+    def _decide(self, probabilities: dict[str, float]) -> str:
+        return decide(self.config, probabilities[self.config.id2label[positive_index(self.config)]])
+
+    def _ood(self, features) -> dict:
+        if self.ood_detector is None or not features:
+            return {"available": False, "warning": None}
+        score = float(self.ood_detector.distance(features[0][:1].numpy())[0])
+        flagged = score > self.ood_detector.threshold
+        warning = OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold) if flagged else None
+        return {"available": True, "score": score, "threshold": self.ood_detector.threshold,
+                "flagged": bool(flagged), "warning": warning}
+
+    def summary(self) -> str:
+        """A short Markdown model summary: base model, data, metrics and threshold, read from the model."""
+        card = self._card()
+        base = (card.data.base_model if card else None) or "unknown"
+        lines = [f"**Model:** `{self.source.name_or_path}` ({self.config.model_type}, "
+                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters), "
+                 f"fine-tuned from `{base}`.",
+                 f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
+                 f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}."]
+        if card and card.data.datasets:
+            lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
+        results = self._results(card)
+        if results:
+            lines.append("**Measured:** " + "; ".join(results) + ".")
+        return "  \n".join(lines)
+
+    def _card(self) -> ModelCard | None:
+        local = Path(self.source.name_or_path) / "README.md"
+        try:
+            return ModelCard.load(local) if local.is_file() else ModelCard.load(self.source.name_or_path)
+        except Exception:  # no card, offline: the summary falls back to the config
+            logger.info("No model card for %s", self.source.name_or_path)
+            return None
+
+    @staticmethod
+    def _results(card) -> list[str]:
+        if not card or not card.data.eval_results:
+            return []
+        by_split: dict[str, list[str]] = {}
+        for result in card.data.eval_results:
+            if result.metric_type in ("accuracy", "roc_auc"):
+                name = "accuracy" if result.metric_type == "accuracy" else "ROC-AUC"
+                by_split.setdefault(result.dataset_split, []).append(f"{name} {result.metric_value:.3f}")
+        return [f"{split.replace('_', ' ')}: {', '.join(values)}" for split, values in by_split.items()]
+
+
+def record_json(analysis: Analysis) -> str:
+    return json.dumps(analysis.record(), indent=2)
+
+
+__all__ = ["Analysis", "METHODS", "PneumoLensService", "record_json"]

@@ -1,0 +1,203 @@
+"""The Gradio app, called the way programs call it: gradio_client against the app launched here."""
+
+import io
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+import app
+from pneumolens.data import image_sources, load_image_dataset
+from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.ood import fit_for_model
+from pneumolens.service import PneumoLensService
+from tests.test_images import _dicom, _png_header_only
+
+
+@pytest.fixture(scope="module")
+def model_with_ood(tiny_trained_dirs, real_imagefolder, tmp_path_factory):
+    """The tiny DINOv2 classifier with an out-of-distribution detector fitted on real radiographs."""
+    directory = tmp_path_factory.mktemp("served") / "model"
+    shutil.copytree(tiny_trained_dirs["dinov2"], directory)
+    source = ModelSource(str(directory))
+    model, processor = load_model(source), load_image_processor(source)
+    data = load_image_dataset(str(real_imagefolder))
+    fit_for_model(model, processor, image_sources(data["train"]), image_sources(data["validation"])).save(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def client(model_with_ood):
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def write(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return handle_file(str(path))
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_api_lists_the_two_named_endpoints(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/predict", "/explain"} <= set(endpoints)
+
+
+def test_predict_returns_probabilities_of_the_model_labels(client):
+    result = client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")
+    confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
+    assert set(confidences) == {"NORMAL", "PNEUMONIA"}
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
+    example = app.EXAMPLES[-1]
+    outputs = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")
+    probabilities, decision, warning, *rest = outputs
+    overlays, captions, record, downloads = rest[:3], rest[3:6], rest[6], rest[7]
+    size = Image.open(example).size
+    for path in overlays:
+        assert Image.open(path).size == size
+    assert record["decision"] in ("NORMAL", "PNEUMONIA") and f"Decision: {record['decision']}" in decision
+    assert record["out_of_distribution"]["available"] is True
+    assert record["out_of_distribution"]["flagged"] is False and warning == ""
+    assert all("not available" not in caption for caption in captions)
+    names = sorted(str(p).rsplit("/", 1)[-1] for p in downloads)
+    assert names == ["maps.npz", "result.json"]
+    maps = np.load(next(p for p in downloads if str(p).endswith(".npz")))
+    assert set(maps.files) == {"rollout", "saliency", "gradcam"} and maps["gradcam"].shape == size[::-1]
+    saved = json.loads(open(next(p for p in downloads if str(p).endswith(".json"))).read())
+    assert saved["probabilities"] == pytest.approx(record["probabilities"])
+
+
+def test_explaining_the_other_class(client):
+    outputs = client.predict(handle_file(app.EXAMPLES[0]), "NORMAL", 0.3, api_name="/explain")
+    assert outputs[9]["explained_class"] == "NORMAL"
+
+
+def test_dicom_upload_is_analysed(client, tmp_path, real_images):
+    pixels = np.asarray(Image.open(real_images["PNEUMONIA"][0]).convert("L"), dtype=np.float64) * 16
+    upload = write(tmp_path, "IM0001", _dicom(4095 - pixels, photometric="MONOCHROME1"))  # no extension
+    outputs = client.predict(upload, "predicted class", 0.5, api_name="/explain")
+    assert Image.open(outputs[3]).size == (pixels.shape[1], pixels.shape[0])
+
+
+@pytest.mark.parametrize("name, payload, message", [
+    ("empty.png", b"", "empty"),
+    ("notes.png", b"this is a text file, not an image", "not an image"),
+    ("bomb.png", _png_header_only(30000, 30000), "too large"),
+    ("report.dcm", _dicom(np.zeros((4, 4)), with_pixels=False), "no pixel data"),
+])
+def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(client, tmp_path, name, payload, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(write(tmp_path, name, payload), api_name="/predict")
+    with pytest.raises(AppError, match=message):
+        client.predict(write(tmp_path, name, payload), "predicted class", 0.5, api_name="/explain")
+    assert client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"] in ("NORMAL", "PNEUMONIA")
+
+
+def test_truncated_jpeg_is_refused(client, tmp_path):
+    data = open(app.EXAMPLES[0], "rb").read()
+    with pytest.raises(AppError, match="could not be decoded"):
+        client.predict(write(tmp_path, "cut.jpeg", data[: len(data) // 3]), api_name="/predict")
+
+
+@pytest.mark.parametrize("name, image, save_kwargs", [
+    ("scan.gif", None, {}),
+    ("cmyk.jpeg", Image.new("CMYK", (64, 64), (0, 0, 0, 40)), {}),
+    ("rotated.jpeg", Image.new("L", (80, 40), 90), {"exif": {0x0112: 6}}),
+])
+def test_unusual_but_valid_images_are_handled(client, tmp_path, real_images, name, image, save_kwargs):
+    if name.endswith(".gif"):
+        frames = [Image.open(real_images["NORMAL"][0]).convert("L"), Image.new("L", (224, 224), 0)]
+        buffer = io.BytesIO()
+        frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+        data, expected = buffer.getvalue(), (224, 224)
+    else:
+        exif = Image.Exif()
+        for key, value in save_kwargs.get("exif", {}).items():
+            exif[key] = value
+        data = encoded(image, "JPEG", exif=exif)
+        expected = (40, 80) if save_kwargs else image.size
+    outputs = client.predict(write(tmp_path, name, data), "predicted class", 0.5, api_name="/explain")
+    assert Image.open(outputs[3]).size == expected
+
+
+def test_upload_size_is_capped(client, tmp_path):
+    with pytest.raises(Exception, match="(?i)too large|exceeds|413|maximum"):
+        client.predict(write(tmp_path, "huge.png", b"\x89PNG" + b"\0" * (26 * 1024 * 1024)), api_name="/predict")
+
+
+def test_the_server_never_fetches_a_url_it_is_given(client):
+    fetched = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            fetched.append(self.path)
+            data = open(app.EXAMPLES[0], "rb").read()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/xray.jpeg"
+    try:
+        with pytest.raises(Exception):
+            client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, api_name="/predict")
+    finally:
+        server.shutdown()
+    assert fetched == []
+
+
+def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(model_with_ood, real_images):
+    service = PneumoLensService(ModelSource(str(model_with_ood)))
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+    drawing = Image.new("RGB", (224, 224), "white")
+    for offset in range(10, 200, 30):
+        drawing.paste((0, 0, 0), (offset, 20, offset + 4, 200))
+    photo = Image.fromarray(_sample_photo())
+    for image in (noise, drawing, photo):
+        verdict = service.predict(image)["out_of_distribution"]
+        assert verdict["flagged"] and "does not look like" in verdict["warning"]
+    radiographs = real_images["NORMAL"][3:] + real_images["PNEUMONIA"][3:]
+    flagged = [service.predict(path)["out_of_distribution"]["flagged"] for path in radiographs]
+    assert sum(flagged) <= 1
+
+
+def _sample_photo() -> np.ndarray:
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image("china.jpg")
+
+
+def test_rollout_shows_as_not_available_for_convnext(tiny_trained_dirs):
+    demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        outputs = Client(url, verbose=False).predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
+                                                     api_name="/explain")
+    finally:
+        demo.close()
+    assert outputs[3] is None and "not available" in outputs[6] and "convolutional" in outputs[6]
+    assert outputs[4] is not None and outputs[5] is not None
