@@ -1,0 +1,47 @@
+"""The app in a real browser: headless Debian Chromium driven by Playwright."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import app
+from pneumolens.modeling import ModelSource
+from pneumolens.service import PneumoLensService
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+
+# No background traffic: this machine has no network, and the test must not depend on one.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_trained_dirs):
+    demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"]))))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    yield url
+    demo.close()
+
+
+def test_upload_analyse_and_see_label_and_three_maps(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app_url, wait_until="load")
+        page.get_by_role("button", name="Analyse").wait_for(timeout=60_000)
+        assert "Not a medical device" in page.content()
+        page.locator("input[type=file]").first.set_input_files(app.EXAMPLES[-1])
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
+        for method in ("rollout", "saliency", "gradcam"):
+            page.locator(f"#map-{method} img").first.wait_for(state="visible", timeout=60_000)
+        label_text = page.locator(".output-class, [data-testid=label-output-value]").first.inner_text(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "analysis.png"), full_page=True)
+        shutil.copy(tmp_path / "analysis.png", "/tmp/pneumolens-browser.png")
+        browser.close()
+    assert label_text.strip() in ("NORMAL", "PNEUMONIA")
+    assert (tmp_path / "analysis.png").stat().st_size > 20_000
