@@ -16,17 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from pneumolens import cli
+from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, Explainer, ExplanationOptions, overlay
 from pneumolens.explain.faithfulness import deletion_insertion, faithfulness_table
 from pneumolens.explain.rollout import HEAD_FUSIONS
-from pneumolens.explain.sanity import randomization_check
+from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.modeling import (
     ModelSource, decide, default_model_source, load_image_processor, load_model, positive_index,
 )
@@ -69,6 +71,7 @@ def sanity_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", help="Image files to compare maps on.")
     model_arguments(parser)
     parser.add_argument("--out", default=None, help="Write the report as JSON here.")
+    parser.add_argument("--card", action="store_true", help="Also write the table into the model's README.md card.")
     return parser
 
 
@@ -79,6 +82,7 @@ def faithfulness_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_images", type=int, default=20, help="Images used (sorted by name, evenly spread).")
     parser.add_argument("--steps", type=int, default=10, help="Points on each curve.")
     parser.add_argument("--out", default=None, help="Write the table as JSON here.")
+    parser.add_argument("--card", action="store_true", help="Also write the table into the model's README.md card.")
     return parser
 
 
@@ -86,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     cli.setup_logging()
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else "maps"
-    if command == "sanity":
-        run_sanity(sanity_parser().parse_args(argv[1:]))
-    elif command == "faithfulness":
-        run_faithfulness(faithfulness_parser().parse_args(argv[1:]))
+    if command in SUBCOMMANDS:
+        parser = sanity_parser() if command == "sanity" else faithfulness_parser()
+        args = parser.parse_args(argv[1:])
+        args.command_line = "python explain.py " + shlex.join(argv)
+        (run_sanity if command == "sanity" else run_faithfulness)(args)
     else:
         run_maps(maps_parser().parse_args(argv))
 
@@ -160,15 +165,13 @@ def side_by_side(explanation, config, opacity: float):
 def run_sanity(args) -> None:
     model, processor = load(args)
     report = randomization_check(model, processor, args.images)
-    for method, result in report.items():
-        if "unavailable" in result:
-            print(f"{method:10s} not available: {result['unavailable']}")
-        else:
-            verdict = "PASS" if result["passed"] else "FAIL"
-            print(f"{method:10s} Spearman(trained, random weights) = {result['spearman_mean']:.3f}  {verdict}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    table = sanity_table(report)
+    print(table)
+    write_outputs(args, report, "Explanations: sanity check", (
+        "Model-parameter randomisation test (Adebayo et al. 2018): each method's maps from this model are "
+        "compared with the maps of the same architecture with random weights, by Spearman rank correlation; "
+        f"a method passes when the mean correlation is below {MAX_SPEARMAN}. {len(args.images)} images.\n\n"
+        f"{table}\n\nCommand: `{args.command_line}`"))
 
 
 def run_faithfulness(args) -> None:
@@ -181,10 +184,26 @@ def run_faithfulness(args) -> None:
     chosen = [images[int(i)] for i in np.linspace(0, len(images) - 1, min(args.num_images, len(images)))]
     model, processor = load(args)
     results = deletion_insertion(model, processor, chosen, steps=args.steps)
-    print(faithfulness_table(results))
+    table = faithfulness_table(results)
+    print(table)
+    write_outputs(args, results, "Explanations: faithfulness", (
+        "Deletion and insertion curves (Petsiuk et al. 2018) over the target-class probability: pixels are "
+        "removed (set to the mean) or revealed (over a blurred copy) in the order each map ranks them, in "
+        f"{args.steps} steps; a random map is the baseline. {len(chosen)} images from `{args.data_dir}`.\n\n"
+        f"{table}\n\nCommand: `{args.command_line}`"))
+
+
+def write_outputs(args, report: dict, card_heading: str, card_body: str) -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    if args.card:
+        card = Path(args.model) / "README.md"
+        if not card.is_file():
+            raise PneumoLensError(f"--card needs a local model directory with a README.md card: {card}")
+        set_card_section(card, card_heading, card_body)
+        logger.info("Wrote '%s' into %s", card_heading, card)
+
 
 
 if __name__ == "__main__":

@@ -102,3 +102,20 @@ def _data_table(split_sizes: dict[str, dict[str, int]], labels: list[str]) -> st
 
 def _model_url(name_or_path: str) -> str:
     return name_or_path if Path(name_or_path).exists() else f"https://huggingface.co/{name_or_path}"
+
+
+def set_card_section(card_path: str | Path, heading: str, body: str, before: str = "## How to use") -> None:
+    """Write `## heading` with `body` into a saved card: replace that section if present, else insert it
+    before the `before` heading (or at the end). Used for results measured after training."""
+    path = Path(card_path)
+    text = path.read_text()
+    section = f"## {heading}\n\n{body.strip()}\n\n"
+    start = text.find(f"## {heading}\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    elif before in text:
+        text = text.replace(before, section + before, 1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

@@ -3,6 +3,7 @@
 import gc
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -192,9 +193,16 @@ def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs,
     summary = json.loads((tmp_path / "maps" / f"{stem}_explanation.json").read_text())
     assert summary["decision"] in ("NORMAL", "PNEUMONIA")
 
-    explain_cli.main(["sanity", str(image), "--model", model, "--out", str(tmp_path / "sanity.json")])
+    card_model = tmp_path / "model"
+    shutil.copytree(model, card_model)
+    explain_cli.main(["sanity", str(image), "--model", str(card_model), "--out", str(tmp_path / "sanity.json"), "--card"])
     assert set(json.loads((tmp_path / "sanity.json").read_text())) == set(METHODS)
     explain_cli.main(["faithfulness", "--data_dir", str(image.parent), "--num_images", "2", "--steps", "3",
-                      "--model", model, "--out", str(tmp_path / "faithfulness.json")])
+                      "--model", str(card_model), "--out", str(tmp_path / "faithfulness.json"), "--card"])
     assert RANDOM in json.loads((tmp_path / "faithfulness.json").read_text())
     assert "| random |" in capsys.readouterr().out
+    card = (card_model / "README.md").read_text()
+    assert card.index("## Explanations: sanity check") < card.index("## Explanations: faithfulness") < card.index("## How to use")
+    assert "python explain.py sanity" in card and "| saliency |" in card
+    explain_cli.main(["sanity", str(image), "--model", str(card_model), "--card"])  # rewrites, never duplicates
+    assert (card_model / "README.md").read_text().count("## Explanations: sanity check") == 1

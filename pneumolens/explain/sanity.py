@@ -51,3 +51,15 @@ def randomization_check(model, processor, images, methods=METHODS, seed: int = 0
     }
     report.update({method: {"unavailable": reason} for method, reason in unavailable.items()})
     return report
+
+
+def sanity_table(report: dict[str, dict]) -> str:
+    """Markdown table of a `randomization_check` report."""
+    rows = ["| method | Spearman ρ, trained vs random weights (mean) | images | verdict |", "|---|---:|---:|---|"]
+    for method, result in report.items():
+        if "unavailable" in result:
+            rows.append(f"| {method} | n/a | 0 | not available: {result['unavailable']} |")
+        else:
+            verdict = "pass" if result["passed"] else "FAIL (maps barely depend on the weights)"
+            rows.append(f"| {method} | {result['spearman_mean']:.3f} | {len(result['spearman_per_image'])} | {verdict} |")
+    return "\n".join(rows)
