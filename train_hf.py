@@ -36,7 +36,7 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.metrics import trainer_metrics, youden_threshold
-from pneumolens.ood import fit_for_model
+from pneumolens.ood import OODDetector, captured_features, image_features
 from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model,
 )
@@ -193,28 +193,30 @@ def main() -> None:
     processor.save_pretrained(output_dir)
     model = load_model(ModelSource(str(output_dir)))
 
-    # Operating threshold, chosen on the carved validation split
+    # Operating threshold, chosen on the carved validation split (whose features also calibrate the
+    # out-of-distribution detector: one pass over it serves both)
     validation_split.reset_format()
-    probabilities = predict_probabilities(model, processor, validation_split, training_args.per_device_eval_batch_size)
+    with captured_features(model) as features:
+        probabilities = predict_probabilities(model, processor, validation_split, training_args.per_device_eval_batch_size)
     positives = np.array(validation_split["label"]) == positive
     setattr(model.config, THRESHOLD_KEY, youden_threshold(positives, probabilities[:, positive]))
     model.config.save_pretrained(output_dir)
 
-    # Out-of-distribution detector, calibrated on the same carved validation split
+    # Out-of-distribution detector: training features define the distribution
     if model_args.ood_num_train > 0:
         train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
         train_images = train_images.select(range(min(model_args.ood_num_train, len(train_images))))
-        fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split)).save(output_dir)
+        train_features = image_features(model, processor, image_sources(train_images))
+        OODDetector.fit(train_features, torch.cat(features).numpy()).save(output_dir)
 
     # Evaluate, write the card, push
-    evaluation_sets = {"carved_validation": ("validation (carved from train)", validation_split)}
+    results = {"carved_validation": evaluate_model(
+        model, processor, validation_split, output_dir / "eval" / "carved_validation",
+        "validation (carved from train)", probabilities=probabilities)}
     if official_validation is not None:
-        evaluation_sets["official_validation"] = ("official validation (16 images)", official_validation)
-    results = {
-        folder: evaluate_model(model, processor, split, output_dir / "eval" / folder, name,
-                               batch_size=training_args.per_device_eval_batch_size)
-        for folder, (name, split) in evaluation_sets.items()
-    }
+        results["official_validation"] = evaluate_model(
+            model, processor, official_validation, output_dir / "eval" / "official_validation",
+            "official validation (16 images)", batch_size=training_args.per_device_eval_batch_size)
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}

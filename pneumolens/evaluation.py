@@ -39,10 +39,12 @@ def predict_probabilities(model, processor, dataset: Dataset, batch_size: int = 
 
 
 def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, split_name: str,
-                   threshold: float | None = None, batch_size: int = 32) -> dict:
+                   threshold: float | None = None, batch_size: int = 32,
+                   probabilities: np.ndarray | None = None) -> dict:
     """Score `dataset` and write metrics.json, predictions.csv, roc_curve.png, confusion_matrix.png.
 
-    The threshold defaults to the model's saved operating threshold. Labels are compared by name, so
+    The threshold defaults to the model's saved operating threshold; `probabilities` already computed
+    for `dataset` by `predict_probabilities` are used instead of a new pass. Labels are compared by name, so
     a data set whose class folders are ordered differently from the model's labels is still scored
     correctly.
     """
@@ -54,7 +56,8 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     if positive_name not in class_names:
         raise PneumoLensError(f"The data's classes {class_names} do not include the model's '{positive_name}'.")
     truth = np.array([class_names[label] == positive_name for label in dataset["label"]], dtype=int)
-    probabilities = predict_probabilities(model, processor, dataset, batch_size)
+    if probabilities is None:
+        probabilities = predict_probabilities(model, processor, dataset, batch_size)
     scores = probabilities[:, positive]
     metrics = binary_metrics(truth, scores, threshold)
     metrics.update(split=split_name, num_images=len(dataset), positive_label=positive_name)
