@@ -23,7 +23,8 @@ def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_i
         assert result.returncode == 0, result.stderr[-3000:]
 
     files = hub.repos["pneumolens/tiny-test"]
-    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(files)
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md",
+            "ood_detector.safetensors"} <= set(files)
     assert not [name for name in files if name.startswith("checkpoint-") or name.endswith((".bin", ".pt"))]
     assert "eval/carved_validation/roc_curve.png" in files
 

@@ -12,6 +12,8 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForImageClassification, pipeline
 
+from pneumolens.modeling import ModelSource
+from pneumolens.ood import OODDetector
 from pneumolens.training import restore_weights
 from tests.conftest import REPO, train_tiny
 
@@ -28,6 +30,8 @@ def test_training_produces_a_loadable_model_with_card_and_threshold(
     assert model.config.positive_label == "PNEUMONIA"
     assert 0.0 <= model.config.operating_threshold <= 1.0
     assert (output / "model.safetensors").is_file() and not list(output.glob("*.bin"))
+    detector = OODDetector.load(ModelSource(str(output)))
+    assert detector.mean.shape == (detector.precision.shape[0],) and detector.threshold > 0
 
     classifier = pipeline("image-classification", model=str(output))
     predictions = classifier(str(real_images["PNEUMONIA"][0]))
