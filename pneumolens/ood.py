@@ -1,10 +1,15 @@
 """Out-of-distribution warning: does an input look like the chest radiographs the model was trained on?
 
-The model's own features (the classifier head's input) of training images define a Gaussian; the
-Mahalanobis distance of a new image's features to it is the score. The warning threshold is a high
-quantile of the distances of held-out validation radiographs, so about 1 % of real radiographs are
-flagged and photos, drawings or noise, far outside, are. The statistics are saved beside the model as
-`ood_detector.safetensors`.
+The model's own features of training images define a Gaussian; the Mahalanobis distance of a new
+image's features to it is the score. The features are those of the middle block (ViT family: class
+token and mean token; ConvNeXt: mean over the feature map): the last layers of a fine-tuned classifier
+keep only what separates NORMAL from PNEUMONIA, and noise or a drawing lands right beside the
+PNEUMONIA cluster there, while the middle layers still describe what the image looks like.
+
+The warning threshold is `margin` (1.5) times the 99th percentile of the scores of held-out
+validation radiographs: radiographs from another scanner or at another resolution land a little
+outside the training cloud, photos, drawings and noise land several times further out. The statistics
+are saved beside the model as `ood_detector.safetensors`.
 
     python -m pneumolens.ood --model models/pneumolens-dinov2-small --data_dir ../shared/data/chest_xray
 """
@@ -13,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +30,7 @@ from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
 from .errors import PneumoLensError
-from .modeling import ModelSource
+from .modeling import ModelSource, backbone_blocks
 from .preprocessing import pixel_values
 
 logger = logging.getLogger(__name__)
@@ -33,14 +40,22 @@ OOD_FILE = "ood_detector.safetensors"
 
 @contextmanager
 def captured_features(model: torch.nn.Module):
-    """Collect the classifier head's input during forward passes in the yielded list."""
+    """Collect (batch, D) middle-block features during forward passes in the yielded list."""
     features: list[torch.Tensor] = []
-    head = model.classifier
-    handle = head.register_forward_pre_hook(lambda module, args: features.append(args[0].detach().flatten(1)))
+    blocks = backbone_blocks(model)
+    middle = blocks[len(blocks) // 2 - 1]
+    handle = middle.register_forward_hook(lambda module, args, output: features.append(_pooled(output)))
     try:
         yield features
     finally:
         handle.remove()
+
+
+def _pooled(output) -> torch.Tensor:
+    hidden = (output[0] if isinstance(output, tuple) else output).detach()
+    if hidden.dim() == 4:  # ConvNeXt stage: (B, C, H, W)
+        return hidden.mean(dim=(2, 3))
+    return torch.cat([hidden[:, 0], hidden[:, 1:].mean(dim=1)], dim=1)  # (B, tokens, C): CLS and mean
 
 
 @torch.no_grad()
@@ -60,12 +75,15 @@ class OODDetector:
     precision: np.ndarray
     threshold: float
     quantile: float
+    margin: float
 
     @classmethod
-    def fit(cls, train_features: np.ndarray, calibration_features: np.ndarray, quantile: float = 0.99) -> "OODDetector":
+    def fit(cls, train_features: np.ndarray, calibration_features: np.ndarray, quantile: float = 0.99,
+            margin: float = 1.5) -> "OODDetector":
         estimator = LedoitWolf().fit(train_features)
-        detector = cls(estimator.location_.astype(np.float32), estimator.precision_.astype(np.float32), 0.0, quantile)
-        detector.threshold = float(np.quantile(detector.distance(calibration_features), quantile))
+        detector = cls(estimator.location_.astype(np.float32), estimator.precision_.astype(np.float32), 0.0,
+                       quantile, margin)
+        detector.threshold = margin * float(np.quantile(detector.distance(calibration_features), quantile))
         return detector
 
     def distance(self, features: np.ndarray) -> np.ndarray:
@@ -78,7 +96,8 @@ class OODDetector:
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / OOD_FILE
         save_file({"mean": self.mean, "precision": self.precision},
-                  str(path), metadata={"threshold": repr(self.threshold), "quantile": repr(self.quantile)})
+                  str(path), metadata={"threshold": repr(self.threshold), "quantile": repr(self.quantile),
+                                       "margin": repr(self.margin)})
         return path
 
     @classmethod
@@ -94,7 +113,8 @@ class OODDetector:
         with safe_open(str(path), "np") as handle:
             metadata = handle.metadata()
         tensors = load_file(str(path))
-        return cls(tensors["mean"], tensors["precision"], float(metadata["threshold"]), float(metadata["quantile"]))
+        return cls(tensors["mean"], tensors["precision"], float(metadata["threshold"]), float(metadata["quantile"]),
+                   float(metadata["margin"]))
 
 
 def _hub_file(source: ModelSource) -> Path | None:
@@ -109,17 +129,19 @@ def _hub_file(source: ModelSource) -> Path | None:
         return None
 
 
-def fit_for_model(model, processor, train_images, calibration_images, quantile: float = 0.99) -> OODDetector:
+def fit_for_model(model, processor, train_images, calibration_images, quantile: float = 0.99,
+                  margin: float = 1.5) -> OODDetector:
     train = image_features(model, processor, train_images)
     calibration = image_features(model, processor, calibration_images)
-    detector = OODDetector.fit(train, calibration, quantile)
-    logger.info("OOD detector: %d training and %d calibration images, threshold %.2f (%.0f%% quantile)",
-                len(train), len(calibration), detector.threshold, quantile * 100)
+    detector = OODDetector.fit(train, calibration, quantile, margin)
+    logger.info("OOD detector: %d training and %d calibration images, threshold %.2f (%.1f x the %.0f%% quantile)",
+                len(train), len(calibration), detector.threshold, margin, quantile * 100)
     return detector
 
 
 def main(argv: list[str] | None = None) -> None:
     from . import cli
+    from .card import set_card_section
     from .data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
     from .modeling import load_image_processor, load_model
 
@@ -130,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_train", type=int, default=1000, help="Training images used for the Gaussian.")
     parser.add_argument("--validation_fraction", type=float, default=0.15, help="As in train_hf.py.")
     parser.add_argument("--seed", type=int, default=42, help="As in train_hf.py: the same patient split.")
-    parser.add_argument("--quantile", type=float, default=0.99, help="Validation quantile used as threshold.")
+    parser.add_argument("--quantile", type=float, default=0.99, help="Validation quantile behind the threshold.")
+    parser.add_argument("--margin", type=float, default=1.5, help="Threshold = margin x that quantile.")
     args = parser.parse_args(argv)
     cli.setup_logging()
     if not Path(args.model).is_dir():
@@ -140,8 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     train = train.shuffle(seed=args.seed).select(range(min(args.num_train, len(train))))
     source = ModelSource(args.model)
     model, processor = load_model(source), load_image_processor(source)
-    detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile)
+    detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile,
+                             args.margin)
     print(f"saved {detector.save(args.model)} (threshold {detector.threshold:.3f})")
+    card = Path(args.model) / "README.md"
+    if card.is_file():
+        set_card_section(card, "Out-of-distribution detector", (
+            f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {len(train)} "
+            f"training images; the PneumoLens app warns when an image's Mahalanobis distance exceeds "
+            f"{detector.threshold:.2f} ({args.margin} x the {args.quantile:.0%} quantile over the "
+            f"{len(validation)} carved validation images).\n\n"
+            f"Command: `python -m pneumolens.ood {shlex.join(argv if argv is not None else sys.argv[1:])}`"))
 
 
 if __name__ == "__main__":

@@ -169,17 +169,41 @@ def test_the_server_never_fetches_a_url_it_is_given(client):
     assert fetched == []
 
 
-def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(model_with_ood, real_images):
-    service = PneumoLensService(ModelSource(str(model_with_ood)))
+@pytest.fixture(scope="module")
+def pretrained_model_with_ood(real_imagefolder, tmp_path_factory):
+    """DINOv2-small from ../shared with a new 2-class head and a detector fitted on real radiographs.
+
+    The detector reads the middle block, which fine-tuning the head does not change: pretrained features
+    are what it sees in a trained model too, and tiny random models have no such features to test on.
+    """
+    from tests.conftest import SHARED_DATA
+
+    backbone = SHARED_DATA.parent / "models" / "dinov2-small"
+    if not backbone.is_dir():
+        pytest.skip(f"{backbone} is not there")
+    source = ModelSource(str(backbone))
+    model = load_model(source, num_labels=2, id2label={0: "NORMAL", 1: "PNEUMONIA"},
+                       label2id={"NORMAL": 0, "PNEUMONIA": 1}, positive_label="PNEUMONIA")
+    processor = load_image_processor(source)
+    directory = tmp_path_factory.mktemp("pretrained") / "model"
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    data = load_image_dataset(str(real_imagefolder))
+    fit_for_model(model, processor, image_sources(data["train"]), image_sources(data["validation"])).save(directory)
+    return directory
+
+
+def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(pretrained_model_with_ood, real_images):
+    service = PneumoLensService(ModelSource(str(pretrained_model_with_ood)))
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
     drawing = Image.new("RGB", (224, 224), "white")
     for offset in range(10, 200, 30):
         drawing.paste((0, 0, 0), (offset, 20, offset + 4, 200))
     photo = Image.fromarray(_sample_photo())
-    for image in (noise, drawing, photo):
+    for name, image in (("noise", noise), ("drawing", drawing), ("photo", photo)):
         verdict = service.predict(image)["out_of_distribution"]
-        assert verdict["flagged"] and "does not look like" in verdict["warning"]
+        assert verdict["flagged"] and "does not look like" in verdict["warning"], (name, verdict)
     radiographs = real_images["NORMAL"][3:] + real_images["PNEUMONIA"][3:]
     flagged = [service.predict(path)["out_of_distribution"]["flagged"] for path in radiographs]
     assert sum(flagged) <= 1
