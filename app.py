@@ -24,7 +24,8 @@ logger = logging.getLogger("app")
 
 REPO = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
-MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
+MAX_FILE_SIZE = "25mb"
+DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
 PREDICTED = "predicted class"
 
 DISCLAIMER = (
@@ -52,7 +53,7 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
     def explain(file_path, explained_class, opacity):
         target = None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
         analysis = _safely(service.analyse, _path(file_path), target, ExplanationOptions())
-        overlays = analysis.overlays(opacity)
+        overlays = analysis.overlays(opacity, DISPLAY_MAX_SIDE)
         captions = [_caption(method, analysis.explanation.unavailable) for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -70,7 +71,7 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
     def redraw(analysis, opacity):
         if analysis is None:
             return [None] * len(METHODS)
-        overlays = analysis.overlays(opacity)
+        overlays = analysis.overlays(opacity, DISPLAY_MAX_SIDE)
         return [overlays.get(method) for method in METHODS]
 
     with gr.Blocks(title=TITLE) as demo:
@@ -95,7 +96,7 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
         with gr.Row():
             for method in METHODS:
                 with gr.Column():
-                    images.append(gr.Image(label=HOW_TO_READ[method][0], type="pil", format="png",
+                    images.append(gr.Image(label=HOW_TO_READ[method][0], type="pil", format="jpeg",
                                            elem_id=f"map-{method}"))
                     captions.append(gr.Markdown(_caption(method, {})))
         with gr.Accordion("About the model", open=False):

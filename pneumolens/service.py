@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from huggingface_hub import ModelCard
+from PIL import Image
 
 from .explain import METHODS, Explainer, Explanation, ExplanationOptions
 from .explain.overlay import overlay
@@ -42,9 +43,19 @@ class Analysis:
             "maps_unavailable": self.explanation.unavailable,
         }
 
-    def overlays(self, opacity: float) -> dict:
-        return {method: overlay(self.explanation.image, heatmap, opacity)
-                for method, heatmap in self.explanation.maps.items()}
+    def overlays(self, opacity: float, max_side: int | None = None) -> dict:
+        """Colormapped overlays; with `max_side`, drawn on a copy scaled down to fit it (aspect kept).
+
+        Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
+        browser shows them smaller anyway; the full-resolution maps stay available in `maps_npz`.
+        """
+        image, maps = self.explanation.image, self.explanation.maps
+        scale = min(1.0, max_side / max(image.size)) if max_side else 1.0
+        if scale < 1.0:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.BILINEAR)
+            maps = {m: np.asarray(Image.fromarray(h).resize(size, Image.BILINEAR)) for m, h in maps.items()}
+        return {method: overlay(image, heatmap, opacity) for method, heatmap in maps.items()}
 
     def maps_npz(self) -> bytes:
         """The raw maps, float16 at the image's own resolution, as an .npz archive."""

@@ -65,13 +65,15 @@ def test_predict_returns_probabilities_of_the_model_labels(client):
 
 
 def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
-    example = app.EXAMPLES[-1]
+    example = app.EXAMPLES[0]  # 1776x1416: overlays are scaled to fit 1024, maps.npz keeps full size
     outputs = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")
     probabilities, decision, warning, *rest = outputs
     overlays, captions, record, downloads = rest[:3], rest[3:6], rest[6], rest[7]
     size = Image.open(example).size
+    assert max(size) > app.DISPLAY_MAX_SIDE
     for path in overlays:
-        assert Image.open(path).size == size
+        shown = Image.open(path).size
+        assert max(shown) == app.DISPLAY_MAX_SIDE and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and f"Decision: {record['decision']}" in decision
     assert record["out_of_distribution"]["available"] is True
     assert record["out_of_distribution"]["flagged"] is False and warning == ""
