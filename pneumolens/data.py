@@ -18,6 +18,7 @@ from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .errors import PneumoLensError
+from .images import undecoded_source
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def image_name(image: dict) -> str:
 
 def image_sources(dataset: Dataset) -> list:
     """The images of an undecoded data set as `load_image` takes them: bytes, else paths."""
-    return [image.get("bytes") or image["path"] for image in dataset.with_format(None)["image"]]
+    return [undecoded_source(image) for image in dataset.with_format(None)["image"]]
 
 
 def drop_unreadable(dataset: Dataset, split: str) -> Dataset:
@@ -135,7 +136,7 @@ def drop_unreadable(dataset: Dataset, split: str) -> Dataset:
 
 def _is_readable(image: dict) -> bool:
     try:
-        source = image.get("bytes") or image.get("path")
+        source = undecoded_source(image)
         if isinstance(source, bytes):
             source = io.BytesIO(source)
         with Image.open(source) as opened:

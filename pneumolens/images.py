@@ -52,6 +52,11 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
         raise ImageDecodeError(f"The image could not be decoded ({err}); is the file complete?") from err
 
 
+def undecoded_source(image: dict):
+    """What `load_image` takes for an undecoded `datasets` image value: its bytes, else its path."""
+    return image.get("bytes") or image["path"]
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, rescaling 16-bit and float data by their actual range."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

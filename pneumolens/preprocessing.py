@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from .images import load_image
+from .images import load_image, undecoded_source
 
 
 def square_resize(processor):
@@ -57,7 +57,7 @@ def batch_transform(processor, augmentation=None):
     """A `Dataset.with_transform` function: undecoded images and labels -> pixel_values and labels."""
 
     def transform(batch: dict) -> dict:
-        images = [load_image(image.get("bytes") or image["path"]) for image in batch["image"]]
+        images = [load_image(undecoded_source(image)) for image in batch["image"]]
         if augmentation is not None:
             images = [augmentation(image) for image in images]
         return {
