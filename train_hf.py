@@ -270,8 +270,10 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
     }
     height, width = input_size(processor)
     hyper_parameters = {
-        "learning rate": training_args.learning_rate, "epochs": training_args.num_train_epochs,
-        "max steps": training_args.max_steps, "batch size": training_args.per_device_train_batch_size,
+        "learning rate": training_args.learning_rate,
+        "length": f"{training_args.max_steps} steps" if training_args.max_steps > 0
+        else f"{training_args.num_train_epochs:g} epochs",
+        "batch size": training_args.per_device_train_batch_size,
         "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
         "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
         "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
