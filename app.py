@@ -18,14 +18,15 @@ import gradio as gr
 
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, ExplanationOptions
+from pneumolens.explain.captions import HOW_TO_READ, TITLES
 from pneumolens.service import PneumoLensService, record_json
 
 logger = logging.getLogger("app")
 
 REPO = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
-MAX_FILE_SIZE = "25mb"
-DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
+MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
+DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREDICTED = "predicted class"
 
 DISCLAIMER = (
@@ -33,14 +34,6 @@ DISCLAIMER = (
     "validated for clinical use: do not use it to diagnose, treat or triage anyone."
 )
 TITLE = "PneumoLens: explainable pneumonia detection on chest X-rays"
-HOW_TO_READ = {
-    "rollout": ("Attention rollout", "Where the class token gathered information, through all layers. "
-                "Broad, class-agnostic: shows what the transformer looked at."),
-    "saliency": ("Gradient saliency", "Pixels whose small change would move the score most. "
-                 "Fine-grained and noisy: look for clusters, not single dots."),
-    "gradcam": ("Grad-CAM", "Regions of the last feature map that raise the explained class. "
-                "Coarse: read it as 'roughly here'."),
-}
 
 
 def build_demo(service: PneumoLensService) -> gr.Blocks:
@@ -96,7 +89,7 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
         with gr.Row():
             for method in METHODS:
                 with gr.Column():
-                    images.append(gr.Image(label=HOW_TO_READ[method][0], type="pil", format="jpeg",
+                    images.append(gr.Image(label=TITLES[method], type="pil", format="jpeg",
                                            elem_id=f"map-{method}"))
                     captions.append(gr.Markdown(_caption(method, {})))
         with gr.Accordion("About the model", open=False):
@@ -137,7 +130,7 @@ def _safely(function, *args):
 
 
 def _caption(method: str, unavailable: dict) -> str:
-    title, how = HOW_TO_READ[method]
+    title, how = TITLES[method], HOW_TO_READ[method]
     if method in unavailable:
         return f"**{title}: not available for this model.** {unavailable[method]}"
     return f"**{title}.** {how}"

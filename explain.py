@@ -26,21 +26,15 @@ from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, Explainer, ExplanationOptions, overlay
+from pneumolens.explain.captions import HOW_TO_READ, TITLES
 from pneumolens.explain.faithfulness import deletion_insertion, faithfulness_table
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
-from pneumolens.modeling import (
-    ModelSource, decide, default_model_source, load_image_processor, load_model, positive_index,
-)
+from pneumolens.modeling import ModelSource, decide_by_label, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
 
 SUBCOMMANDS = ("sanity", "faithfulness")
-CAPTIONS = {
-    "rollout": "Attention rollout: where the class token gathered information, through all layers.",
-    "saliency": "Gradient saliency: pixels whose change would move the score most.",
-    "gradcam": "Grad-CAM: regions of the last feature map that raise the predicted class.",
-}
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,15 +117,11 @@ def run_maps(args) -> None:
         figure_path = out / f"{stem}_explanation.png"
         side_by_side(explanation, model.config, args.opacity).savefig(figure_path)
         summary = {"image": image_path, "probabilities": explanation.probabilities,
-                   "decision": decide(model.config, _positive_probability(explanation, model.config)),
+                   "decision": decide_by_label(model.config, explanation.probabilities),
                    "explained_class": explanation.target_label, "unavailable": explanation.unavailable}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
-
-
-def _positive_probability(explanation, config) -> float:
-    return explanation.probabilities[config.id2label[positive_index(config)]]
 
 
 def side_by_side(explanation, config, opacity: float):
@@ -149,8 +139,8 @@ def side_by_side(explanation, config, opacity: float):
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
             axis.imshow(overlay(explanation.image, explanation.maps[method], opacity))
-            axis.set_title(CAPTIONS[method].split(":")[0], fontsize=10)
-            axis.set_xlabel(CAPTIONS[method].split(": ")[1], fontsize=7, wrap=True)
+            axis.set_title(TITLES[method], fontsize=10)
+            axis.set_xlabel(HOW_TO_READ[method], fontsize=7, wrap=True)
         else:
             axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
                       wrap=True, fontsize=8)
@@ -203,7 +193,6 @@ def write_outputs(args, report: dict, card_heading: str, card_body: str) -> None
             raise PneumoLensError(f"--card needs a local model directory with a README.md card: {card}")
         set_card_section(card, card_heading, card_body)
         logger.info("Wrote '%s' into %s", card_heading, card)
-
 
 
 if __name__ == "__main__":

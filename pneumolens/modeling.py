@@ -114,6 +114,11 @@ def operating_threshold(config: PretrainedConfig) -> float:
     return float(getattr(config, THRESHOLD_KEY, None) or 0.5)
 
 
+def decide_by_label(config: PretrainedConfig, probabilities: dict[str, float]) -> str:
+    """The label at the model's operating threshold, from probabilities keyed by label."""
+    return decide(config, probabilities[config.id2label[positive_index(config)]])
+
+
 def decide(config: PretrainedConfig, positive_probability: float) -> str:
     """The label at the model's operating threshold."""
     index = positive_index(config)

@@ -12,10 +12,11 @@ import numpy as np
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import METHODS, Explainer, Explanation, ExplanationOptions
+from .explain import Explainer, Explanation, ExplanationOptions
 from .explain.overlay import overlay
 from .modeling import (
-    ModelSource, decide, default_model_source, load_image_processor, load_model, operating_threshold, positive_index,
+    ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, operating_threshold,
+    positive_index,
 )
 from .ood import OODDetector, captured_features
 
@@ -82,18 +83,15 @@ class PneumoLensService:
         """Probabilities, the decision at the model's threshold and the OOD verdict (one forward pass)."""
         with captured_features(self.model) as features:
             probabilities = self.explainer.predict(image)
-        return {"probabilities": probabilities, "decision": self._decide(probabilities),
+        return {"probabilities": probabilities, "decision": decide_by_label(self.config, probabilities),
                 "threshold": operating_threshold(self.config), "out_of_distribution": self._ood(features)}
 
     def analyse(self, image, target: int | None = None, options: ExplanationOptions = ExplanationOptions()) -> Analysis:
         """Probabilities, decision, OOD verdict and all maps, from one forward and one backward pass."""
         with captured_features(self.model) as features:
             explanation = self.explainer.explain(image, target, options)
-        return Analysis(explanation, self._decide(explanation.probabilities), operating_threshold(self.config),
-                        self._ood(features))
-
-    def _decide(self, probabilities: dict[str, float]) -> str:
-        return decide(self.config, probabilities[self.config.id2label[positive_index(self.config)]])
+        decision = decide_by_label(self.config, explanation.probabilities)
+        return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features))
 
     def _ood(self, features) -> dict:
         if self.ood_detector is None or not features:
@@ -144,4 +142,4 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["Analysis", "METHODS", "PneumoLensService", "record_json"]
+__all__ = ["Analysis", "PneumoLensService", "record_json"]

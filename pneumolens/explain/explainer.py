@@ -68,7 +68,7 @@ class Explainer:
         _, pixels, _ = self.prepare(image)
         with torch.no_grad():
             probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
-        return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
+        return self._by_label(probabilities)
 
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
@@ -94,8 +94,7 @@ class Explainer:
         methods, unavailable = self._available(options.methods, anatomy)
         batch = pixels
         if "saliency" in methods and options.smoothgrad_samples > 0:
-            generator = torch.Generator().manual_seed(options.seed)
-            batch = torch.cat([pixels, noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)])
+            batch = torch.cat([pixels, self._noisy(pixels, options)])
         batch = batch.detach().requires_grad_(True)
         want_attention = "rollout" in methods
         with grad_cam(self.model, anatomy, keep_attentions=want_attention) as cam:
@@ -126,10 +125,7 @@ class Explainer:
         if "gradcam" in methods:
             raw["gradcam"] = grad_cam_reference(self.model, anatomy, pixels, target)
         if "saliency" in methods:
-            batch = pixels
-            if options.smoothgrad_samples > 0:
-                generator = torch.Generator().manual_seed(options.seed)
-                batch = noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)
+            batch = self._noisy(pixels, options) if options.smoothgrad_samples > 0 else pixels
             batch = batch.detach().requires_grad_(True)
             logits = self.model(pixel_values=batch).logits
             raw["saliency"] = gradient_saliency(torch.autograd.grad(logits[:, target].sum(), batch)[0])
@@ -163,17 +159,26 @@ class Explainer:
         return int(target)
 
     @staticmethod
+    def _noisy(pixels: torch.Tensor, options: ExplanationOptions) -> torch.Tensor:
+        """SmoothGrad's noisy copies, seeded, so the fused and the reference pass see the same noise."""
+        generator = torch.Generator().manual_seed(options.seed)
+        return noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)
+
+    @staticmethod
     def _rollout(attentions, gradients, anatomy: Anatomy, pixels, options: ExplanationOptions) -> torch.Tensor:
         grid_map = attention_rollout(attentions, anatomy.special_tokens, anatomy.grid, options.head_fusion,
                                      options.discard_ratio, gradients)
         return to_input_size(grid_map, tuple(pixels.shape[-2:]))
+
+    def _by_label(self, probabilities: torch.Tensor) -> dict[str, float]:
+        return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
     def _result(self, rgb, probabilities, target, raw, unavailable) -> Explanation:
         box = input_box(self.processor, rgb.size)
         input_maps = {name: normalise(np.asarray(m.detach() if torch.is_tensor(m) else m)) for name, m in raw.items()}
         return Explanation(
             image=rgb,
-            probabilities={label: float(p) for label, p in zip(self.labels, probabilities.tolist())},
+            probabilities=self._by_label(probabilities),
             target=target,
             target_label=self.labels[target],
             input_maps=input_maps,
