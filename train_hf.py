@@ -33,14 +33,17 @@ from pneumolens import cli
 from pneumolens.card import CardFacts, build_card
 from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
 from pneumolens.errors import PneumoLensError
-from pneumolens.evaluation import evaluate_model, predict_probabilities
+from pneumolens.evaluation import evaluate_model
 from pneumolens.hub import push_model_dir, resolve_token
-from pneumolens.metrics import trainer_metrics, youden_threshold
-from pneumolens.ood import OODDetector, captured_features, image_features
+from pneumolens.ood import fit_for_model
 from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model,
 )
 from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
+from pneumolens.stress import (
+    CLEAN, STRESS_SUITE, SELECTION_CHANGES, predict_stressed, robust_threshold, run_stress_suite, selection_metrics,
+    stress_table, stressed_transform, with_stressed_copies,
+)
 from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss
 
 logger = logging.getLogger("train_hf")
@@ -68,7 +71,22 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only this many carved validation images (for smoke runs)."}
     )
-    augment: bool = field(default=True, metadata={"help": "Radiograph augmentation while training."})
+    augment: bool = field(
+        default=True,
+        metadata={"help": "Shortcut augmentation while training: zoom/crop, borders, burned-in text, exposure, "
+                          "blur/sharpen, noise, JPEG, down-up sampling (pneumolens/augmentation.py)."},
+    )
+    stress_selection_images: int | None = field(
+        default=300,
+        metadata={"help": "Carved validation images that get a stressed copy per selection change "
+                          f"({', '.join(SELECTION_CHANGES)}) for checkpoint selection; 0 selects on clean "
+                          "images only."},
+    )
+    stress_suite: bool = field(
+        default=True,
+        metadata={"help": "After training, run the whole stress suite on the carved validation split: it sets "
+                          "the threshold (clean and selection changes pooled) and goes into the card."},
+    )
 
 
 @dataclass
@@ -120,7 +138,10 @@ class PneumoTrainingArguments(TrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the best one too)."})
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Keep the best validation model."})
     metric_for_best_model: str | None = field(
-        default="roc_auc", metadata={"help": "Selection metric; not accuracy, which rewards the majority class."}
+        default="robust_roc_auc",
+        metadata={"help": "Selection metric. robust_roc_auc: ROC-AUC of clean and stressed validation copies "
+                          "pooled (drops when framing or text shifts scores); roc_auc: clean only. Not "
+                          "accuracy, which rewards the majority class."},
     )
     greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device."})
@@ -132,6 +153,9 @@ class PneumoTrainingArguments(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the transform needs the image column."}
+    )
+    dataloader_num_workers: int = field(
+        default=1, metadata={"help": "Processes that decode and augment the next batch while the model trains."}
     )
 
 
@@ -158,8 +182,9 @@ def main() -> None:
 
     # Model and transforms, both resolved from the checkpoint
     source = ModelSource(model_args.model_name_or_path, model_args.model_revision)
+    # SDPA attention while training: nothing reads attention maps here, and it is faster on a CPU.
     model = load_model(
-        source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        source, attention="sdpa", num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, **{POSITIVE_LABEL_KEY: data_args.positive_label},
     )
     trainable = freeze_early_layers(model, model_args.freeze_layers)
@@ -168,7 +193,11 @@ def main() -> None:
     processor = square_resize(load_image_processor(source))
     augmentation = radiograph_augmentation() if data_args.augment else None
     train_split.set_transform(batch_transform(processor, augmentation))
-    validation_split.set_transform(batch_transform(processor))
+    # Selection data: the carved validation split, then stressed copies of part of it
+    selection_changes = SELECTION_CHANGES if data_args.stress_selection_images else ()
+    selection_split = with_stressed_copies(validation_split, selection_changes, data_args.stress_selection_images,
+                                           training_args.seed)
+    selection_split.set_transform(stressed_transform(processor, training_args.seed))
 
     # Train
     positive = labels.index(data_args.positive_label)
@@ -176,8 +205,8 @@ def main() -> None:
         model=model,
         args=training_args,
         train_dataset=train_split,
-        eval_dataset=validation_split,
-        compute_metrics=trainer_metrics(positive),
+        eval_dataset=selection_split,
+        compute_metrics=selection_metrics(positive, selection_split.with_format(None)["stress"]),
         compute_loss_func=class_weighted_loss(train_split.with_format(None)["label"], len(labels))
         if model_args.class_weighting else None,
         callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)],
@@ -191,36 +220,41 @@ def main() -> None:
     output_dir = Path(training_args.output_dir)
     model.to(getattr(torch, model_args.save_dtype)).save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    model = load_model(ModelSource(str(output_dir)))
+    model = load_model(ModelSource(str(output_dir)), attention="sdpa")
 
-    # Operating threshold, chosen on the carved validation split (whose features also calibrate the
-    # out-of-distribution detector: one pass over it serves both)
+    # Operating threshold: Youden's J on the carved validation split and its stressed copies pooled, so
+    # the operating point holds when framing, text or exposure change
     validation_split.reset_format()
-    with captured_features(model) as features:
-        probabilities = predict_probabilities(model, processor, validation_split, training_args.per_device_eval_batch_size)
-    positives = np.array(validation_split["label"]) == positive
-    setattr(model.config, THRESHOLD_KEY, youden_threshold(positives, probabilities[:, positive]))
+    truth = np.array(validation_split["label"]) == positive
+    changes = STRESS_SUITE if data_args.stress_suite else ()
+    probabilities = predict_stressed(model, processor, image_sources(validation_split), changes,
+                                     training_args.seed, training_args.per_device_eval_batch_size)
+    pooled = [name for name in selection_changes if name in probabilities]
+    setattr(model.config, THRESHOLD_KEY, robust_threshold(truth, probabilities, positive, pooled))
     model.config.save_pretrained(output_dir)
 
-    # Out-of-distribution detector: training features define the distribution
+    # Out-of-distribution detector: training images (and augmented copies) define the distribution
     if model_args.ood_num_train > 0:
         train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
         train_images = train_images.select(range(min(model_args.ood_num_train, len(train_images))))
-        train_features = image_features(model, processor, image_sources(train_images))
-        OODDetector.fit(train_features, torch.cat(features).numpy()).save(output_dir)
+        fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split),
+                      seed=training_args.seed).save(output_dir)
 
     # Evaluate, write the card, push
     results = {"carved_validation": evaluate_model(
         model, processor, validation_split, output_dir / "eval" / "carved_validation",
-        "validation (carved from train)", probabilities=probabilities)}
+        "validation (carved from train)", probabilities=probabilities[CLEAN])}
     if official_validation is not None:
         results["official_validation"] = evaluate_model(
             model, processor, official_validation, output_dir / "eval" / "official_validation",
             "official validation (16 images)", batch_size=training_args.per_device_eval_batch_size)
+    stress = run_stress_suite(model, processor, validation_split, output_dir / "eval" / "stress",
+                              probabilities=probabilities, seed=training_args.seed) if changes else None
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}
-    card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started))
+    card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
+                                  stress, pooled))
     card.save(output_dir / "README.md")
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
@@ -262,7 +296,8 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
-def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started) -> CardFacts:
+def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, stress,
+                pooled) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
@@ -277,8 +312,15 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
         "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
         "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
-        "augmentation": "affine (±7°, ±5% shift, ±8% scale), brightness/contrast ±15%" if data_args.augment else "none",
-        "early stopping": f"patience {model_args.early_stopping_patience} on validation ROC-AUC",
+        "augmentation": ("zoom/crop to 30-100 % of the area (aspect 0.75-1.33, off-centre), borders, shifts "
+                         "±15 %, rotation ±10°, 1-3 burned-in markings (laterality, times, dates, codes), gamma "
+                         "0.55-1.8, contrast and brightness ±30-40 %, blur/sharpen, noise, JPEG q20-80, "
+                         "down-up sampling") if data_args.augment else "none",
+        "checkpoint selection": f"{training_args.metric_for_best_model} on the carved validation split"
+        + (f" and stressed copies of {data_args.stress_selection_images} of its images ({', '.join(SELECTION_CHANGES)})"
+           if data_args.stress_selection_images else ""),
+        "attention while training": "SDPA",
+        "early stopping": f"patience {model_args.early_stopping_patience} evaluations",
     }
     minutes = (time.time() - started) / 60
     procedure = "\n".join(f"- {name}: {value}" for name, value in hyper_parameters.items())
@@ -291,11 +333,14 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         else data_args.dataset_name_or_dir,
         labels=labels, positive_label=data_args.positive_label,
         threshold=getattr(model.config, THRESHOLD_KEY),
-        threshold_rule="maximising Youden's J (sensitivity + specificity - 1)",
+        threshold_rule="maximising Youden's J (sensitivity + specificity - 1)" + (
+            f" over the carved validation images and their stressed copies ({', '.join(pooled)}) pooled"
+            if pooled else ""),
         image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
         training_procedure=procedure, split_sizes=split_sizes, results=results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
-        extra_sections=[_figures_section(results)],
+        extra_sections=[_figures_section(results), *([_stress_section(stress, labels, positive_label=data_args.positive_label)]
+                                                       if stress else [])],
     )
 
 
@@ -307,6 +352,18 @@ def _figures_section(results: dict) -> str:
         lines.append(f"![ROC curve, {name}](eval/{folder}/roc_curve.png) "
                      f"![Confusion matrix, {name}](eval/{folder}/confusion_matrix.png)")
     return "\n".join(lines)
+
+
+def _stress_section(stress: dict, labels: list[str], positive_label: str) -> str:
+    negative = next(label for label in labels if label != positive_label)
+    return "\n".join([
+        "### Stress suite (shortcut check)", "",
+        f"The carved validation split ({stress['num_images']} images) under acquisition changes that must not change "
+        f"a diagnosis, at the operating threshold {stress['threshold']:.4f}, seed {stress['seed']}. "
+        f"\"Flipped\" is the share of decisions that differ from the unchanged image's.", "",
+        stress_table(stress["changes"], negative, positive_label), "",
+        "![Stress suite](eval/stress/stress.png) ![The changes on one image](eval/stress/stress_examples.png)",
+    ])
 
 
 def _hardware() -> str:

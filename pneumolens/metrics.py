@@ -67,12 +67,17 @@ def trainer_metrics(positive_index: int, threshold: float = 0.5):
         logits, labels = eval_prediction.predictions, eval_prediction.label_ids
         scores = softmax(np.asarray(logits))[:, positive_index]
         positives = (np.asarray(labels) == positive_index).astype(int)
-        metrics = binary_metrics(positives, scores, threshold)
-        tn_fp, fn_tp = metrics.pop("confusion_matrix")
-        metrics.update(tn=tn_fp[0], fp=tn_fp[1], fn=fn_tp[0], tp=fn_tp[1])
-        return metrics
+        return scalar_metrics(binary_metrics(positives, scores, threshold))
 
     return compute_metrics
+
+
+def scalar_metrics(metrics: dict) -> dict:
+    """`binary_metrics` with the confusion matrix as four scalars (tn, fp, fn, tp), as the Trainer logs."""
+    metrics = dict(metrics)
+    tn_fp, fn_tp = metrics.pop("confusion_matrix")
+    metrics.update(tn=tn_fp[0], fp=tn_fp[1], fn=fn_tp[0], tp=fn_tp[1])
+    return metrics
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -64,14 +64,18 @@ def load_config(source: ModelSource, **overrides) -> PretrainedConfig:
     return config
 
 
-def load_model(source: ModelSource, **config_overrides) -> torch.nn.Module:
-    """An image classifier in eval mode; `config_overrides` (e.g. a new head's labels) go to the config."""
+def load_model(source: ModelSource, attention: str = "eager", **config_overrides) -> torch.nn.Module:
+    """An image classifier in eval mode; `config_overrides` (e.g. a new head's labels) go to the config.
+
+    `attention` is the ViT family's attention kernel: "eager" (the default) returns the attention
+    probabilities that rollout reads; "sdpa" is faster where nothing reads them (training, scoring).
+    """
     config = load_config(source, **config_overrides)
     # float32 whatever the storage dtype: a float16 checkpoint computes in float32 on a CPU.
     kwargs = {"config": config, "use_safetensors": True, "dtype": torch.float32,
               "ignore_mismatched_sizes": "num_labels" in config_overrides}
     if config.model_type in VIT_FAMILY:
-        kwargs["attn_implementation"] = "eager"
+        kwargs["attn_implementation"] = attention
     model = _from_pretrained(AutoModelForImageClassification, source, **kwargs)
     return model.eval()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import shlex
 import sys
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
 from .errors import PneumoLensError
+from .images import load_image
 from .modeling import ModelSource, backbone_blocks
 from .preprocessing import pixel_values
 
@@ -130,7 +132,22 @@ def _hub_file(source: ModelSource) -> Path | None:
 
 
 def fit_for_model(model, processor, train_images, calibration_images, quantile: float = 0.99,
-                  margin: float = 1.5) -> OODDetector:
+                  margin: float = 1.5, acquisition_changes: bool = True, seed: int = 0) -> OODDetector:
+    """Fit the Gaussian on `train_images` and the threshold on `calibration_images` (held-out radiographs).
+
+    With `acquisition_changes`, the Gaussian also covers an augmented copy of every training image and the
+    threshold also covers copies of the calibration images under each stress-suite change: a zoomed,
+    text-marked or re-exposed radiograph is still a radiograph and must not be flagged.
+    """
+    if acquisition_changes:
+        from .preprocessing import radiograph_augmentation
+        from .stress import STRESS_SUITE
+
+        augment = radiograph_augmentation(random.Random(seed))
+        train_images = [*train_images, *(augment(load_image(image)) for image in train_images)]
+        stressed = random.Random(seed).sample(range(len(calibration_images)), min(60, len(calibration_images)))
+        calibration_images = [*calibration_images, *(
+            change(load_image(calibration_images[index]), seed, index) for change in STRESS_SUITE for index in stressed)]
     train = image_features(model, processor, train_images)
     calibration = image_features(model, processor, calibration_images)
     detector = OODDetector.fit(train, calibration, quantile, margin)
@@ -162,17 +179,18 @@ def main(argv: list[str] | None = None) -> None:
                                          args.validation_fraction, args.seed)
     train = train.shuffle(seed=args.seed).select(range(min(args.num_train, len(train))))
     source = ModelSource(args.model)
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
     detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile,
-                             args.margin)
+                             args.margin, seed=args.seed)
     print(f"saved {detector.save(args.model)} (threshold {detector.threshold:.3f})")
     card = Path(args.model) / "README.md"
     if card.is_file():
         set_card_section(card, "Out-of-distribution detector", (
             f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {len(train)} "
-            f"training images; the PneumoLens app warns when an image's Mahalanobis distance exceeds "
-            f"{detector.threshold:.2f} ({args.margin} x the {args.quantile:.0%} quantile over the "
-            f"{len(validation)} carved validation images).\n\n"
+            f"training images and an augmented copy of each (zoom, text, exposure, detector changes); the "
+            f"PneumoLens app warns when an image's Mahalanobis distance exceeds {detector.threshold:.2f} "
+            f"({args.margin} x the {args.quantile:.0%} quantile over the {len(validation)} carved validation "
+            f"images and stressed copies of 60 of them under each stress-suite change).\n\n"
             f"Command: `python -m pneumolens.ood {shlex.join(argv if argv is not None else sys.argv[1:])}`"))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from .images import load_image, undecoded_source
 
@@ -39,18 +38,24 @@ def pixel_values(processor, images) -> torch.Tensor:
     return processor(images=rgb, return_tensors="pt")["pixel_values"]
 
 
-def radiograph_augmentation() -> v2.Compose:
-    """Label-preserving variations of a chest radiograph (PIL in, PIL out)."""
-    return v2.Compose([
-        # Patient position and detector placement vary by a few degrees and a few percent of the
-        # field; larger rotations or zooms produce films no department would accept.
-        v2.RandomAffine(degrees=7, translate=(0.05, 0.05), scale=(0.92, 1.08)),
-        # Exposure and post-processing differ between machines: mild brightness/contrast changes.
-        # No hue/saturation: radiographs are grayscale.
-        v2.ColorJitter(brightness=0.15, contrast=0.15),
-        # No horizontal flip: it would put the heart on the right (dextrocardia), a real finding,
-        # and teach the model that anatomy is symmetric when it is not.
-    ])
+def radiograph_augmentation(rng=None):
+    """Label-preserving variations of a chest radiograph (PIL in, PIL out): framing, burned-in text,
+    exposure and detector changes drawn at random (see `augmentation.ShortcutAugmentation`).
+
+    No horizontal flip: it would put the heart on the right (dextrocardia), a real finding, and teach
+    the model that anatomy is symmetric when it is not. No hue or saturation: radiographs are grey.
+    """
+    from .augmentation import ShortcutAugmentation
+
+    return ShortcutAugmentation(rng=rng)
+
+
+def processed_batch(processor, images: list, labels) -> dict:
+    """Decoded images and labels -> the model's `pixel_values` and `labels` tensors."""
+    return {
+        "pixel_values": processor(images=images, return_tensors="pt")["pixel_values"],
+        "labels": torch.as_tensor(labels),
+    }
 
 
 def batch_transform(processor, augmentation=None):
@@ -60,9 +65,6 @@ def batch_transform(processor, augmentation=None):
         images = [load_image(undecoded_source(image)) for image in batch["image"]]
         if augmentation is not None:
             images = [augmentation(image) for image in images]
-        return {
-            "pixel_values": processor(images=images, return_tensors="pt")["pixel_values"],
-            "labels": torch.as_tensor(batch["label"]),
-        }
+        return processed_batch(processor, images, batch["label"])
 
     return transform
