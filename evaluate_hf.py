@@ -6,20 +6,27 @@
 
 Writes metrics.json, predictions.csv, roc_curve.png and confusion_matrix.png to --output_dir. The
 decision threshold is the one saved in the model's config unless --threshold is given.
+
+--stress also runs the shortcut stress suite (pneumolens/stress.py): every image under each acquisition
+change that must not change a diagnosis, written to --output_dir/stress (stress.json, stress.png,
+stress_examples.png) and printed as a table.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
 
 from transformers import HfArgumentParser
 
 from pneumolens import cli
-from pneumolens.data import drop_unreadable, load_image_dataset
+from pneumolens.data import drop_unreadable, image_sources, load_image_dataset
 from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model
 from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.stress import CLEAN, predict_stressed, run_stress_suite, stress_table
 
 
 @dataclass
@@ -37,6 +44,8 @@ class EvaluationArguments:
         default=None, metadata={"help": "Decision threshold; default: the model's saved operating threshold."}
     )
     batch_size: int = field(default=32, metadata={"help": "Images per forward pass."})
+    stress: bool = field(default=False, metadata={"help": "Also run the shortcut stress suite."})
+    stress_seed: int = field(default=0, metadata={"help": "Seed of the stress suite's random placements."})
 
 
 def main() -> None:
@@ -47,10 +56,20 @@ def main() -> None:
     if split not in dataset:
         raise PneumoLensError(f"No split '{split}' in {args.data_dir}; it has {sorted(dataset)}.")
     source = ModelSource(args.model, args.revision)
-    model, processor = load_model(source), load_image_processor(source)
-    metrics = evaluate_model(model, processor, drop_unreadable(dataset[split], split), args.output_dir,
-                             split, args.threshold, args.batch_size)
-    print(json.dumps(metrics, indent=2))
+    # SDPA: scoring reads no attention maps.
+    model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
+    data = drop_unreadable(dataset[split], split)
+    if not args.stress:
+        print(json.dumps(evaluate_model(model, processor, data, args.output_dir, split, args.threshold,
+                                        args.batch_size), indent=2))
+        return
+    probabilities = predict_stressed(model, processor, image_sources(data), seed=args.stress_seed,
+                                     batch_size=args.batch_size)
+    stress = run_stress_suite(model, processor, data, Path(args.output_dir) / "stress", args.threshold,
+                              seed=args.stress_seed, probabilities=probabilities)
+    print(json.dumps(evaluate_model(model, processor, data, args.output_dir, split, args.threshold,
+                                    probabilities=probabilities[CLEAN]), indent=2))
+    print(stress_table(stress["changes"], stress["negative_label"], stress["positive_label"]))
 
 
 def _only_split(dataset) -> str:

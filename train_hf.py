@@ -339,8 +339,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
         training_procedure=procedure, split_sizes=split_sizes, results=results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
-        extra_sections=[_figures_section(results), *([_stress_section(stress, labels, positive_label=data_args.positive_label)]
-                                                       if stress else [])],
+        extra_sections=[_figures_section(results), *([_stress_section(stress)] if stress else [])],
     )
 
 
@@ -354,14 +353,13 @@ def _figures_section(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _stress_section(stress: dict, labels: list[str], positive_label: str) -> str:
-    negative = next(label for label in labels if label != positive_label)
+def _stress_section(stress: dict) -> str:
     return "\n".join([
         "### Stress suite (shortcut check)", "",
         f"The carved validation split ({stress['num_images']} images) under acquisition changes that must not change "
         f"a diagnosis, at the operating threshold {stress['threshold']:.4f}, seed {stress['seed']}. "
         f"\"Flipped\" is the share of decisions that differ from the unchanged image's.", "",
-        stress_table(stress["changes"], negative, positive_label), "",
+        stress_table(stress["changes"], stress["negative_label"], stress["positive_label"]), "",
         "![Stress suite](eval/stress/stress.png) ![The changes on one image](eval/stress/stress_examples.png)",
     ])
 

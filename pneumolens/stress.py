@@ -244,8 +244,9 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     report = stress_report(truth, probabilities, positive, threshold)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    negative_name = next((name for i, name in model.config.id2label.items() if int(i) != positive), "negative")
     summary = {"threshold": threshold, "seed": seed, "num_images": len(truth), "positive_label": positive_name,
-               "changes": report}
+               "negative_label": negative_name, "changes": report}
     (out / "stress.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_stress(report, out / "stress.png", positive_name)
     plot_examples(load_image(images[int(np.argmin(truth))] if len(images) else None), changes, seed,
