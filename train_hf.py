@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from pneumolens import cli
 from pneumolens.card import CardFacts, build_card
@@ -44,7 +43,7 @@ from pneumolens.stress import (
     CLEAN, STRESS_SUITE, SELECTION_CHANGES, predict_stressed, robust_threshold, run_stress_suite, selection_metrics,
     stress_table, stressed_transform, with_stressed_copies,
 )
-from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss
+from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss, last_complete_checkpoint, save_atomically
 
 logger = logging.getLogger("train_hf")
 
@@ -218,8 +217,9 @@ def main() -> None:
 
     # Save the model as it will ship, then reload it the way its users will
     output_dir = Path(training_args.output_dir)
-    model.to(getattr(torch, model_args.save_dtype)).save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    with save_atomically(output_dir) as staging:
+        model.to(getattr(torch, model_args.save_dtype)).save_pretrained(staging)
+        processor.save_pretrained(staging)
     model = load_model(ModelSource(str(output_dir)), attention="sdpa")
 
     # Operating threshold: Youden's J on the carved validation split and its stressed copies pooled, so
@@ -290,9 +290,10 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
         if requested and not Path(requested).is_dir():
             raise PneumoLensError(f"--resume_from_checkpoint: no such checkpoint directory {requested}")
         return requested
-    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    last = last_complete_checkpoint(training_args.output_dir)
     if last is None:
-        logger.warning("No checkpoint in %s to resume from; training from the start.", training_args.output_dir)
+        logger.warning("No complete checkpoint in %s to resume from; training from the start.",
+                       training_args.output_dir)
     return last
 
 

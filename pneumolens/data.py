@@ -6,7 +6,6 @@ when a batch is formed, so training reads pictures exactly the way serving does.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from pathlib import Path
@@ -14,11 +13,10 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from datasets import Image as ImageFeature
-from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .errors import PneumoLensError
-from .images import undecoded_source
+from .images import load_image, undecoded_source
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +133,10 @@ def drop_unreadable(dataset: Dataset, split: str) -> Dataset:
 
 
 def _is_readable(image: dict) -> bool:
+    # A full decode through the path training uses: `verify()` passes truncated files, which would
+    # then abort training in the middle of an epoch.
     try:
-        source = undecoded_source(image)
-        if isinstance(source, bytes):
-            source = io.BytesIO(source)
-        with Image.open(source) as opened:
-            opened.verify()
+        load_image(undecoded_source(image))
         return True
     except Exception:  # any decoder error means "unreadable"; the caller counts them
         return False
@@ -155,4 +151,11 @@ def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) ->
     n_splits = max(2, round(1.0 / validation_fraction))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     train_index, validation_index = next(folds.split(np.zeros(len(labels)), labels, groups))
+    names = dataset.features["label"].names
+    for side, index in (("training", train_index), ("validation", validation_index)):
+        missing = sorted(set(labels.tolist()) - set(labels[index].tolist()))
+        if missing:
+            raise PneumoLensError(
+                f"The carved {side} split has no image of {[names[m] for m in missing]}: the model could not "
+                "learn it, or a checkpoint and threshold could not be chosen. Use more images of that class.")
     return dataset.select(train_index), dataset.select(validation_index)

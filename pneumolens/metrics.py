@@ -49,6 +49,8 @@ def youden_threshold(labels, positive_scores) -> float:
     """
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(positive_scores, dtype=np.float64)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("A threshold needs scores of both classes; these labels have one class only.")
     false_positive_rate, true_positive_rate, thresholds = roc_curve(labels, scores)
     youden_j = true_positive_rate - false_positive_rate
     best = np.flatnonzero(np.isclose(youden_j, youden_j.max()))

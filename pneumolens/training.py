@@ -10,6 +10,12 @@ does convert, so checkpoints are restored through it.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,3 +60,37 @@ def class_weighted_loss(labels, num_labels: int):
         return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
 
     return loss
+
+
+# What a checkpoint directory holds once the Trainer has finished writing it; trainer_state.json is
+# written last, so a run killed while saving leaves a directory without it.
+CHECKPOINT_FILES = ("model.safetensors", "trainer_state.json")
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `output_dir` whose files are all there, skipping half-written ones."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    numbered = [(int(match.group(1)), path) for path in root.iterdir()
+                if path.is_dir() and (match := re.fullmatch(r"checkpoint-(\d+)", path.name))]
+    for _, path in sorted(numbered, reverse=True):
+        if all((path / name).is_file() and (path / name).stat().st_size > 0 for name in CHECKPOINT_FILES):
+            return str(path)
+        logger.warning("Skipping incomplete checkpoint %s", path)
+    return None
+
+
+@contextmanager
+def save_atomically(output_dir: str | Path):
+    """Yield a staging directory; when the block succeeds, move each file it holds into `output_dir`
+    with `os.replace` (atomic per file). A save that fails half-way leaves the model that was there."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            os.replace(path, output / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -16,6 +16,7 @@ import app
 from pneumolens.data import image_sources, load_image_dataset
 from pneumolens.modeling import ModelSource, load_image_processor, load_model
 from pneumolens.ood import fit_for_model
+from pneumolens.stress import stress_change
 from pneumolens.service import PneumoLensService
 from tests.test_images import _dicom, _png_header_only
 
@@ -209,6 +210,13 @@ def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(pretrain
     radiographs = real_images["NORMAL"][3:] + real_images["PNEUMONIA"][3:]
     flagged = [service.predict(path)["out_of_distribution"]["flagged"] for path in radiographs]
     assert sum(flagged) <= 1
+    # Zoomed, text-marked or re-exposed radiographs are still radiographs (the detector was fitted with
+    # acquisition changes).
+    for name in ("zoom_centre_55", "text_mixed", "gamma_1.7"):
+        change = stress_change(name)
+        changed = [change(Image.open(path).convert("RGB"), 0, index) for index, path in enumerate(radiographs)]
+        flagged = [service.predict(image)["out_of_distribution"]["flagged"] for image in changed]
+        assert sum(flagged) <= 1, name
 
 
 def _sample_photo() -> np.ndarray:

@@ -88,3 +88,24 @@ def test_a_split_with_no_readable_image_is_an_error(tmp_path):
         (tmp_path / "train" / label / "x.jpeg").write_bytes(b"garbage")
     with pytest.raises(PneumoLensError, match="No readable image"):
         drop_unreadable(load_image_dataset(str(tmp_path))["train"], "train")
+
+
+def test_truncated_images_are_skipped_before_training(copy_of, small_imagefolder, real_images):
+    """`Image.verify()` passes a truncated JPEG; training would then fail on it in the middle of an epoch."""
+    data = copy_of(small_imagefolder)
+    whole = real_images["NORMAL"][0].read_bytes()
+    (data / "train" / "NORMAL" / "IM-9998-0001.jpeg").write_bytes(whole[: len(whole) // 2])
+    train = load_image_dataset(str(data))["train"]
+    readable = drop_unreadable(train, "train")
+    assert len(readable) == len(train) - 1
+    assert "IM-9998-0001.jpeg" not in {image_name(i) for i in readable["image"]}
+
+
+def test_a_carved_split_without_one_class_is_refused_by_name(copy_of, small_imagefolder):
+    data = copy_of(small_imagefolder)
+    normals = sorted((data / "train" / "NORMAL").iterdir())
+    for image in normals[1:]:  # one NORMAL image left: it lands on one side only
+        image.unlink()
+    train = load_image_dataset(str(data))["train"]
+    with pytest.raises(PneumoLensError, match=r"no image of \['NORMAL'\]"):
+        split_by_patient(train, 0.25, seed=0)

@@ -66,3 +66,8 @@ def test_trainer_metrics_uses_the_positive_index_and_flattens_the_matrix():
     assert (metrics["tp"], metrics["fn"], metrics["fp"], metrics["tn"]) == (4, 1, 1, 4)
     assert metrics["roc_auc"] == pytest.approx(21 / 25)
     assert all(not isinstance(v, list) for v in metrics.values())
+
+
+def test_youden_threshold_names_the_one_class_problem():
+    with pytest.raises(ValueError, match="both classes"):
+        youden_threshold([1, 1, 1], [0.2, 0.5, 0.9])

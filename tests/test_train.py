@@ -14,7 +14,7 @@ from transformers import AutoModelForImageClassification, pipeline
 
 from pneumolens.modeling import ModelSource
 from pneumolens.ood import OODDetector
-from pneumolens.training import restore_weights
+from pneumolens.training import last_complete_checkpoint, restore_weights, save_atomically
 from tests.conftest import REPO, train_tiny
 
 
@@ -152,3 +152,28 @@ def test_help_lists_argument_groups():
                    "--push_to_hub", "--resume_from_checkpoint"):
         assert option in result.stdout
     assert "Share of the training split carved out, by patient" in " ".join(result.stdout.split())
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path):
+    for step, files in ((100, ("model.safetensors", "trainer_state.json")), (200, ("model.safetensors",))):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("{}")
+    (tmp_path / "checkpoint-300").mkdir()  # killed before anything was written
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-100")
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None
+
+
+def test_a_failed_final_save_leaves_the_previous_model(tmp_path):
+    (tmp_path / "model.safetensors").write_text("old weights")
+    with pytest.raises(RuntimeError):
+        with save_atomically(tmp_path) as staging:
+            (staging / "model.safetensors").write_text("new wei")
+            raise RuntimeError("disk full")
+    assert (tmp_path / "model.safetensors").read_text() == "old weights"
+    with save_atomically(tmp_path) as staging:
+        (staging / "model.safetensors").write_text("new weights")
+        (staging / "config.json").write_text("{}")
+    assert (tmp_path / "model.safetensors").read_text() == "new weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
