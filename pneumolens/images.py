@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import Union
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 # A 4096x4096 radiograph is larger than any clinical detector; anything beyond this many pixels is
 # refused before it is decoded (a few-KB PNG can declare 30000x30000 pixels).
 MAX_IMAGE_PIXELS = 50_000_000
+
+# The picture formats we document (besides DICOM). Pillow would otherwise try every decoder it has
+# (EPS through Ghostscript, PSD, FITS, ...), each one more parser exposed to uploads.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -48,8 +53,8 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
     try:
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(f"The image could not be decoded ({err}); is the file complete?") from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        raise ImageDecodeError(f"The image could not be decoded ({type(err).__name__}); is the file complete?") from err
 
 
 def undecoded_source(image: dict):
@@ -73,14 +78,15 @@ def _open(source, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageDecodeError("The uploaded file is empty.")
-        data, name = bytes(source), "the upload"
+        data, name = bytes(source), "The upload"
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageDecodeError(f"No such image file: {path}")
+            raise ImageDecodeError(f"No such image file: {path.name}")
         if path.stat().st_size == 0:
-            raise ImageDecodeError(f"The file is empty: {path}")
-        data, name = path.read_bytes(), str(path)
+            raise ImageDecodeError(f"The file is empty: {path.name}")
+        # The file name only: a message must not show where the server keeps its files.
+        data, name = path.read_bytes(), path.name
     if is_dicom(data):
         try:
             return read_dicom(data, max_pixels)
@@ -90,15 +96,17 @@ def _open(source, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
+            image = Image.open(stream, formats=IMAGE_FORMATS)
         _check_size(image, max_pixels)
         image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         if isinstance(err, UnidentifiedImageError):
-            raise ImageDecodeError(f"{name} is not an image file PIL can read (JPEG, PNG, ...).") from err
+            raise ImageDecodeError(
+                f"{name} is not an image in a supported format ({', '.join(IMAGE_FORMATS)} or DICOM).") from err
         raise ImageDecodeError(f"{name} is too large to process safely ({err}).") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(f"{name} could not be decoded ({err}); is the file complete?") from err
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        # Decoders report damaged data in all of these; the message never includes a server path.
+        raise ImageDecodeError(f"{name} could not be decoded ({type(err).__name__}); is the file complete?") from err
     return image
 
 

@@ -143,3 +143,93 @@ def test_dicom_from_a_real_radiograph_keeps_its_size(real_images):
     pixels = np.asarray(Image.open(real_images["NORMAL"][0]).convert("L"), dtype=np.float64) * 16
     image = load_image(_dicom(pixels))
     assert image.size == (pixels.shape[1], pixels.shape[0]) and image.mode == "RGB"
+
+
+def _deflated_dicom_bomb(inflated_zeros: int) -> bytes:
+    """A valid 64x64 Deflated Explicit VR Little Endian DICOM plus a private element of zeros, written
+    in a streaming way so the test itself never holds the inflated bytes."""
+    import zlib
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    plain = _dicom(np.tile(np.linspace(0, 4000, 64), (64, 1)))
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(plain))
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, dataset)
+    # A private element (7FE1,1010) OB after the pixel data, the last element of the data set.
+    header = (0x7FE1).to_bytes(2, "little") + (0x1010).to_bytes(2, "little") + b"OB\0\0" \
+        + inflated_zeros.to_bytes(4, "little")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = [compressor.compress(body.getvalue() + header)]
+    zeros = bytes(2**20)
+    for _ in range(inflated_zeros // len(zeros)):
+        deflated.append(compressor.compress(zeros))
+    deflated.append(compressor.flush())
+    meta = DicomBytesIO()
+    write_file_meta_info(meta, dataset.file_meta, enforce_standard=True)
+    return b"\0" * 128 + b"DICM" + meta.getvalue() + b"".join(deflated)
+
+
+def test_deflated_dicom_bomb_is_refused_before_it_is_inflated():
+    import resource
+    import time
+
+    bomb = _deflated_dicom_bomb(512 * 2**20)
+    assert len(bomb) < 2 * 2**20
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(ImageDecodeError, match="expands to more than"):
+        load_image(bomb)
+    peak_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert peak_growth_mb < 100 and time.perf_counter() - started < 30
+
+
+def test_small_deflated_dicom_still_reads():
+    image = load_image(_deflated_dicom_bomb(2**20))
+    assert image.size == (64, 64) and np.asarray(image)[0, -1, 0] == 255
+
+
+def test_dicom_frames_count_against_the_pixel_cap_and_only_the_first_frame_is_decoded():
+    from pydicom import dcmread
+
+    dataset = dcmread(io.BytesIO(_dicom(np.zeros((32, 32)))))
+    frames = np.stack([np.full((32, 32), value, np.uint16) for value in (0, 4000, 2000)])
+    frames[0, :, 16:] = 4000  # frame 0: half dark, half bright
+    dataset.NumberOfFrames, dataset.PixelData = 3, frames.tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(ImageDecodeError, match="32x32 pixels x 3 frame"):
+        load_image(buffer.getvalue(), max_pixels=32 * 32 * 2)
+    first = np.asarray(load_image(buffer.getvalue()))[..., 0]
+    assert first[0, 0] == 0 and first[0, -1] == 255
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not an image in a supported format"),
+    (b"8BPS\x00\x01" + bytes(20), "not an image in a supported format"),
+    (b"SIMPLE  =                    T" + bytes(50), "not an image in a supported format"),
+])
+def test_formats_we_do_not_document_are_refused(payload, message):
+    with pytest.raises(ImageDecodeError, match=message):
+        load_image(payload)
+
+
+def test_error_messages_do_not_show_server_paths(tmp_path):
+    broken = tmp_path / "secret-folder" / "scan.png"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    with pytest.raises(ImageDecodeError) as caught:
+        load_image(str(broken))
+    assert "scan.png" in str(caught.value) and "secret-folder" not in str(caught.value)
+
+
+def test_a_gif_cut_inside_its_first_frame_is_a_clear_error():
+    stub = b"GIF89a\x10\x00\x10\x00\x80\x00\x00" + bytes(6) + b",\x00\x00\x00\x00\x10\x00\x10\x00\x00\x02"
+    with pytest.raises(ImageDecodeError, match="could not be decoded|not an image"):
+        load_image(stub)
