@@ -18,6 +18,10 @@ from .errors import PneumoLensError
 
 logger = logging.getLogger(__name__)
 
+# A Hub repository with only pickled (.bin) weights would make transformers ask a conversion service
+# for safetensors, sending the user's token along; we load safetensors or nothing.
+os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
+
 # Keys PneumoLens adds to a model's config.json; they travel with the model to the Hub.
 THRESHOLD_KEY = "operating_threshold"
 POSITIVE_LABEL_KEY = "positive_label"

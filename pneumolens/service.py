@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, hf_hub_download
 from PIL import Image
 
 from .explain import Explainer, Explanation, ExplanationOptions
@@ -121,7 +121,10 @@ class PneumoLensService:
     def _card(self) -> ModelCard | None:
         local = Path(self.source.name_or_path) / "README.md"
         try:
-            return ModelCard.load(local) if local.is_file() else ModelCard.load(self.source.name_or_path)
+            if not local.is_file():
+                # The card of the same revision as the weights, not whatever the main branch holds now.
+                local = hf_hub_download(self.source.name_or_path, "README.md", **self.source.kwargs())
+            return ModelCard.load(local)
         except Exception:  # no card, offline: the summary falls back to the config
             logger.info("No model card for %s", self.source.name_or_path)
             return None

@@ -60,3 +60,28 @@ def test_deit_distillation_token_is_skipped_and_fused_equals_reference(tmp_path)
     for method in ("rollout", "saliency", "gradcam"):
         assert fused.maps[method].shape == (40, 50)
         assert abs(fused.maps[method] - reference.maps[method]).max() < 1e-4
+
+
+def test_safetensors_auto_conversion_is_switched_off():
+    import os
+
+    import pneumolens.modeling  # noqa: F401
+
+    assert os.environ["DISABLE_SAFETENSORS_CONVERSION"] == "1"
+
+
+def test_the_card_is_fetched_at_the_weights_revision(monkeypatch, tiny_trained_dirs):
+    import pneumolens.service as service_module
+    from pneumolens.service import PneumoLensService
+
+    service = PneumoLensService(ModelSource(str(tiny_trained_dirs["vit"])))
+    requests = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        requests.append((repo_id, filename, kwargs.get("revision")))
+        raise OSError("offline")
+
+    monkeypatch.setattr(service_module, "hf_hub_download", fake_download)
+    service.source = ModelSource("someone/pneumolens", revision="0123abc")
+    assert service._card() is None
+    assert requests == [("someone/pneumolens", "README.md", "0123abc")]
