@@ -75,6 +75,9 @@ class DataArguments:
         metadata={"help": "Shortcut augmentation while training: zoom/crop, borders, burned-in text, exposure, "
                           "blur/sharpen, noise, JPEG, down-up sampling (pneumolens/augmentation.py)."},
     )
+    zoom_probability: float = field(
+        default=0.5, metadata={"help": "Share of training images zoomed/cropped by the shortcut augmentation."}
+    )
     stress_selection_images: int | None = field(
         default=300,
         metadata={"help": "Carved validation images that get a stressed copy per selection change "
@@ -153,8 +156,11 @@ class PneumoTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the transform needs the image column."}
     )
+    # Measured (benchmarks/train_throughput.py, 2 cores): decoding + augmentation + processor run at
+    # 342 images/s against 6.5 for a training step, so a worker process only takes a core from the model
+    # (6.0 vs 6.5 images/s). More cores change that: raise it there.
     dataloader_num_workers: int = field(
-        default=1, metadata={"help": "Processes that decode and augment the next batch while the model trains."}
+        default=0, metadata={"help": "Processes that decode and augment the next batch while the model trains."}
     )
 
 
@@ -190,7 +196,7 @@ def main() -> None:
     logger.info("%s: %.2f M of %.2f M parameters trainable", model.config.model_type, trainable / 1e6,
                 sum(p.numel() for p in model.parameters()) / 1e6)
     processor = square_resize(load_image_processor(source))
-    augmentation = radiograph_augmentation() if data_args.augment else None
+    augmentation = radiograph_augmentation(p_zoom=data_args.zoom_probability) if data_args.augment else None
     train_split.set_transform(batch_transform(processor, augmentation))
     # Selection data: the carved validation split, then stressed copies of part of it
     selection_changes = SELECTION_CHANGES if data_args.stress_selection_images else ()

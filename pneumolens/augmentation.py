@@ -56,7 +56,7 @@ class ShortcutAugmentation:
             area = rng.uniform(*self.zoom_area)
             aspect = float(np.exp(rng.uniform(*np.log(self.zoom_aspect))))
             image = acq.zoom(image, area, (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), aspect)
-        elif rng.random() < self.p_letterbox / (1 - self.p_zoom):
+        elif rng.random() < self.p_letterbox / max(1e-6, 1 - self.p_zoom):
             image = acq.letterbox(image, rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95),
                                   (rng.random(), rng.random()), fill)
         if rng.random() < self.p_shift:

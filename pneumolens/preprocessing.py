@@ -38,7 +38,7 @@ def pixel_values(processor, images) -> torch.Tensor:
     return processor(images=rgb, return_tensors="pt")["pixel_values"]
 
 
-def radiograph_augmentation(rng=None):
+def radiograph_augmentation(rng=None, **probabilities):
     """Label-preserving variations of a chest radiograph (PIL in, PIL out): framing, burned-in text,
     exposure and detector changes drawn at random (see `augmentation.ShortcutAugmentation`).
 
@@ -47,7 +47,7 @@ def radiograph_augmentation(rng=None):
     """
     from .augmentation import ShortcutAugmentation
 
-    return ShortcutAugmentation(rng=rng)
+    return ShortcutAugmentation(rng=rng, **probabilities)
 
 
 def processed_batch(processor, images: list, labels) -> dict:

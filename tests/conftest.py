@@ -120,7 +120,7 @@ def train_tiny(data_dir: Path, backbone_dir: Path, output_dir: Path, *extra: str
     argv = ["train_hf.py", "--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(backbone_dir),
             "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
             "--per_device_train_batch_size", "8", "--validation_fraction", "0.25", "--use_cpu", "true",
-            "--dataloader_num_workers", "0", *extra]
+            *extra]
     with mock.patch.object(sys, "argv", argv):
         cli.run(train_hf.main)
     return output_dir
