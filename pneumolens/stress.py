@@ -280,14 +280,15 @@ def plot_stress(report: dict, path: Path, positive_name: str) -> None:
 
     names = list(report)
     y = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(7, 0.32 * len(names) + 1.4), dpi=120)
+    figure, axis = plt.subplots(figsize=(7, 0.32 * len(names) + 1.8), dpi=120)
     for offset, (metric, label) in enumerate((("specificity", "specificity"), ("sensitivity", "sensitivity"),
                                               ("flip_rate_negative", "flipped, true negatives"))):
         axis.barh(y + (offset - 1) * 0.27, [report[n][metric] for n in names], height=0.27, label=label)
     axis.set(yticks=y, yticklabels=names, xlim=(0, 1), xlabel="rate at the operating threshold",
              title=f"Stress suite ({positive_name} is positive)")
     axis.invert_yaxis()
-    axis.legend(loc="lower right", fontsize=7)
+    # Below the axes: inside them it hides the bars of the last changes.
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
