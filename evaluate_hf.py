@@ -18,7 +18,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from transformers import HfArgumentParser
 
 from pneumolens import cli

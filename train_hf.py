@@ -260,7 +260,7 @@ def main() -> None:
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}
     card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
-                                  stress, pooled))
+                                  augmentation, stress, pooled))
     card.save(output_dir / "README.md")
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
@@ -303,8 +303,8 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
-def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, stress,
-                pooled) -> CardFacts:
+def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
+                stress, pooled) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
@@ -319,10 +319,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
         "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
         "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
-        "augmentation": ("zoom/crop to 30-100 % of the area (aspect 0.75-1.33, off-centre), borders, shifts "
-                         "±15 %, rotation ±10°, 1-3 burned-in markings (laterality, times, dates, codes), gamma "
-                         "0.55-1.8, contrast and brightness ±30-40 %, blur/sharpen, noise, JPEG q20-80, "
-                         "down-up sampling") if data_args.augment else "none",
+        "augmentation": augmentation.describe() if augmentation else "none",
         "checkpoint selection": f"{training_args.metric_for_best_model} on the carved validation split"
         + (f" and stressed copies of {data_args.stress_selection_images} of its images ({', '.join(SELECTION_CHANGES)})"
            if data_args.stress_selection_images else ""),

@@ -50,6 +50,19 @@ class ShortcutAugmentation:
             image = self._photometric(image, rng)
         return self._detector(image, rng)
 
+    def describe(self) -> str:
+        """The recipe in words, from the fields, for the model card (share of images in brackets)."""
+        def share(p: float) -> str:
+            return f"({p * 100:.0f} %)"
+
+        low, high = self.zoom_area
+        return (f"zoom/crop to {low * 100:.0f}-{high * 100:.0f} % of the area, aspect {self.zoom_aspect[0]}-"
+                f"{self.zoom_aspect[1]}, off-centre {share(self.p_zoom)}; borders {share(self.p_letterbox)}; "
+                f"shifts up to ±15 % {share(self.p_shift)}; rotation up to ±10° {share(self.p_rotate)}; 1-3 burned-in "
+                f"markings (laterality, times, dates, codes) {share(self.p_text)}; gamma 0.55-1.8, contrast and "
+                f"brightness ±30-40 % {share(self.p_photometric)}; blur or sharpening {share(self.p_blur_or_sharpen)}; "
+                f"noise {share(self.p_noise)}; down-up sampling {share(self.p_down_up)}; JPEG q20-80 {share(self.p_jpeg)}")
+
     def _framing(self, image, rng):
         fill = rng.choice((0, 0, rng.randint(0, 80), 255))
         if rng.random() < self.p_zoom:

@@ -32,8 +32,9 @@ def read_dicom(data: bytes, max_pixels: int) -> Image.Image:
     import pydicom
 
     try:
-        if _transfer_syntax(data) == pydicom.uid.DeflatedExplicitVRLittleEndian:
-            _check_inflated_size(data)
+        meta, data_set_offset = _file_meta(data)
+        if meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
+            _check_inflated_size(data[data_set_offset:])
         dataset = pydicom.dcmread(io.BytesIO(data))
     except PneumoLensError:
         raise
@@ -65,25 +66,21 @@ def _display_image(pixels: np.ndarray, dataset) -> Image.Image:
     return Image.fromarray(_stretch(values), mode="L")
 
 
-def _transfer_syntax(data: bytes) -> str | None:
-    """The file meta information's transfer syntax, read without touching the data set after it."""
+def _file_meta(data: bytes):
+    """The file meta information and the offset of the data set after it, read without touching the
+    data set itself."""
     from pydicom.filereader import _read_file_meta_info, read_preamble
 
     stream = io.BytesIO(data)
     read_preamble(stream, False)
-    return _read_file_meta_info(stream).get("TransferSyntaxUID")
+    return _read_file_meta_info(stream), stream.tell()
 
 
-def _check_inflated_size(data: bytes) -> None:
+def _check_inflated_size(deflated: bytes) -> None:
     """Inflate a deflated data set in bounded steps, keeping nothing, and refuse it if it grows past
     `MAX_INFLATED_BYTES`: a few MB of deflated zeros can stand for gigabytes."""
-    from pydicom.filereader import _read_file_meta_info, read_preamble
-
-    stream = io.BytesIO(data)
-    read_preamble(stream, False)
-    _read_file_meta_info(stream)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    pending, total = data[stream.tell():], 0
+    pending, total = deflated, 0
     while pending:
         chunk = inflater.decompress(pending, INFLATE_STEP)
         total += len(chunk)

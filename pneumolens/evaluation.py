@@ -33,9 +33,15 @@ def predict_probabilities(model, processor, dataset: Dataset, batch_size: int = 
     batches = []
     for start in range(0, len(dataset), batch_size):
         rows = dataset[start:start + batch_size]
-        inputs = transform(rows)["pixel_values"].to(model.device, model.dtype)
-        batches.append(torch.softmax(model(pixel_values=inputs).logits.float(), dim=-1).cpu().numpy())
+        batches.append(class_probabilities(model, transform(rows)["pixel_values"]))
     return np.concatenate(batches) if batches else np.zeros((0, model.config.num_labels))
+
+
+@torch.no_grad()
+def class_probabilities(model, pixel_values: torch.Tensor) -> np.ndarray:
+    """Softmax probabilities (N, num_labels) of one preprocessed batch."""
+    inputs = pixel_values.to(model.device, model.dtype)
+    return torch.softmax(model(pixel_values=inputs).logits.float(), dim=-1).cpu().numpy()
 
 
 def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, split_name: str,

@@ -129,9 +129,14 @@ def decide_by_label(config: PretrainedConfig, probabilities: dict[str, float]) -
 
 def decide(config: PretrainedConfig, positive_probability: float) -> str:
     """The label at the model's operating threshold."""
-    index = positive_index(config)
     if positive_probability >= operating_threshold(config):
-        return config.id2label[index]
+        return config.id2label[positive_index(config)]
+    return negative_label(config)
+
+
+def negative_label(config: PretrainedConfig) -> str:
+    """What a decision below the threshold is called: the other class of a binary model."""
+    index = positive_index(config)
     return config.id2label[1 - index] if config.num_labels == 2 else f"not {config.id2label[index]}"
 
 

@@ -145,9 +145,10 @@ def fit_for_model(model, processor, train_images, calibration_images, quantile: 
 
         augment = radiograph_augmentation(random.Random(seed))
         train_images = [*train_images, *(augment(load_image(image)) for image in train_images)]
-        stressed = random.Random(seed).sample(range(len(calibration_images)), min(60, len(calibration_images)))
+        chosen = random.Random(seed).sample(range(len(calibration_images)), min(60, len(calibration_images)))
+        decoded = {index: load_image(calibration_images[index]) for index in chosen}
         calibration_images = [*calibration_images, *(
-            change(load_image(calibration_images[index]), seed, index) for change in STRESS_SUITE for index in stressed)]
+            change(image, seed, index) for change in STRESS_SUITE for index, image in decoded.items())]
     train = image_features(model, processor, train_images)
     calibration = image_features(model, processor, calibration_images)
     detector = OODDetector.fit(train, calibration, quantile, margin)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from datasets import Dataset, concatenate_datasets
 
 from . import acquisition as acq
@@ -94,11 +94,13 @@ STRESS_SUITE: tuple[StressChange, ...] = (
 SELECTION_CHANGES = ("zoom_centre_55", "zoom_offcentre_65", "letterbox_75", "text_mixed", "gamma_1.7")
 
 
+_BY_NAME = {change.name: change for change in STRESS_SUITE}
+
+
 def stress_change(name: str) -> StressChange:
-    for change in STRESS_SUITE:
-        if change.name == name:
-            return change
-    raise KeyError(f"No stress change '{name}'; known: {[c.name for c in STRESS_SUITE]}")
+    if name not in _BY_NAME:
+        raise KeyError(f"No stress change '{name}'; known: {list(_BY_NAME)}")
+    return _BY_NAME[name]
 
 
 # --- Stressed validation copies, for checkpoint selection while training ------------------------------
@@ -169,22 +171,19 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     Images (anything `load_image` takes) are decoded once per batch and every change is applied to
     the decoded batch, so memory stays at one batch whatever the data set's resolution.
     """
-    import torch
-
+    from .evaluation import class_probabilities
     from .preprocessing import pixel_values
 
     names = [CLEAN, *(change.name for change in changes)]
     chunks: dict[str, list] = {name: [] for name in names}
     model.eval()
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            decoded = [load_image(image) for image in images[start:start + batch_size]]
-            for name in names:
-                batch = decoded if name == CLEAN else [
-                    stress_change(name)(image, seed, start + offset) for offset, image in enumerate(decoded)]
-                inputs = pixel_values(processor, batch).to(model.device, model.dtype)
-                chunks[name].append(torch.softmax(model(pixel_values=inputs).logits.float(), -1).cpu().numpy())
-            logger.info("Stress suite: %d / %d images", min(start + batch_size, len(images)), len(images))
+    for start in range(0, len(images), batch_size):
+        decoded = [load_image(image) for image in images[start:start + batch_size]]
+        for name in names:
+            batch = decoded if name == CLEAN else [
+                stress_change(name)(image, seed, start + offset) for offset, image in enumerate(decoded)]
+            chunks[name].append(class_probabilities(model, pixel_values(processor, batch)))
+        logger.info("Stress suite: %d / %d images", min(start + batch_size, len(images)), len(images))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
@@ -231,7 +230,7 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     Labels are matched to the model's by name; the threshold defaults to the model's saved one.
     """
     from .data import image_sources
-    from .modeling import operating_threshold, positive_index
+    from .modeling import negative_label, operating_threshold, positive_index
 
     positive = positive_index(model.config)
     threshold = operating_threshold(model.config) if threshold is None else threshold
@@ -244,13 +243,12 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     report = stress_report(truth, probabilities, positive, threshold)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    negative_name = next((name for i, name in model.config.id2label.items() if int(i) != positive), "negative")
     summary = {"threshold": threshold, "seed": seed, "num_images": len(truth), "positive_label": positive_name,
-               "negative_label": negative_name, "changes": report}
+               "negative_label": negative_label(model.config), "changes": report}
     (out / "stress.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_stress(report, out / "stress.png", positive_name)
-    plot_examples(load_image(images[int(np.argmin(truth))] if len(images) else None), changes, seed,
-                  out / "stress_examples.png")
+    if len(images):
+        plot_examples(load_image(images[int(np.argmin(truth))]), changes, seed, out / "stress_examples.png")
     logger.info("Stress suite on %d images: worst specificity %.3f (%s), worst sensitivity %.3f (%s) -> %s",
                 len(truth), *_worst(report, "specificity"), *_worst(report, "sensitivity"), out)
     return summary
@@ -294,17 +292,13 @@ def plot_stress(report: dict, path: Path, positive_name: str) -> None:
     plt.close(figure)
 
 
-def plot_examples(image: Image.Image | None, changes, seed: int, path: Path) -> None:
+def plot_examples(image: Image.Image, changes, seed: int, path: Path) -> None:
     """A contact sheet: the unchanged image and the same image under each change."""
-    if image is None:
-        return
     tiles = [(CLEAN, image), *((change.name, change(image, seed, 0)) for change in changes)]
     size = 160
     columns = 5
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (columns * size, rows * (size + 14)), "white")
-    from PIL import ImageDraw
-
     draw = ImageDraw.Draw(sheet)
     for position, (name, tile) in enumerate(tiles):
         x, y = (position % columns) * size, (position // columns) * (size + 14)
