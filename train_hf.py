@@ -254,8 +254,11 @@ def main() -> None:
         results["official_validation"] = evaluate_model(
             model, processor, official_validation, output_dir / "eval" / "official_validation",
             "official validation (16 images)", batch_size=training_args.per_device_eval_batch_size)
+    # The example sheet goes into the card, which may be published: show an official validation image
+    # (public, CC BY 4.0) rather than one of the training images when there is one.
+    example = image_sources(official_validation)[0] if official_validation is not None else None
     stress = run_stress_suite(model, processor, validation_split, output_dir / "eval" / "stress",
-                              probabilities=probabilities, seed=training_args.seed) if changes else None
+                              probabilities=probabilities, seed=training_args.seed, example=example) if changes else None
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}

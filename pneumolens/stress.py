@@ -223,9 +223,10 @@ def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: i
 
 def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, threshold: float | None = None,
                      changes=STRESS_SUITE, seed: int = 0, batch_size: int = 32,
-                     probabilities: dict[str, np.ndarray] | None = None) -> dict:
+                     probabilities: dict[str, np.ndarray] | None = None, example=None) -> dict:
     """Score `dataset` (undecoded images, ClassLabel `label`) under every change and write stress.json,
-    stress.png (metrics per change) and stress_examples.png (one image under each change).
+    stress.png (metrics per change) and stress_examples.png (`example`, default the data set's first
+    negative image, under each change).
 
     Labels are matched to the model's by name; the threshold defaults to the model's saved one.
     """
@@ -247,8 +248,10 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
                "negative_label": negative_label(model.config), "changes": report}
     (out / "stress.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_stress(report, out / "stress.png", positive_name)
-    if len(images):
-        plot_examples(load_image(images[int(np.argmin(truth))]), changes, seed, out / "stress_examples.png")
+    if example is None and len(images):
+        example = images[int(np.argmin(truth))]
+    if example is not None:
+        plot_examples(load_image(example), changes, seed, out / "stress_examples.png")
     logger.info("Stress suite on %d images: worst specificity %.3f (%s), worst sensitivity %.3f (%s) -> %s",
                 len(truth), *_worst(report, "specificity"), *_worst(report, "sensitivity"), out)
     return summary
