@@ -124,6 +124,13 @@ class ModelArguments:
         metadata={"help": "Training images whose features define the out-of-distribution detector saved "
                           "with the model (0: none)."},
     )
+    consistency_weight: float = field(
+        default=0.0,
+        metadata={"help": "Show each training image twice, independently augmented, and add this weight x the "
+                          "Jensen-Shannon divergence of the two predictions to the loss (AugMix-style), so "
+                          "framing, text and exposure stop moving the score. 0: one view, no term. Doubles "
+                          "the compute per image."},
+    )
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
     )
@@ -197,7 +204,8 @@ def main() -> None:
                 sum(p.numel() for p in model.parameters()) / 1e6)
     processor = square_resize(load_image_processor(source))
     augmentation = radiograph_augmentation(p_zoom=data_args.zoom_probability) if data_args.augment else None
-    train_split.set_transform(batch_transform(processor, augmentation))
+    paired = model_args.consistency_weight > 0
+    train_split.set_transform(batch_transform(processor, augmentation, paired=paired))
     # Selection data: the carved validation split, then stressed copies of part of it
     selection_changes = SELECTION_CHANGES if data_args.stress_selection_images else ()
     selection_split = with_stressed_copies(validation_split, selection_changes, data_args.stress_selection_images,
@@ -215,6 +223,7 @@ def main() -> None:
         compute_loss_func=class_weighted_loss(train_split.with_format(None)["label"], len(labels))
         if model_args.class_weighting else None,
         callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)],
+        consistency_weight=model_args.consistency_weight,
     )
     trainer.train(resume_from_checkpoint=_checkpoint_to_resume(training_args))
     trainer.save_state()
@@ -322,6 +331,8 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
         "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
         "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
+        "consistency term": f"{model_args.consistency_weight:g} x Jensen-Shannon divergence between two augmented "
+        "views of each image" if model_args.consistency_weight > 0 else "none",
         "augmentation": augmentation.describe() if augmentation else "none",
         "checkpoint selection": f"{training_args.metric_for_best_model} on the carved validation split"
         + (f" and stressed copies of {data_args.stress_selection_images} of its images ({', '.join(SELECTION_CHANGES)})"

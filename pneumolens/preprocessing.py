@@ -58,13 +58,21 @@ def processed_batch(processor, images: list, labels) -> dict:
     }
 
 
-def batch_transform(processor, augmentation=None):
-    """A `Dataset.with_transform` function: undecoded images and labels -> pixel_values and labels."""
+def batch_transform(processor, augmentation=None, paired: bool = False):
+    """A `Dataset.with_transform` function: undecoded images and labels -> pixel_values and labels.
+
+    `paired`: also a second, independently augmented view of each image under `training.PAIRED_KEY`,
+    for the consistency loss; each image is decoded once for both views.
+    """
+    from .training import PAIRED_KEY
 
     def transform(batch: dict) -> dict:
         images = [load_image(undecoded_source(image)) for image in batch["image"]]
-        if augmentation is not None:
-            images = [augmentation(image) for image in images]
-        return processed_batch(processor, images, batch["label"])
+        views = [augmentation(image) for image in images] if augmentation is not None else images
+        processed = processed_batch(processor, views, batch["label"])
+        if paired:
+            second = [augmentation(image) for image in images] if augmentation is not None else images
+            processed[PAIRED_KEY] = processor(images=second, return_tensors="pt")["pixel_values"]
+        return processed
 
     return transform

@@ -177,3 +177,78 @@ def test_a_failed_final_save_leaves_the_previous_model(tmp_path):
         (staging / "config.json").write_text("{}")
     assert (tmp_path / "model.safetensors").read_text() == "new weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_consistency_loss_is_zero_for_agreeing_views_and_bounded():
+    from pneumolens.training import consistency_loss
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+    assert consistency_loss(logits, logits.clone()).item() == pytest.approx(0.0, abs=1e-7)
+    apart = torch.tensor([[-1.0, 2.0], [0.3, 0.5]])
+    assert consistency_loss(logits, apart).item() == pytest.approx(consistency_loss(apart, logits).item())
+    assert consistency_loss(logits, apart).item() > 0.05
+    opposite = torch.tensor([[40.0, -40.0]]), torch.tensor([[-40.0, 40.0]])
+    assert consistency_loss(*opposite).item() == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-4)
+
+
+def test_paired_transform_gives_two_views_of_each_image(real_images):
+    from transformers import ViTImageProcessor
+
+    from pneumolens.preprocessing import batch_transform, radiograph_augmentation
+    from pneumolens.training import PAIRED_KEY
+
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    batch = {"image": [{"path": str(path), "bytes": None} for path in real_images["NORMAL"][:3]], "label": [0, 0, 0]}
+    plain = batch_transform(processor, paired=True)(batch)
+    assert torch.equal(plain["pixel_values"], plain[PAIRED_KEY])
+    import random
+    augmented = batch_transform(processor, radiograph_augmentation(rng=random.Random(0)), paired=True)(batch)
+    assert augmented[PAIRED_KEY].shape == augmented["pixel_values"].shape == (3, 3, 32, 32)
+    assert not torch.equal(augmented["pixel_values"], augmented[PAIRED_KEY])
+    assert PAIRED_KEY not in batch_transform(processor)(batch)
+
+
+def test_consistency_term_pulls_the_two_views_together(tiny_backbone_dirs):
+    """The trainer's loss on paired views is the mean label loss plus weight x JSD, and descending it
+    brings the two views' predictions closer than the label loss alone does."""
+    from transformers import TrainingArguments
+
+    from pneumolens.training import PAIRED_KEY, CheckpointSafeTrainer, consistency_loss
+
+    torch.manual_seed(0)
+    views = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    labels = torch.tensor([0, 1] * 4)
+
+    def gap_after_training(weight: float) -> float:
+        model = AutoModelForImageClassification.from_pretrained(tiny_backbone_dirs["vit"], num_labels=2)
+        trainer = CheckpointSafeTrainer(model=model, args=TrainingArguments("unused", use_cpu=True, report_to=[]),
+                                        consistency_weight=weight)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        for _ in range(30):
+            loss = trainer.compute_loss(model, {"pixel_values": views[0], PAIRED_KEY: views[1], "labels": labels})
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            return consistency_loss(model(pixel_values=views[0]).logits, model(pixel_values=views[1]).logits).item()
+
+    model = AutoModelForImageClassification.from_pretrained(tiny_backbone_dirs["vit"], num_labels=2)
+    trainer = CheckpointSafeTrainer(model=model, args=TrainingArguments("unused", use_cpu=True, report_to=[]),
+                                    consistency_weight=3.0)
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, {"pixel_values": views[0], PAIRED_KEY: views[1], "labels": labels})
+        first, second = model(pixel_values=views[0]).logits, model(pixel_values=views[1]).logits
+        cross_entropy = torch.nn.functional.cross_entropy
+        expected = 0.5 * (cross_entropy(first, labels) + cross_entropy(second, labels)) \
+            + 3.0 * consistency_loss(first, second)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert gap_after_training(20.0) < 0.5 * gap_after_training(0.0)
+
+
+def test_training_with_the_consistency_term_says_so_in_the_card(tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "model"
+    train_tiny(small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--consistency_weight", "5",
+               "--max_steps", "2")
+    assert "consistency term: 5 x Jensen-Shannon divergence" in ModelCard.load(output / "README.md").text
+    assert AutoModelForImageClassification.from_pretrained(output).config.operating_threshold is not None
