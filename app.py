@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -28,6 +28,16 @@ EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
 MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREDICTED = "predicted class"
+# What a browser session may hold on the server: the display-size maps of its last analysis (a few MB),
+# kept for 15 minutes after the last use and for at most 500 sessions (the oldest go first).
+SESSION_TIME_TO_LIVE_S = 15 * 60
+SESSION_CAPACITY = 500
+# Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
+# every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
+DELETE_CACHE = (5 * 60, 15 * 60)
+# Requests one client may have waiting in the queue (running ones not counted), so one client cannot
+# fill the queue for everyone.
+MAX_WAITING_PER_CLIENT = 4
 
 DISCLAIMER = (
     "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
@@ -36,7 +46,28 @@ DISCLAIMER = (
 TITLE = "PneumoLens: explainable pneumonia detection on chest X-rays"
 
 
-def build_demo(service: PneumoLensService) -> gr.Blocks:
+class UploadedFile(gr.File):
+    """A file input that takes uploads only.
+
+    Gradio downloads a URL given as FileData before any app code runs, with no size cap, and then the
+    app would read the whole file into memory; here such a payload is refused before anything is fetched.
+    """
+
+    async def async_move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+    def move_resource_to_block_cache(self, url_or_file_path):
+        _refuse_url(url_or_file_path)
+        return super().move_resource_to_block_cache(url_or_file_path)
+
+
+def _refuse_url(url_or_file_path) -> None:
+    if url_or_file_path is not None and "://" in str(url_or_file_path):
+        raise gr.Error("Only uploaded files are accepted: this app does not fetch URLs.")
+
+
+def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE) -> gr.Blocks:
     """The Blocks app around one loaded model."""
 
     def predict(file_path):
@@ -46,7 +77,8 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
     def explain(file_path, explained_class, opacity):
         target = None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
         analysis = _safely(service.analyse, _path(file_path), target, ExplanationOptions())
-        overlays = analysis.overlays(opacity, DISPLAY_MAX_SIDE)
+        displayed = analysis.displayed(DISPLAY_MAX_SIDE)
+        overlays = displayed.overlays(opacity)
         captions = [_caption(method, analysis.explanation.unavailable) for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -58,22 +90,22 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
             *captions,
             analysis.record(),
             _downloads(analysis),
-            analysis,
+            displayed,
         )
 
-    def redraw(analysis, opacity):
-        if analysis is None:
+    def redraw(displayed, opacity):
+        if displayed is None:
             return [None] * len(METHODS)
-        overlays = analysis.overlays(opacity, DISPLAY_MAX_SIDE)
+        overlays = displayed.overlays(opacity)
         return [overlays.get(method) for method in METHODS]
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=delete_cache) as demo:
         gr.Markdown(f"# {TITLE}")
         gr.Markdown(DISCLAIMER)
         with gr.Row():
             with gr.Column(scale=1):
                 # No file_types filter: DICOM files often have no extension; the content decides.
-                upload = gr.File(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath")
+                upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath")
                 explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
                                               label="Explain the class")
                 opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
@@ -94,18 +126,52 @@ def build_demo(service: PneumoLensService) -> gr.Blocks:
                     captions.append(gr.Markdown(_caption(method, {})))
         with gr.Accordion("About the model", open=False):
             gr.Markdown(service.summary())
-        state = gr.State()
+        state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
 
         run.click(explain, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, downloads, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
-        opacity.release(redraw, [state, opacity], images, api_visibility="private", queue=False)
+        # Queued like everything else, but in its own group: a redraw never waits for the model.
+        opacity.release(redraw, [state, opacity], images, api_visibility="private", concurrency_limit=2,
+                        concurrency_id="redraw")
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
         hidden_probabilities = gr.Label(visible=False)
         gr.Button(visible=False).click(predict, upload, hidden_probabilities, api_name="predict",
                                        concurrency_limit=1, concurrency_id="model")
     demo.queue(max_size=64)
+    limit_waiting_per_client(demo, MAX_WAITING_PER_CLIENT)
     return demo
+
+
+def limit_waiting_per_client(demo: gr.Blocks, limit: int) -> None:
+    """Refuse a request when its client already has `limit` requests waiting in `demo`'s queue.
+
+    Gradio has a global queue size only; wrapping its `push` is the one place every queued request
+    passes before it takes a place.
+    """
+    queue = demo._queue
+    push = queue.push
+
+    async def fair_push(body, request, username):
+        client = client_address(request)
+        waiting = sum(client_address(event.request) == client
+                      for events in queue.event_queue_per_concurrency_id.values() for event in events.queue)
+        if waiting >= limit:
+            return False, (f"You already have {waiting} requests waiting; please wait for one to finish "
+                           "before sending more."), "queue_full"
+        return await push(body, request, username)
+
+    queue.push = fair_push
+
+
+def client_address(request) -> str:
+    """The client's address: on a Space, the first X-Forwarded-For hop (set by its proxy); elsewhere
+    the peer address, since a forwarded header from anyone else could be forged to dodge the limit."""
+    if os.environ.get("SPACE_ID"):
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
 
 
 def _path(file_path) -> str:
@@ -143,14 +209,17 @@ def _decision_markdown(analysis) -> str:
 
 
 def _downloads(analysis) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="pneumolens-"))
+    # Written inside Gradio's cache, so that it serves them without a copy and `delete_cache` removes them.
+    folder = Path(gr.utils.get_upload_folder()) / f"pneumolens-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
     (folder / "maps.npz").write_bytes(analysis.maps_npz())
     (folder / "result.json").write_text(record_json(analysis))
     return [str(folder / "maps.npz"), str(folder / "result.json")]
 
 
 def launch_options() -> dict:
-    return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")}
+    return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+            "state_session_capacity": SESSION_CAPACITY}
 
 
 if __name__ == "__main__":

@@ -50,19 +50,47 @@ class Analysis:
         Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
         browser shows them smaller anyway; the full-resolution maps stay available in `maps_npz`.
         """
+        if max_side:
+            return self.displayed(max_side).overlays(opacity)
+        return {method: overlay(self.explanation.image, heatmap, opacity)
+                for method, heatmap in self.explanation.maps.items()}
+
+    def displayed(self, max_side: int) -> "DisplayedMaps":
+        """The image and maps scaled to fit `max_side`, as 8-bit arrays: what redrawing overlays needs."""
         image, maps = self.explanation.image, self.explanation.maps
-        scale = min(1.0, max_side / max(image.size)) if max_side else 1.0
-        if scale < 1.0:
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.BILINEAR)
-            maps = {m: np.asarray(Image.fromarray(h).resize(size, Image.BILINEAR)) for m, h in maps.items()}
-        return {method: overlay(image, heatmap, opacity) for method, heatmap in maps.items()}
+        scale = min(1.0, max_side / max(image.size))
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR))
+        return DisplayedMaps(grey, {
+            method: np.asarray(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
+                               .resize(size, Image.BILINEAR))
+            for method, heatmap in maps.items()})
 
     def maps_npz(self) -> bytes:
         """The raw maps, float16 at the image's own resolution, as an .npz archive."""
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **{m: h.astype(np.float16) for m, h in self.explanation.maps.items()})
         return buffer.getvalue()
+
+
+@dataclass
+class DisplayedMaps:
+    """A display-size grey image and 8-bit maps: a few MB at most, so it can live in a browser session.
+
+    8 bits are what the colormap shows anyway; the float maps at full resolution are in the download.
+    """
+
+    image: np.ndarray
+    maps: dict[str, np.ndarray]
+
+    def overlays(self, opacity: float) -> dict:
+        base = Image.fromarray(self.image)
+        return {method: overlay(base, heatmap.astype(np.float32) / 255.0, opacity)
+                for method, heatmap in self.maps.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return self.image.nbytes + sum(heatmap.nbytes for heatmap in self.maps.values())
 
 
 class PneumoLensService:
@@ -145,4 +173,4 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["Analysis", "PneumoLensService", "record_json"]
+__all__ = ["Analysis", "DisplayedMaps", "PneumoLensService", "record_json"]

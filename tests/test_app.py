@@ -4,12 +4,16 @@ import io
 import json
 import shutil
 import threading
+import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError
 from PIL import Image
 
 import app
@@ -165,11 +169,107 @@ def test_the_server_never_fetches_a_url_it_is_given(client):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/xray.jpeg"
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(AppError, match="does not fetch URLs"):
             client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, api_name="/predict")
     finally:
         server.shutdown()
     assert fetched == []
+
+
+@pytest.mark.parametrize("url", ["https://example.com/xray.jpeg", "http://203.0.113.7/huge.dcm"])
+def test_public_urls_are_refused_before_any_download(client, url):
+    """Gradio's own loopback guard does not apply to public addresses: the app's refusal must."""
+    with pytest.raises(AppError, match="does not fetch URLs"):
+        client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, api_name="/explain")
+    assert client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"] in ("NORMAL", "PNEUMONIA")
+
+
+def test_session_state_holds_display_size_maps_only(model_with_ood, tmp_path):
+    """What the browser session keeps is the 8-bit display copy, not the full-resolution float maps,
+    and it redraws the same overlays that /explain returned."""
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
+    explain = demo.fns[next(i for i, fn in demo.fns.items() if fn.api_name == "explain")].fn
+    big = Image.open(app.EXAMPLES[0]).convert("L").resize((3000, 2400))
+    big.save(tmp_path / "big.png")
+    *outputs, displayed = explain(str(tmp_path / "big.png"), app.PREDICTED, 0.5)
+    assert max(displayed.image.shape) == app.DISPLAY_MAX_SIDE
+    assert displayed.nbytes <= 4 * app.DISPLAY_MAX_SIDE ** 2  # full-size float32 maps: 86 MB
+    redraw = demo.fns[next(i for i, fn in demo.fns.items() if fn.name == "redraw")].fn
+    for redrawn, shown in zip(redraw(displayed, 0.5), outputs[3:6], strict=True):
+        assert np.array_equal(np.asarray(redrawn), np.asarray(shown))
+    state = next(block for block in demo.blocks.values() if block.__class__.__name__ == "State")
+    assert state.time_to_live == app.SESSION_TIME_TO_LIVE_S
+    assert app.launch_options()["state_session_capacity"] == app.SESSION_CAPACITY
+
+
+def test_every_event_is_queued(model_with_ood):
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
+    handlers = {fn.name: fn.queue for fn in demo.fns.values() if fn.name != "load_example"}  # Gradio's own
+    assert set(handlers) == {"explain", "redraw", "predict"} and all(handlers.values())
+
+
+def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
+    import gradio
+
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 2))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        image = tmp_path / "patient-upload.jpeg"
+        shutil.copy(app.EXAMPLES[0], image)
+        client = Client(url, verbose=False, download_files=str(tmp_path / "client"))  # not in the server's cache
+        outputs = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/explain")
+        cache = Path(gradio.utils.get_upload_folder()).resolve()
+        downloads = [Path(path) for path in outputs[10]]
+        served = [Path(path) for path in cache.rglob("*")
+                  if path.is_file() and path.name in ("patient-upload.jpeg", *[d.name for d in downloads])]
+        served = [path for path in served if time.time() - path.stat().st_ctime < 60]
+        assert len(served) >= 3, "the upload and both downloads are in Gradio's cache"
+        deadline = time.time() + 30
+        while time.time() < deadline and any(path.exists() for path in served):
+            time.sleep(0.5)
+        assert not [path for path in served if path.exists()]
+    finally:
+        demo.close()
+
+
+def test_one_client_cannot_fill_the_queue(monkeypatch):
+    import gradio as gr
+
+    release = threading.Event()
+
+    def wait(x):
+        release.wait(30)
+        return x
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        gr.Button().click(wait, box, box, api_name="wait", concurrency_limit=1)
+    demo.queue(max_size=64)
+    app.limit_waiting_per_client(demo, 2)
+    monkeypatch.setenv("SPACE_ID", "example/pneumolens")  # trust X-Forwarded-For, as on a Space
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        greedy = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.1"})
+        jobs = [greedy.submit("first", api_name="/wait")]
+        deadline = time.time() + 10
+        while time.time() < deadline and not demo._queue.active_jobs[0] and not any(demo._queue.active_jobs):
+            time.sleep(0.05)
+        jobs += [greedy.submit(name, api_name="/wait") for name in ("second", "third")]
+        time.sleep(1.0)
+        with pytest.raises(QueueError):  # gradio_client's words for the server's 503
+            greedy.submit("fourth", api_name="/wait").result(timeout=10)
+        fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "wait")
+        refused = httpx.post(f"{url}gradio_api/queue/join", headers={"X-Forwarded-For": "198.51.100.1"},
+                             json={"data": ["fifth"], "fn_index": fn_index, "session_hash": "greedy-2"})
+        assert refused.status_code == 503 and "2 requests waiting" in refused.json()["detail"]
+        other = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"}).submit("other", api_name="/wait")
+        time.sleep(1.0)
+        release.set()
+        assert [job.result(timeout=30) for job in jobs] == ["first", "second", "third"]
+        assert other.result(timeout=30) == "other"
+    finally:
+        release.set()
+        demo.close()
 
 
 @pytest.fixture(scope="module")

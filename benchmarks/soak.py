@@ -1,0 +1,55 @@
+#!/usr/bin/env python
+"""Soak run: N browser-like sessions, each one full-resolution /explain, against `python3 app.py`.
+
+    python benchmarks/soak.py [--sessions 30] [--image examples/NORMAL2-IM-1427-0001.jpeg]
+
+Each session is a new gradio_client Client (a new session hash, so a new gr.State), as a new visitor
+would be. Prints the server's resident memory and Gradio temp-dir size before and after, and the growth
+per session. Memory figures hold on a busy machine too; do not read timing from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gradio_client import Client, handle_file  # noqa: E402
+
+from served_app import REPO, ServedApp  # noqa: E402
+
+MB = 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--image", default=str(REPO / "examples" / "NORMAL2-IM-1427-0001.jpeg"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temp, ServedApp(Path(temp)) as server:
+        Client(server.url, verbose=False).predict(handle_file(args.image), api_name="/predict")  # warm-up
+        rss_before, temp_before = server.rss(), server.temp_bytes()
+        started = time.time()
+        for _ in range(args.sessions):
+            Client(server.url, verbose=False).predict(handle_file(args.image), "predicted class", 0.45,
+                                                      api_name="/explain")
+        time.sleep(2)  # let the last responses' files land
+        rss_after, temp_after = server.rss(), server.temp_bytes()
+        print(f"{args.sessions} sessions x /explain of {Path(args.image).name} in {time.time() - started:.0f} s")
+        print(f"server RSS  {rss_before / MB:8.1f} -> {rss_after / MB:8.1f} MB   "
+              f"{(rss_after - rss_before) / MB / args.sessions:6.2f} MB per session")
+        print(f"temp dir    {temp_before / MB:8.1f} -> {temp_after / MB:8.1f} MB   "
+              f"{(temp_after - temp_before) / MB / args.sessions:6.2f} MB per session "
+              "(deleted after app.DELETE_CACHE's age)")
+
+
+if __name__ == "__main__":
+    main()
