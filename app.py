@@ -28,10 +28,11 @@ EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
 MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREDICTED = "predicted class"
-# What a browser session may hold on the server: the display-size maps of its last analysis (a few MB),
-# kept for 15 minutes after the last use and for at most 500 sessions (the oldest go first).
+# What a browser session may hold on the server: the display-size maps of its last analysis (PNG, a few
+# hundred KB), kept for 15 minutes after the last use and for at most 200 sessions (the oldest go first;
+# benchmarks/soak.py measures what a session costs the server in all).
 SESSION_TIME_TO_LIVE_S = 15 * 60
-SESSION_CAPACITY = 500
+SESSION_CAPACITY = 200
 # Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
 # every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
 DELETE_CACHE = (5 * 60, 15 * 60)
@@ -94,8 +95,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         )
 
     def redraw(displayed, opacity):
-        if displayed is None:
-            return [None] * len(METHODS)
+        if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
+            return [gr.skip()] * len(METHODS)
         overlays = displayed.overlays(opacity)
         return [overlays.get(method) for method in METHODS]
 

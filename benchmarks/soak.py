@@ -38,14 +38,20 @@ def main() -> None:
         Client(server.url, verbose=False).predict(handle_file(args.image), api_name="/predict")  # warm-up
         rss_before, temp_before = server.rss(), server.temp_bytes()
         started = time.time()
-        for _ in range(args.sessions):
+        half = args.sessions // 2
+        for session in range(args.sessions):
             Client(server.url, verbose=False).predict(handle_file(args.image), "predicted class", 0.45,
                                                       api_name="/explain")
+            if session + 1 == half:
+                rss_half = server.rss()
         time.sleep(2)  # let the last responses' files land
         rss_after, temp_after = server.rss(), server.temp_bytes()
         print(f"{args.sessions} sessions x /explain of {Path(args.image).name} in {time.time() - started:.0f} s")
-        print(f"server RSS  {rss_before / MB:8.1f} -> {rss_after / MB:8.1f} MB   "
-              f"{(rss_after - rss_before) / MB / args.sessions:6.2f} MB per session")
+        # The first requests grow the allocator's arenas and caches to a plateau; the second half shows
+        # what each further session keeps.
+        print(f"server RSS  {rss_before / MB:8.1f} -> {rss_half / MB:8.1f} -> {rss_after / MB:8.1f} MB   "
+              f"first {half}: {(rss_half - rss_before) / MB / half:6.2f} MB per session, "
+              f"last {args.sessions - half}: {(rss_after - rss_half) / MB / (args.sessions - half):6.2f} MB per session")
         print(f"temp dir    {temp_before / MB:8.1f} -> {temp_after / MB:8.1f} MB   "
               f"{(temp_after - temp_before) / MB / args.sessions:6.2f} MB per session "
               "(deleted after app.DELETE_CACHE's age)")

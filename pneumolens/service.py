@@ -61,7 +61,7 @@ class Analysis:
         scale = min(1.0, max_side / max(image.size))
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR))
-        return DisplayedMaps(grey, {
+        return DisplayedMaps.from_arrays(grey, {
             method: np.asarray(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
                                .resize(size, Image.BILINEAR))
             for method, heatmap in maps.items()})
@@ -75,22 +75,33 @@ class Analysis:
 
 @dataclass
 class DisplayedMaps:
-    """A display-size grey image and 8-bit maps: a few MB at most, so it can live in a browser session.
+    """A display-size grey image and 8-bit maps, PNG-compressed: a few hundred KB, so that it can live
+    in a browser session on the server (smooth maps compress about tenfold; raw they would be ~3 MB).
 
     8 bits are what the colormap shows anyway; the float maps at full resolution are in the download.
     """
 
-    image: np.ndarray
-    maps: dict[str, np.ndarray]
+    image_png: bytes
+    maps_png: dict[str, bytes]
+
+    @classmethod
+    def from_arrays(cls, image: np.ndarray, maps: dict[str, np.ndarray]) -> "DisplayedMaps":
+        return cls(_png(image), {method: _png(heatmap) for method, heatmap in maps.items()})
 
     def overlays(self, opacity: float) -> dict:
-        base = Image.fromarray(self.image)
-        return {method: overlay(base, heatmap.astype(np.float32) / 255.0, opacity)
-                for method, heatmap in self.maps.items()}
+        base = Image.open(io.BytesIO(self.image_png))
+        return {method: overlay(base, np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, opacity)
+                for method, data in self.maps_png.items()}
 
     @property
     def nbytes(self) -> int:
-        return self.image.nbytes + sum(heatmap.nbytes for heatmap in self.maps.values())
+        return len(self.image_png) + sum(len(data) for data in self.maps_png.values())
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 class PneumoLensService:
