@@ -35,7 +35,9 @@ SESSION_TIME_TO_LIVE_S = 15 * 60
 SESSION_CAPACITY = 200
 # Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
 # every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
-DELETE_CACHE = (5 * 60, 15 * 60)
+# PNEUMOLENS_CACHE_MAX_AGE_S sets another age (the soak benchmark uses a short one).
+CACHE_MAX_AGE_S = int(os.environ.get("PNEUMOLENS_CACHE_MAX_AGE_S", 15 * 60))
+DELETE_CACHE = (max(1, min(5 * 60, CACHE_MAX_AGE_S // 3)), CACHE_MAX_AGE_S)
 # Requests one client may have waiting in the queue (running ones not counted), so one client cannot
 # fill the queue for everyone.
 MAX_WAITING_PER_CLIENT = 4

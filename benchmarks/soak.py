@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Soak run: N browser-like sessions, each one full-resolution /explain, against `python3 app.py`.
 
-    python benchmarks/soak.py [--sessions 30] [--image examples/NORMAL2-IM-1427-0001.jpeg]
+    python benchmarks/soak.py [--sessions 100] [--cache_age 60] [--image examples/NORMAL2-IM-1427-0001.jpeg]
 
 Each session is a new gradio_client Client (a new session hash, so a new gr.State), as a new visitor
 would be. Prints the server's resident memory and Gradio temp-dir size before and after, and the growth
@@ -30,9 +30,13 @@ MB = 2**20
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--image", default=str(REPO / "examples" / "NORMAL2-IM-1427-0001.jpeg"))
+    parser.add_argument("--cache_age", type=int, default=60,
+                        help="The server's cache age in seconds (PNEUMOLENS_CACHE_MAX_AGE_S); the run waits "
+                             "for one cleanup after the sessions and reports the temp dir then.")
     args = parser.parse_args()
+    os.environ["PNEUMOLENS_CACHE_MAX_AGE_S"] = str(args.cache_age)
 
     with tempfile.TemporaryDirectory() as temp, ServedApp(Path(temp)) as server:
         Client(server.url, verbose=False).predict(handle_file(args.image), api_name="/predict")  # warm-up
@@ -52,9 +56,12 @@ def main() -> None:
         print(f"server RSS  {rss_before / MB:8.1f} -> {rss_half / MB:8.1f} -> {rss_after / MB:8.1f} MB   "
               f"first {half}: {(rss_half - rss_before) / MB / half:6.2f} MB per session, "
               f"last {args.sessions - half}: {(rss_after - rss_half) / MB / (args.sessions - half):6.2f} MB per session")
-        print(f"temp dir    {temp_before / MB:8.1f} -> {temp_after / MB:8.1f} MB   "
-              f"{(temp_after - temp_before) / MB / args.sessions:6.2f} MB per session "
-              "(deleted after app.DELETE_CACHE's age)")
+        print(f"temp dir    {temp_before / MB:8.1f} -> {temp_after / MB:8.1f} MB "
+              "at the end of the sessions (files older than the cache age are already being deleted)")
+        # Gradio checks every age/3 seconds and deletes what is older than the age.
+        time.sleep(args.cache_age + args.cache_age // 3 + 5)
+        print(f"temp dir after one cleanup interval ({args.cache_age} s age): {server.temp_bytes() / MB:.1f} MB; "
+              f"server RSS then {server.rss() / MB:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -214,16 +215,15 @@ def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_pa
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 2))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        image = tmp_path / "patient-upload.jpeg"
+        image = tmp_path / f"patient-{uuid.uuid4().hex}.jpeg"  # a name no other test's upload has
         shutil.copy(app.EXAMPLES[0], image)
-        client = Client(url, verbose=False, download_files=str(tmp_path / "client"))  # not in the server's cache
+        client = Client(url, verbose=False, download_files=False)  # answers carry the server's own paths
         outputs = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/explain")
         cache = Path(gradio.utils.get_upload_folder()).resolve()
-        downloads = [Path(path) for path in outputs[10]]
-        served = [Path(path) for path in cache.rglob("*")
-                  if path.is_file() and path.name in ("patient-upload.jpeg", *[d.name for d in downloads])]
-        served = [path for path in served if time.time() - path.stat().st_ctime < 60]
-        assert len(served) >= 3, "the upload and both downloads are in Gradio's cache"
+        downloads = [Path(file["path"]).resolve() for file in outputs[10]]
+        uploads = [path for path in cache.rglob(image.name) if path.is_file()]
+        served = downloads + uploads
+        assert len(uploads) == 1 and all(cache in path.parents and path.is_file() for path in served)
         deadline = time.time() + 30
         while time.time() < deadline and any(path.exists() for path in served):
             time.sleep(0.5)
