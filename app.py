@@ -9,11 +9,14 @@ out-of-distribution warning and the three explanation maps).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
 import os
+import time
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -189,6 +192,51 @@ def client_address(request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def delete_old_cache_files(blocks: gr.Blocks, age_s: float) -> int:
+    """Delete the files `blocks` put in Gradio's cache more than `age_s` seconds ago; return how many.
+
+    Gradio's own `delete_cache` task iterates the live sets of cached files while requests add to them,
+    dies at the first "Set changed size during iteration" and never deletes again (measured: a
+    100-session soak left all 624 MB). This walks copies, so requests can keep arriving.
+    """
+    keep = set().union(*(getattr(block, "keep_in_cache", set()) for block in blocks.blocks.values()))
+    now, deleted = time.time(), 0
+    for cached in list(blocks.temp_file_sets):
+        for file in list(cached):
+            if file in keep:
+                continue
+            try:
+                if now - os.lstat(file).st_ctime > age_s:
+                    os.remove(file)
+                    deleted += 1
+                    cached.discard(file)
+            except FileNotFoundError:
+                cached.discard(file)
+    return deleted
+
+
+@asynccontextmanager
+async def cache_cleanup(server_app):
+    """A lifespan for the server: every `delete_cache` frequency, `delete_old_cache_files` in a thread."""
+    blocks = server_app.get_blocks()
+    frequency, age = blocks.delete_cache or (None, None)
+
+    async def clean_periodically():
+        while True:
+            await asyncio.sleep(frequency)
+            try:
+                await asyncio.to_thread(delete_old_cache_files, blocks, age)
+            except Exception:  # a failed sweep must not end the next ones
+                logger.exception("Cache cleanup failed")
+
+    task = asyncio.create_task(clean_periodically()) if frequency and age else None
+    try:
+        yield
+    finally:
+        if task:
+            task.cancel()
+
+
 def _glibc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -256,7 +304,7 @@ def _downloads(analysis) -> list[str]:
 
 def launch_options() -> dict:
     return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-            "state_session_capacity": SESSION_CAPACITY}
+            "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The Gradio app, called the way programs call it: gradio_client against the app launched here."""
 
 import io
+import os
 import json
 import shutil
 import threading
@@ -230,6 +231,40 @@ def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_pa
         assert not [path for path in served if path.exists()]
     finally:
         demo.close()
+
+
+def test_cache_cleanup_survives_files_added_while_it_runs(tmp_path):
+    """Gradio's own sweep iterates the live set and dies when a request adds a file meanwhile."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        box = gr.File()
+    old = []
+    for index in range(2000):
+        path = tmp_path / f"old-{index}"
+        path.write_bytes(b"x")
+        os.utime(path, (0, 0))
+        old.append(str(path))
+    box.temp_files.update(old)
+    box.keep_in_cache.add(old[0])
+    stop = threading.Event()
+
+    def add_files():
+        index = 0
+        while not stop.is_set():
+            box.temp_files.add(str(tmp_path / f"new-{index}"))
+            index += 1
+
+    adder = threading.Thread(target=add_files)
+    adder.start()
+    try:
+        time.sleep(0.01)
+        # ctime cannot be set back, so every file counts as old with a negative age
+        deleted = app.delete_old_cache_files(demo, age_s=-1)
+    finally:
+        stop.set()
+        adder.join()
+    assert deleted == len(old) - 1 and Path(old[0]).exists() and not Path(old[1]).exists()
 
 
 def test_one_client_cannot_fill_the_queue(monkeypatch):
