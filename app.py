@@ -61,6 +61,9 @@ class UploadedFile(gr.File):
     app would read the whole file into memory; here such a payload is refused before anything is fetched.
     """
 
+    def get_block_name(self) -> str:
+        return "file"  # the browser draws it with gr.File's own front end (it has none of its own)
+
     async def async_move_resource_to_block_cache(self, url_or_file_path):
         _refuse_url(url_or_file_path)
         return await super().async_move_resource_to_block_cache(url_or_file_path)
