@@ -58,21 +58,25 @@ def processed_batch(processor, images: list, labels) -> dict:
     }
 
 
+# The batch key of the second view of each training image (for `training.consistency_loss`).
+PAIRED_KEY = "paired_pixel_values"
+
+
 def batch_transform(processor, augmentation=None, paired: bool = False):
     """A `Dataset.with_transform` function: undecoded images and labels -> pixel_values and labels.
 
-    `paired`: also a second, independently augmented view of each image under `training.PAIRED_KEY`,
-    for the consistency loss; each image is decoded once for both views.
+    `paired`: also a second, independently augmented view of each image under `PAIRED_KEY`, for the
+    consistency loss; each image is decoded once for both views.
     """
-    from .training import PAIRED_KEY
 
     def transform(batch: dict) -> dict:
         images = [load_image(undecoded_source(image)) for image in batch["image"]]
-        views = [augmentation(image) for image in images] if augmentation is not None else images
+        views = images * 2 if paired else images
+        if augmentation is not None:
+            views = [augmentation(image) for image in views]
         processed = processed_batch(processor, views, batch["label"])
         if paired:
-            second = [augmentation(image) for image in images] if augmentation is not None else images
-            processed[PAIRED_KEY] = processor(images=second, return_tensors="pt")["pixel_values"]
+            processed["pixel_values"], processed[PAIRED_KEY] = processed["pixel_values"].chunk(2)
         return processed
 
     return transform

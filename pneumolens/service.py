@@ -44,19 +44,13 @@ class Analysis:
             "maps_unavailable": self.explanation.unavailable,
         }
 
-    def overlays(self, opacity: float, max_side: int | None = None) -> dict:
-        """Colormapped overlays; with `max_side`, drawn on a copy scaled down to fit it (aspect kept).
+    def displayed(self, max_side: int) -> "DisplayedMaps":
+        """The image and maps scaled to fit `max_side` (aspect kept), as 8-bit arrays: what drawing and
+        redrawing the overlays needs.
 
         Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
         browser shows them smaller anyway; the full-resolution maps stay available in `maps_npz`.
         """
-        if max_side:
-            return self.displayed(max_side).overlays(opacity)
-        return {method: overlay(self.explanation.image, heatmap, opacity)
-                for method, heatmap in self.explanation.maps.items()}
-
-    def displayed(self, max_side: int) -> "DisplayedMaps":
-        """The image and maps scaled to fit `max_side`, as 8-bit arrays: what redrawing overlays needs."""
         image, maps = self.explanation.image, self.explanation.maps
         scale = min(1.0, max_side / max(image.size))
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

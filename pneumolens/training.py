@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageClassification, Trainer
 
+from .preprocessing import PAIRED_KEY
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,10 +85,6 @@ def class_weighted_loss(labels, num_labels: int):
         return torch.nn.functional.cross_entropy(logits.float(), target, weight=weights.to(logits.device))
 
     return loss
-
-
-# The batch key of the second view of each training image.
-PAIRED_KEY = "paired_pixel_values"
 
 
 def consistency_loss(logits: torch.Tensor, paired_logits: torch.Tensor) -> torch.Tensor:
