@@ -1,4 +1,5 @@
-"""Acquisition changes that must not change a diagnosis: framing, burned-in text, exposure, detector and codec.
+"""Acquisition changes that must not change a diagnosis: framing, aspect, burned-in text, devices on the
+patient, exposure, image processing, detector and codec.
 
 Each function takes a PIL image and returns a new one of the same size and mode; what it varies is in its
 arguments, and any randomness comes from a `random.Random` passed in. Training augmentation
@@ -13,7 +14,7 @@ import random
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 # What radiographs carry burned in: laterality markers, acquisition times and dates, positioning notes
 # and device or accession codes. `random_marking` composes strings of these kinds.
@@ -42,6 +43,25 @@ def letterbox(image: Image.Image, scale_x: float, scale_y: float, offset: tuple[
     canvas = Image.new(image.mode, image.size, _grey(image.mode, fill))
     canvas.paste(inner, (round((width - inner.width) * offset[0]), round((height - inner.height) * offset[1])))
     return canvas
+
+
+def stretch(image: Image.Image, aspect: float, centre: float = 0.5) -> Image.Image:
+    """Change the anatomy's width-to-height ratio by `aspect` (> 1 wider, < 1 taller) without a border:
+    keep the full height and `1 / aspect` of the width (or the full width and `aspect` of the height)
+    and resize that window to the frame.
+
+    The Kermany images were stretched to squares from films of different shapes (the official NORMAL
+    validation films are 1.1-1.4 times as wide as high, the PNEUMONIA ones 1.25-1.75), so how squashed
+    a chest looks says something about the film's shape, not about the lungs.
+    """
+    width, height = image.size
+    if aspect >= 1:
+        left = (width - width / aspect) * centre
+        box = (left, 0, left + width / aspect, height)
+    else:
+        top = (height - height * aspect) * centre
+        box = (0, top, width, top + height * aspect)
+    return image.resize(image.size, Image.Resampling.BICUBIC, box=box)
 
 
 def shift(image: Image.Image, dx: float, dy: float, fill: int = 0) -> Image.Image:
@@ -86,6 +106,72 @@ def contrast(image: Image.Image, factor: float) -> Image.Image:
 
 def brightness(image: Image.Image, factor: float) -> Image.Image:
     return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def equalize(image: Image.Image) -> Image.Image:
+    """Histogram equalisation, as some viewers and PACS exports apply it."""
+    return ImageOps.equalize(image)
+
+
+def local_contrast(image: Image.Image, radius: float, percent: int) -> Image.Image:
+    """Large-radius unsharp masking: the multi-scale contrast enhancement that vendors' processing
+    (MUSICA and the like) applies, which makes lung markings look stronger without changing the film."""
+    return image.filter(ImageFilter.UnsharpMask(radius=radius, percent=percent, threshold=0))
+
+
+def exposure_gradient(image: Image.Image, strength: float, angle: float) -> Image.Image:
+    """Brightness falling off linearly across the frame in direction `angle` (degrees) by up to
+    `strength` (fraction) at each end: the anode heel effect, or a patient off the detector's centre."""
+    width, height = image.size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    direction = np.deg2rad(angle)
+    ramp = ((xs / max(1, width - 1) - 0.5) * np.cos(direction) + (ys / max(1, height - 1) - 0.5) * np.sin(direction))
+    gain = 1 + 2 * strength * ramp
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = pixels * (gain[..., None] if pixels.ndim == 3 else gain)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode=image.mode)
+
+
+def leads(image: Image.Image, count: int, rng: random.Random, grey: int = 235) -> Image.Image:
+    """`count` monitoring leads: a round electrode on the chest wall with its wire curving to the edge
+    of the frame. Sick children are filmed with ECG leads on far more often than healthy ones, so a
+    model can learn the wires instead of the lungs."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    width, height = image.size
+    scale = min(width, height)
+    colour = _grey(image.mode, grey)
+    for _ in range(count):
+        x, y = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
+        radius = rng.uniform(0.025, 0.045) * scale
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=colour,
+                     width=max(1, round(radius / 3)), fill=None if rng.random() < 0.5 else colour)
+        draw.line(_wire_to_edge(x, y, width, height, rng), fill=colour, width=max(1, round(scale * 0.008)))
+    return out
+
+
+def tube(image: Image.Image, rng: random.Random, grey: int = 225) -> Image.Image:
+    """A tube entering from the top (endotracheal or nasogastric): a thin bright line running down
+    the middle of the frame with a gentle curve."""
+    out = image.copy()
+    width, height = image.size
+    x = rng.uniform(0.42, 0.58) * width
+    end = rng.uniform(0.35, 0.75) * height
+    bend = rng.uniform(-0.06, 0.06) * width
+    points = [(x + bend * np.sin(np.pi * t) ** 2, t * end) for t in np.linspace(0, 1, 24)]
+    ImageDraw.Draw(out).line(points, fill=_grey(image.mode, grey), width=max(1, round(min(width, height) * 0.012)))
+    return out
+
+
+def _wire_to_edge(x: float, y: float, width: int, height: int, rng: random.Random) -> list[tuple[float, float]]:
+    edge = rng.choice(((x, 0.0), (x, height - 1.0), (0.0, y), (width - 1.0, y)))
+    bulge = rng.uniform(-0.15, 0.15) * min(width, height)
+    points = []
+    for t in np.linspace(0, 1, 20):
+        px, py = x + (edge[0] - x) * t, y + (edge[1] - y) * t
+        sway = bulge * np.sin(np.pi * t)
+        points.append((px + sway, py - sway) if edge[0] in (0.0, width - 1.0) else (px + sway, py))
+    return points
 
 
 def blur(image: Image.Image, radius: float) -> Image.Image:

@@ -1,9 +1,11 @@
-"""Training augmentation that makes framing, burned-in text and exposure uninformative.
+"""Training augmentation that makes framing, film shape, burned-in text, devices, exposure and image
+processing uninformative.
 
 In the Kermany data the two classes differ in how they were acquired: PNEUMONIA films are more often
-framed tightly on the chest and carry other markings than NORMAL ones. A model can read that instead
-of the lungs (measured: zooming NORMAL test images to their central 65 % turned 88 % of them into
-PNEUMONIA). Showing every framing, marking and exposure with both labels removes the signal.
+framed tightly on the chest, come from wider films (squashed harder into the square), are less sharp
+and carry other markings than NORMAL ones. A model can read that instead of the lungs (measured:
+zooming NORMAL test images to their central 65 % turned 88 % of them into PNEUMONIA). Showing every
+framing, shape, marking, device and exposure with both labels removes the signal.
 
 Each change is drawn independently, so the model also still sees plain, full-frame films.
 """
@@ -29,11 +31,17 @@ class ShortcutAugmentation:
     zoom_area: tuple[float, float] = (0.3, 1.0)
     zoom_aspect: tuple[float, float] = (0.75, 1.33)
     p_zoom: float = 0.5
+    # Film shape, for the images that are not zoomed (a zoom already varies the aspect).
+    p_stretch: float = 0.3
+    stretch_aspect: tuple[float, float] = (0.75, 1.33)
     p_letterbox: float = 0.15
     p_shift: float = 0.15
     p_rotate: float = 0.3
     p_text: float = 0.5
+    p_devices: float = 0.25
     p_photometric: float = 0.8
+    p_heel: float = 0.25
+    p_processing: float = 0.25
     p_blur_or_sharpen: float = 0.25
     p_noise: float = 0.2
     p_jpeg: float = 0.2
@@ -46,8 +54,12 @@ class ShortcutAugmentation:
         if rng.random() < self.p_text:
             for _ in range(rng.randint(1, 3)):
                 image = self._marking(image, rng)
+        if rng.random() < self.p_devices:
+            image = self._devices(image, rng)
         if rng.random() < self.p_photometric:
             image = self._photometric(image, rng)
+        if rng.random() < self.p_processing:
+            image = self._processing(image, rng)
         return self._detector(image, rng)
 
     def describe(self) -> str:
@@ -57,10 +69,14 @@ class ShortcutAugmentation:
 
         low, high = self.zoom_area
         return (f"zoom/crop to {low * 100:.0f}-{high * 100:.0f} % of the area, aspect {self.zoom_aspect[0]}-"
-                f"{self.zoom_aspect[1]}, off-centre {share(self.p_zoom)}; borders {share(self.p_letterbox)}; "
+                f"{self.zoom_aspect[1]}, off-centre {share(self.p_zoom)}; otherwise the film's aspect changed "
+                f"{self.stretch_aspect[0]}-{self.stretch_aspect[1]} {share(self.p_stretch)}; borders {share(self.p_letterbox)}; "
                 f"shifts up to ±15 % {share(self.p_shift)}; rotation up to ±10° {share(self.p_rotate)}; 1-3 burned-in "
-                f"markings (laterality, times, dates, codes) {share(self.p_text)}; gamma 0.55-1.8, contrast and "
-                f"brightness ±30-40 % {share(self.p_photometric)}; blur or sharpening {share(self.p_blur_or_sharpen)}; "
+                f"markings (laterality, times, dates, codes) {share(self.p_text)}; ECG leads and wires or a tube "
+                f"{share(self.p_devices)}; gamma 0.55-1.8, contrast and brightness ±30-40 % {share(self.p_photometric)}, "
+                f"with an exposure gradient up to 30 % {share(self.p_photometric * self.p_heel)}; histogram "
+                f"equalisation or large-scale contrast enhancement {share(self.p_processing)}; blur or sharpening "
+                f"{share(self.p_blur_or_sharpen)}; "
                 f"noise {share(self.p_noise)}; down-up sampling {share(self.p_down_up)}; JPEG q20-80 {share(self.p_jpeg)}")
 
     def _framing(self, image, rng):
@@ -69,6 +85,9 @@ class ShortcutAugmentation:
             area = rng.uniform(*self.zoom_area)
             aspect = float(np.exp(rng.uniform(*np.log(self.zoom_aspect))))
             image = acq.zoom(image, area, (rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), aspect)
+        elif rng.random() < self.p_stretch / max(1e-6, 1 - self.p_zoom):
+            aspect = float(np.exp(rng.uniform(*np.log(self.stretch_aspect))))
+            image = acq.stretch(image, aspect, rng.uniform(0.35, 0.65))
         elif rng.random() < self.p_letterbox / max(1e-6, 1 - self.p_zoom):
             image = acq.letterbox(image, rng.uniform(0.6, 0.95), rng.uniform(0.6, 0.95),
                                   (rng.random(), rng.random()), fill)
@@ -89,10 +108,26 @@ class ShortcutAugmentation:
         return acq.burn_text(image, text, position, rng.uniform(0.04, 0.16), grey, boxed)
 
     @staticmethod
-    def _photometric(image, rng):
+    def _devices(image, rng):
+        if rng.random() < 0.7:
+            image = acq.leads(image, rng.randint(1, 4), rng, rng.randint(150, 255))
+        if rng.random() < 0.4:
+            image = acq.tube(image, rng, rng.randint(150, 255))
+        return image
+
+    def _photometric(self, image, rng):
         image = acq.gamma(image, float(np.exp(rng.uniform(np.log(0.55), np.log(1.8)))))
         image = acq.contrast(image, rng.uniform(0.6, 1.4))
-        return acq.brightness(image, rng.uniform(0.7, 1.3))
+        image = acq.brightness(image, rng.uniform(0.7, 1.3))
+        if rng.random() < self.p_heel:
+            image = acq.exposure_gradient(image, rng.uniform(0.05, 0.3), rng.uniform(0, 360))
+        return image
+
+    @staticmethod
+    def _processing(image, rng):
+        if rng.random() < 0.3:
+            return acq.equalize(image)
+        return acq.local_contrast(image, rng.uniform(6, 30), rng.randint(40, 150))
 
     def _detector(self, image, rng):
         if rng.random() < self.p_blur_or_sharpen:

@@ -37,7 +37,7 @@ CLEAN = "none"
 @dataclass(frozen=True)
 class StressChange:
     name: str
-    group: str  # framing, text, exposure or detector
+    group: str  # framing, aspect, text, devices, exposure, processing or detector
     description: str
     change: Callable[[Image.Image, random.Random], Image.Image]
 
@@ -71,6 +71,12 @@ STRESS_SUITE: tuple[StressChange, ...] = (
                  lambda im, rng: acq.letterbox(im, 0.75, 0.75)),
     StressChange("shift_12", "framing", "moved 12 % right and 8 % down, black fill",
                  lambda im, rng: acq.shift(im, 0.12, 0.08)),
+    StressChange("rotate_8", "framing", "rotated 8° (direction random), black corners",
+                 lambda im, rng: acq.rotate(im, rng.choice((-8, 8)))),
+    StressChange("stretch_narrow_80", "aspect", "anatomy 80 % as wide (a wider film squashed to the square)",
+                 lambda im, rng: acq.stretch(im, 0.8)),
+    StressChange("stretch_wide_125", "aspect", "anatomy 125 % as wide (a narrower film)",
+                 lambda im, rng: acq.stretch(im, 1.25)),
     StressChange("text_laterality", "text", "a boxed R or L marker, 12 % of the height, in a corner",
                  lambda im, rng: acq.burn_text(im, rng.choice("RL"), _corner(rng), 0.12, 235, boxed=True)),
     StressChange("text_timestamp", "text", "an acquisition time HH:MM:SS, 6 % high, at the top or bottom edge",
@@ -81,9 +87,18 @@ STRESS_SUITE: tuple[StressChange, ...] = (
                                                (rng.uniform(0.0, 0.4), rng.choice((0.02, 0.9))), 0.07, 255)),
     StressChange("text_mixed", "text", "three markings anywhere, 4-16 % high, grey levels 40-255",
                  _mixed_text),
+    StressChange("leads_3", "devices", "three ECG electrodes with wires to the edge of the frame",
+                 lambda im, rng: acq.leads(im, 3, rng)),
+    StressChange("tube", "devices", "a tube entering from the top of the frame",
+                 lambda im, rng: acq.tube(im, rng)),
     StressChange("gamma_0.6", "exposure", "gamma 0.6 (brighter mid-tones)", lambda im, rng: acq.gamma(im, 0.6)),
     StressChange("gamma_1.7", "exposure", "gamma 1.7 (darker mid-tones)", lambda im, rng: acq.gamma(im, 1.7)),
     StressChange("contrast_0.6", "exposure", "contrast reduced to 60 %", lambda im, rng: acq.contrast(im, 0.6)),
+    StressChange("heel_gradient", "exposure", "brightness falling off 25 % towards one side (direction random)",
+                 lambda im, rng: acq.exposure_gradient(im, 0.25, rng.uniform(0, 360))),
+    StressChange("equalize", "processing", "histogram equalisation", lambda im, rng: acq.equalize(im)),
+    StressChange("local_contrast", "processing", "large-scale contrast enhancement (unsharp mask, radius 20 px, 120 %)",
+                 lambda im, rng: acq.local_contrast(im, 20, 120)),
     StressChange("blur_1.5", "detector", "Gaussian blur, radius 1.5 px", lambda im, rng: acq.blur(im, 1.5)),
     StressChange("sharpen", "detector", "unsharp mask, 200 %", lambda im, rng: acq.sharpen(im, 200)),
     StressChange("noise_10", "detector", "Gaussian noise, sigma 10 grey levels", lambda im, rng: acq.noise(im, 10, rng)),
@@ -91,7 +106,9 @@ STRESS_SUITE: tuple[StressChange, ...] = (
     StressChange("down_up_0.35", "detector", "down-sampled to 35 % and back", lambda im, rng: acq.down_up(im, 0.35)),
 )
 
-SELECTION_CHANGES = ("zoom_centre_55", "zoom_offcentre_65", "letterbox_75", "text_mixed", "gamma_1.7")
+# One or two per group, the strongest of each, so selection sees every kind of shortcut.
+SELECTION_CHANGES = ("zoom_centre_55", "zoom_offcentre_65", "letterbox_75", "stretch_narrow_80", "text_mixed",
+                     "leads_3", "gamma_1.7", "local_contrast")
 
 
 _BY_NAME = {change.name: change for change in STRESS_SUITE}

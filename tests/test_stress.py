@@ -56,6 +56,46 @@ def test_burned_in_text_lands_where_and_how_bright_it_was_asked():
     assert xs.min() >= 150 and ys.max() < 60 and marked.max() == 230
 
 
+def test_stretch_changes_the_anatomys_width_to_height_ratio():
+    # A centred bright square: stretching to 80 % width must make it narrower than tall, and 125 % wider.
+    pixels = np.zeros((200, 200), np.uint8)
+    pixels[60:140, 60:140] = 255
+    for aspect, wider in ((0.8, False), (1.25, True)):
+        ys, xs = np.nonzero(np.asarray(acquisition.stretch(Image.fromarray(pixels), aspect)) > 128)
+        width, height = np.ptp(xs) + 1, np.ptp(ys) + 1
+        assert (width > height * 1.15) if wider else (height > width * 1.15)
+
+
+def test_leads_and_tube_draw_bright_lines_that_reach_the_edge_or_the_top():
+    black = Image.new("L", (200, 200))
+    wired = np.asarray(acquisition.leads(black, 2, random.Random(0), grey=240))
+    border = np.r_[wired[0], wired[-1], wired[:, 0], wired[:, -1]]
+    assert wired.max() == 240 and (border == 240).any()
+    tube = np.asarray(acquisition.tube(black, random.Random(0), grey=220))
+    assert (tube[0] == 220).any() and not (tube[-1] == 220).any()
+
+
+def test_exposure_gradient_darkens_one_side_and_brightens_the_other():
+    grey = Image.new("L", (100, 100), 120)
+    graded = np.asarray(acquisition.exposure_gradient(grey, 0.25, angle=0), dtype=float)
+    assert graded[:, :10].mean() < 100 < 140 < graded[:, -10:].mean()
+    assert graded[:, 45:55].mean() == pytest.approx(120, abs=4)
+
+
+def test_training_augmentation_covers_the_other_shortcut_kinds(monkeypatch, radiograph):
+    calls = {name: _counting(monkeypatch, name)
+             for name in ("stretch", "leads", "tube", "exposure_gradient", "equalize", "local_contrast")}
+    augment = ShortcutAugmentation(rng=random.Random(1))
+    for _ in range(300):
+        augment(radiograph)
+    counts = {name: len(made) for name, made in calls.items()}
+    # Expected shares of 300: stretch 30 %, leads 17.5 %, tube 10 %, gradient 20 %, equalise 7.5 %,
+    # local contrast 17.5 %; each kind happens, none on most images.
+    assert all(5 <= count <= 150 for count in counts.values()), counts
+    aspects = [args[1] for args in calls["stretch"]]
+    assert min(aspects) < 0.85 and max(aspects) > 1.15
+
+
 def _counting(monkeypatch, name):
     calls = []
     original = getattr(acquisition, name)
