@@ -3,8 +3,9 @@
     python app.py                      # serves MODEL_ID, or the bundled model
     MODEL_ID=you/your-model python app.py
 
-Endpoints (see README): /predict (probabilities only, fast) and /explain (probabilities, decision,
-out-of-distribution warning and the three explanation maps).
+Endpoints (see README): /predict (probabilities only, fast; concurrent requests share batched forward
+passes), /explain (probabilities, decision, out-of-distribution warning and the three explanation maps)
+and /report (on demand: the HTML report, the raw maps at full resolution and the JSON record).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from pathlib import Path
 
 import gradio as gr
 
+from pneumolens.batching import MicroBatcher
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, ExplanationOptions
 from pneumolens.explain.captions import HOW_TO_READ, TITLES
+from pneumolens.images import load_image
+from pneumolens.preprocessing import input_size
 from pneumolens.service import PneumoLensService, record_json
 
 logger = logging.getLogger("app")
@@ -32,6 +36,10 @@ REPO = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
 MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
+PREVIEW_MAX_SIDE = 640
+# /predict requests that arrive while the model is busy share its next forward pass, up to this many
+# (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
+PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))
 PREDICTED = "predicted class"
 # What a browser session may hold on the server: the display-size maps of its last analysis (PNG, a few
 # hundred KB), kept for 15 minutes after the last use and for at most 200 sessions (the oldest go first;
@@ -78,15 +86,41 @@ def _refuse_url(url_or_file_path) -> None:
         raise gr.Error("Only uploaded files are accepted: this app does not fetch URLs.")
 
 
-def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE) -> gr.Blocks:
+def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
+               predict_batch_size: int = PREDICT_BATCH_SIZE,
+               max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model."""
+    batcher = MicroBatcher(service.predict_many, predict_batch_size)
+    model_input = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
     def predict(file_path):
         try:
-            result = _safely(service.predict, _path(file_path))
+            # Decoded in the request's own thread: a bad upload fails alone, never a shared batch.
+            image = _safely(load_image, _path(file_path))
+            result = _safely(batcher.submit, image)
             return {label: round(p, 6) for label, p in result["probabilities"].items()}
         finally:
             return_freed_memory()
+
+    def preview(file_path):
+        """The upload as decoded, and no downloads: those of an earlier image no longer apply."""
+        if not file_path:
+            return None, "", None
+        image, details = _safely(service.preview, _path(file_path))
+        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_input), None
+
+    def report(file_path, explained_class, opacity):
+        try:
+            analysis = _safely(service.analyse, _path(file_path), target_of(explained_class), ExplanationOptions())
+            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
+        finally:
+            return_freed_memory()
+
+    def forget_downloads():
+        return None
+
+    def target_of(explained_class):
+        return None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
 
     def explain(file_path, explained_class, opacity):
         try:
@@ -95,11 +129,9 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             return_freed_memory()
 
     def page_outputs(file_path, explained_class, opacity):
-        target = None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
-        analysis = _safely(service.analyse, _path(file_path), target, ExplanationOptions())
+        analysis = _safely(service.analyse, _path(file_path), target_of(explained_class), ExplanationOptions())
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity)
-        downloads = _downloads(analysis)
         captions = [_caption(method, analysis.explanation.unavailable) for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -110,7 +142,6 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             *[overlays.get(method) for method in METHODS],
             *captions,
             analysis.record(),
-            downloads,
             displayed,
         )
 
@@ -127,17 +158,25 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             with gr.Column(scale=1):
                 # No file_types filter: DICOM files often have no extension; the content decides.
                 upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath")
+                shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
+                                 height=360, elem_id="preview")
+                shown_details = gr.Markdown(elem_id="preview-details")
                 explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
                                               label="Explain the class")
                 opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
                 run = gr.Button("Analyse", variant="primary")
                 gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
             with gr.Column(scale=1):
-                probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels))
                 decision = gr.Markdown(elem_id="decision")
                 warning = gr.Markdown(elem_id="ood-warning")
-                result = gr.JSON(label="Result (JSON)")
-                downloads = gr.File(label="Downloads: raw maps (.npz) and result (.json)", file_count="multiple")
+                probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels))
+                # Made on demand: most people never download, and the full-resolution maps cost a
+                # second pass only to those who do.
+                make_report = gr.Button("Report and raw maps", elem_id="make-report")
+                downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
+                                    file_count="multiple", elem_id="downloads")
+                with gr.Accordion("Result (JSON)", open=False):
+                    result = gr.JSON(show_label=False)
         images, captions = [], []
         with gr.Row():
             for method in METHODS:
@@ -149,18 +188,24 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             gr.Markdown(service.summary())
         state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
 
+        upload.change(preview, upload, [shown, shown_details, downloads], api_visibility="private",
+                      concurrency_limit=2, concurrency_id="preview")
+        explained_class.change(forget_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         run.click(explain, [upload, explained_class, opacity],
-                  [probabilities, decision, warning, *images, *captions, result, downloads, state],
+                  [probabilities, decision, warning, *images, *captions, result, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
+        make_report.click(report, [upload, explained_class, opacity], downloads, api_name="report",
+                          concurrency_limit=1, concurrency_id="model")
         # Queued like everything else, but in its own group: a redraw never waits for the model.
         opacity.release(redraw, [state, opacity], images, api_visibility="private", concurrency_limit=2,
                         concurrency_id="redraw")
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
         hidden_probabilities = gr.Label(visible=False)
+        # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
         gr.Button(visible=False).click(predict, upload, hidden_probabilities, api_name="predict",
-                                       concurrency_limit=1, concurrency_id="model")
+                                       concurrency_limit=predict_batch_size, concurrency_id="predict")
     demo.queue(max_size=64)
-    limit_waiting_per_client(demo, MAX_WAITING_PER_CLIENT)
+    limit_waiting_per_client(demo, max_waiting_per_client)
     return demo
 
 
@@ -296,13 +341,25 @@ def _decision_markdown(analysis) -> str:
             f"**{analysis.explanation.target_label}**")
 
 
-def _downloads(analysis) -> list[str]:
-    # Written inside Gradio's cache, so that it serves them without a copy and `delete_cache` removes them.
+def _fit(image, max_side: int):
+    scale = min(1.0, max_side / max(image.size))
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+
+
+def _preview_markdown(image, details: dict, model_input: str) -> str:
+    known = ", ".join(f"{name} {value}" for name, value in details.items() if name not in ("format", "size"))
+    return (f"**{details.get('format', 'image')}**, {image.width} x {image.height} px as decoded"
+            f"{'; ' + known if known else ''}. The model sees it resized to {model_input}.")
+
+
+def _downloads(analysis, report_html: str) -> list[str]:
+    # Written inside Gradio's cache, so that it serves them without a copy and the cache sweep removes them.
     folder = Path(gr.utils.get_upload_folder()) / f"pneumolens-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
+    (folder / "report.html").write_text(report_html, encoding="utf-8")
     (folder / "maps.npz").write_bytes(analysis.maps_npz())
     (folder / "result.json").write_text(record_json(analysis))
-    return [str(folder / "maps.npz"), str(folder / "result.json")]
+    return [str(folder / name) for name in ("report.html", "maps.npz", "result.json")]
 
 
 def launch_options() -> dict:

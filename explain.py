@@ -7,6 +7,8 @@
         Model-parameter randomisation check: do the maps change when the weights are random?
     python explain.py faithfulness --data_dir DIR [--num_images N] [--out FILE.json]
         Deletion / insertion AUC per method against a random-map baseline.
+    python explain.py report IMAGE_OR_DIR... [--out DIR]
+        One self-contained HTML report per image (as the app's "Report" button makes it) and summary.csv.
 
 The model defaults to MODEL_ID or the bundled model (models/pneumolens-dinov2-small).
 """
@@ -34,7 +36,8 @@ from pneumolens.modeling import ModelSource, decide_by_label, default_model_sour
 
 logger = logging.getLogger("explain")
 
-SUBCOMMANDS = ("sanity", "faithfulness")
+SUBCOMMANDS = ("sanity", "faithfulness", "report")
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,11 +83,24 @@ def faithfulness_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explain.py report", description=(
+        "One self-contained HTML report per image (image, maps, probabilities, decision, threshold, "
+        "out-of-distribution verdict, model and date) and a CSV summary of all of them."))
+    parser.add_argument("images", nargs="+", help="Image files, or folders searched recursively for images.")
+    model_arguments(parser)
+    parser.add_argument("--out", default="outputs/reports", help="Output directory.")
+    parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     cli.setup_logging()
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else "maps"
-    if command in SUBCOMMANDS:
+    if command == "report":
+        run_reports(report_parser().parse_args(argv[1:]))
+    elif command in SUBCOMMANDS:
         parser = sanity_parser() if command == "sanity" else faithfulness_parser()
         args = parser.parse_args(argv[1:])
         args.command_line = "python explain.py " + shlex.join(argv)
@@ -122,6 +138,58 @@ def run_maps(args) -> None:
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
+
+
+def run_reports(args) -> None:
+    """A report per image; an image that cannot be read gets its error in the summary, and the rest go on."""
+    from tqdm.auto import tqdm
+
+    from pneumolens.report import write_summary
+    from pneumolens.service import PneumoLensService
+
+    if not 0.0 <= args.opacity <= 1.0:
+        raise PneumoLensError(f"--opacity must be in [0, 1], not {args.opacity}")
+    images = image_files(args.images)
+    service = PneumoLensService(ModelSource(args.model, args.revision))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for number, path in enumerate(tqdm(images, desc="reports", unit="image")):
+        row = {"image": str(path)}
+        try:
+            analysis = service.analyse(path)
+        except PneumoLensError as error:
+            logger.warning("%s: %s", path, error)
+            rows.append({**row, "error": str(error)})
+            continue
+        # Numbered, so two images of the same name in different folders keep both reports.
+        report = out / f"{number:04d}-{path.stem}.html"
+        report.write_text(service.report(analysis, args.opacity, path.name), encoding="utf-8")
+        record, ood = analysis.record(), analysis.ood
+        rows.append({**row, "report": report.name, "decision": record["decision"],
+                     "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
+                     "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
+                     "probabilities": record["probabilities"]})
+    write_summary(out / "summary.csv", rows)
+    failed = sum("error" in row for row in rows)
+    logger.info("Wrote %d reports and summary.csv to %s%s", len(rows) - failed, out,
+                f" ({failed} images could not be read; see the error column)" if failed else "")
+
+
+def image_files(arguments: list[str]) -> list[Path]:
+    """Files as given, and the image files under each folder given (sorted); a missing path is an error."""
+    files = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise PneumoLensError(f"No such file or folder: {argument}")
+    if not files:
+        raise PneumoLensError(f"No images found in {' '.join(arguments)}")
+    return files
 
 
 def side_by_side(explanation, config, opacity: float):

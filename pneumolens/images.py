@@ -57,6 +57,18 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
         raise ImageDecodeError(f"The image could not be decoded ({type(err).__name__}); is the file complete?") from err
 
 
+def describe_file(path: str | os.PathLike) -> dict[str, str]:
+    """What a person may want to know about an uploaded file that `load_image` accepted: its format and
+    size, and for DICOM a few non-identifying header fields (`dicom.DESCRIBED_FIELDS`)."""
+    from .dicom import header_fields
+
+    data = Path(path).read_bytes()
+    if is_dicom(data):
+        return {"format": "DICOM", **header_fields(data)}
+    with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+        return {"format": image.format, "mode": image.mode, "size": f"{image.width} x {image.height} px"}
+
+
 def undecoded_source(image: dict):
     """What `load_image` takes for an undecoded `datasets` image value: its bytes, else its path."""
     return image.get("bytes") or image["path"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from PIL import Image
 
 from .explain import Explainer, Explanation, ExplanationOptions
 from .explain.overlay import overlay
+from .images import describe_file, load_image
 from .modeling import (
     ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, operating_threshold,
     positive_index,
 )
 from .ood import OODDetector, captured_features
+from .report import ModelIdentity, html_report
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +85,11 @@ class DisplayedMaps:
     def from_arrays(cls, image: np.ndarray, maps: dict[str, np.ndarray]) -> "DisplayedMaps":
         return cls(_png(image), {method: _png(heatmap) for method, heatmap in maps.items()})
 
+    def image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.image_png))
+
     def overlays(self, opacity: float) -> dict:
-        base = Image.open(io.BytesIO(self.image_png))
+        base = self.image()
         return {method: overlay(base, np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, opacity)
                 for method, data in self.maps_png.items()}
 
@@ -109,27 +115,56 @@ class PneumoLensService:
         self.ood_detector = OODDetector.load(self.source)
         self.config = self.model.config
         self.labels = self.explainer.labels
+        # The explainer hooks the model while it runs: a batched prediction and an analysis must not
+        # share it at the same moment (they run on different threads in the app).
+        self._model_lock = threading.Lock()
         logger.info("Serving %s (%s); out-of-distribution detector: %s", self.source.name_or_path,
                     self.config.model_type, "yes" if self.ood_detector else "none")
 
     def predict(self, image) -> dict:
         """Probabilities, the decision at the model's threshold and the OOD verdict (one forward pass)."""
-        with captured_features(self.model) as features:
-            probabilities = self.explainer.predict(image)
-        return {"probabilities": probabilities, "decision": decide_by_label(self.config, probabilities),
-                "threshold": operating_threshold(self.config), "out_of_distribution": self._ood(features)}
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: list) -> list[dict]:
+        """`predict` for several images in one batched forward pass (what `MicroBatcher` calls)."""
+        decoded = [load_image(image) for image in images]
+        with self._model_lock, captured_features(self.model) as features:
+            probabilities = self.explainer.predict_many(decoded)
+        return [{"probabilities": p, "decision": decide_by_label(self.config, p),
+                 "threshold": operating_threshold(self.config),
+                 "out_of_distribution": self._ood(features, row)} for row, p in enumerate(probabilities)]
 
     def analyse(self, image, target: int | None = None, options: ExplanationOptions = ExplanationOptions()) -> Analysis:
         """Probabilities, decision, OOD verdict and all maps, from one forward and one backward pass."""
-        with captured_features(self.model) as features:
+        with self._model_lock, captured_features(self.model) as features:
             explanation = self.explainer.explain(image, target, options)
         decision = decide_by_label(self.config, explanation.probabilities)
         return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features))
 
-    def _ood(self, features) -> dict:
+    def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
+        """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
+        known of the file (`images.describe_file`); no model involved."""
+        return load_image(path), describe_file(path)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Which model this is: a Hub id and the commit its files came from, or a local directory's name
+        (never the server's path to it)."""
+        name = self.source.name_or_path
+        if Path(name).is_dir():
+            return ModelIdentity(Path(name).resolve().name, None, self.config.model_type)
+        revision = getattr(self.config, "_commit_hash", None) or self.source.revision
+        return ModelIdentity(name, revision, self.config.model_type)
+
+    def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024) -> str:
+        """The self-contained HTML report of `analysis` (see `report.html_report`)."""
+        displayed = analysis.displayed(max_side)
+        return html_report(analysis, displayed.overlays(opacity), displayed.image(), self.identity, file_name)
+
+    def _ood(self, features, row: int = 0) -> dict:
         if self.ood_detector is None or not features:
             return {"available": False, "warning": None}
-        score = float(self.ood_detector.distance(features[0][:1].numpy())[0])
+        score = float(self.ood_detector.distance(features[0][row:row + 1].numpy())[0])
         flagged = score > self.ood_detector.threshold
         warning = OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold) if flagged else None
         return {"available": True, "score": score, "threshold": self.ood_detector.threshold,

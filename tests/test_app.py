@@ -59,9 +59,9 @@ def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def test_api_lists_the_two_named_endpoints(client):
+def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/predict", "/explain"} <= set(endpoints)
+    assert {"/predict", "/explain", "/report"} <= set(endpoints)
 
 
 def test_predict_returns_probabilities_of_the_model_labels(client):
@@ -75,7 +75,8 @@ def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
     example = app.EXAMPLES[0]  # 1776x1416: overlays are scaled to fit 1024, maps.npz keeps full size
     outputs = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")
     probabilities, decision, warning, *rest = outputs
-    overlays, captions, record, downloads = rest[:3], rest[3:6], rest[6], rest[7]
+    assert len(rest) == 7
+    overlays, captions, record = rest[:3], rest[3:6], rest[6]
     size = Image.open(example).size
     assert max(size) > app.DISPLAY_MAX_SIDE
     for path in overlays:
@@ -85,17 +86,85 @@ def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
     assert record["out_of_distribution"]["available"] is True
     assert record["out_of_distribution"]["flagged"] is False and warning == ""
     assert all("not available" not in caption for caption in captions)
-    names = sorted(str(p).rsplit("/", 1)[-1] for p in downloads)
-    assert names == ["maps.npz", "result.json"]
-    maps = np.load(next(p for p in downloads if str(p).endswith(".npz")))
-    assert set(maps.files) == {"rollout", "saliency", "gradcam"} and maps["gradcam"].shape == size[::-1]
-    saved = json.loads(open(next(p for p in downloads if str(p).endswith(".json"))).read())
+
+
+def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_record(client):
+    example = app.EXAMPLES[0]
+    record = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")[9]
+    downloads = client.predict(handle_file(example), "predicted class", 0.5, api_name="/report")
+    names = [str(p).rsplit("/", 1)[-1] for p in downloads]
+    assert names == ["report.html", "maps.npz", "result.json"]
+    maps = np.load(downloads[1])
+    assert set(maps.files) == {"rollout", "saliency", "gradcam"} and maps["gradcam"].shape == Image.open(example).size[::-1]
+    saved = json.loads(open(downloads[2]).read())
     assert saved["probabilities"] == pytest.approx(record["probabilities"])
+    report = open(downloads[0], encoding="utf-8").read()
+    assert f"Decision: {record['decision']}" in report and f"{record['threshold']:.3f}" in report
+    assert "Not a medical device" in report and Path(example).name in report
+    assert "looks like a chest radiograph" in report  # the OOD verdict of a real radiograph
+    # Self-contained: the image and the three maps are embedded, nothing is fetched.
+    assert report.count('src="data:image/jpeg;base64,') == 4 and "http" not in report
+    assert str(app.REPO) not in report  # the model is named, the server's paths are not
 
 
 def test_explaining_the_other_class(client):
     outputs = client.predict(handle_file(app.EXAMPLES[0]), "NORMAL", 0.3, api_name="/explain")
     assert outputs[9]["explained_class"] == "NORMAL"
+
+
+def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, tmp_path, real_images):
+    import pydicom
+
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
+    preview = next(fn.fn for fn in demo.fns.values() if fn.name == "preview")
+    pixels = np.asarray(Image.open(real_images["NORMAL"][0]).convert("L"), dtype=np.float64) * 16
+    dataset = pydicom.dcmread(io.BytesIO(_dicom(4095 - pixels, photometric="MONOCHROME1")))
+    dataset.PatientName, dataset.PatientID, dataset.BodyPartExamined = "Doe^Jane", "SECRET-123", "CHEST"
+    dataset.save_as(tmp_path / "IM0001")
+    image, details, downloads = preview(str(tmp_path / "IM0001"))
+    assert image.size == (pixels.shape[1], pixels.shape[0]) and downloads is None
+    # MONOCHROME1 is shown inverted, as the model sees it: the preview equals the decoded image.
+    assert np.array_equal(np.asarray(image), np.asarray(app.load_image(str(tmp_path / "IM0001"))))
+    assert "DICOM" in details and "Modality CR" in details and "BodyPartExamined CHEST" in details
+    assert "Doe" not in details and "SECRET" not in details
+    big, details, _ = preview(app.EXAMPLES[0])
+    assert max(big.size) == app.PREVIEW_MAX_SIDE and "JPEG" in details and "1776 x 1416 px" in details
+    with pytest.raises(Exception, match="not an image"):
+        (tmp_path / "notes.png").write_text("not a picture")
+        preview(str(tmp_path / "notes.png"))
+
+
+def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_ood, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = PneumoLensService(ModelSource(str(model_with_ood)))
+    batch_sizes, predict_many = [], service.predict_many
+
+    def recording(images):
+        batch_sizes.append(len(images))
+        time.sleep(0.3)  # a slow model, so that requests pile up behind it
+        return predict_many(images)
+
+    service.predict_many = recording
+    demo = app.build_demo(service, predict_batch_size=4, max_waiting_per_client=100)  # all clients are 127.0.0.1
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        bad = write(tmp_path, "notes.png", b"a text file, not a picture")
+        inputs = [handle_file(example) for example in app.EXAMPLES] * 2 + [bad]
+        clients = [Client(url, verbose=False) for _ in inputs]
+        with ThreadPoolExecutor(len(inputs)) as pool:
+            jobs = [pool.submit(c.predict, upload, api_name="/predict") for c, upload in zip(clients, inputs)]
+            results = [job.exception() or job.result() for job in jobs]
+    finally:
+        demo.close()
+    served_batches = list(batch_sizes)
+    assert isinstance(results[-1], AppError) and "not an image" in str(results[-1])
+    alone = [service.predict(example)["probabilities"] for example in app.EXAMPLES] * 2
+    for result, expected in zip(results[:-1], alone, strict=True):
+        confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
+        assert confidences == pytest.approx(expected, abs=1e-4)
+    # The bad upload never reached the model; the others shared passes of at most 4.
+    assert 1 < max(served_batches) <= 4 and sum(served_batches) == len(inputs) - 1
 
 
 def test_dicom_upload_is_analysed(client, tmp_path, real_images):
@@ -207,7 +276,8 @@ def test_session_state_holds_display_size_maps_only(model_with_ood, tmp_path):
 def test_every_event_is_queued(model_with_ood):
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
     handlers = {fn.name: fn.queue for fn in demo.fns.values() if fn.name != "load_example"}  # Gradio's own
-    assert set(handlers) == {"explain", "redraw", "predict"} and all(handlers.values())
+    assert set(handlers) == {"explain", "redraw", "predict", "preview", "report", "forget_downloads"}
+    assert all(handlers.values())
 
 
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
@@ -219,9 +289,9 @@ def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_pa
         image = tmp_path / f"patient-{uuid.uuid4().hex}.jpeg"  # a name no other test's upload has
         shutil.copy(app.EXAMPLES[0], image)
         client = Client(url, verbose=False, download_files=False)  # answers carry the server's own paths
-        outputs = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/explain")
+        files = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/report")
         cache = Path(gradio.utils.get_upload_folder()).resolve()
-        downloads = [Path(file["path"]).resolve() for file in outputs[10]]
+        downloads = [Path(file["path"]).resolve() for file in files]
         uploads = [path for path in cache.rglob(image.name) if path.is_file()]
         served = downloads + uploads
         assert len(uploads) == 1 and all(cache in path.parents and path.is_file() for path in served)

@@ -25,23 +25,40 @@ def app_url(tiny_trained_dirs):
     demo.close()
 
 
-def test_upload_analyse_and_see_label_and_three_maps(app_url, tmp_path):
+def test_preview_then_analysis_then_report_download(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
         page.goto(app_url, wait_until="load")
         page.get_by_role("button", name="Analyse").wait_for(timeout=60_000)
         assert "Not a medical device" in page.content()
         page.locator("input[type=file]").first.set_input_files(app.EXAMPLES[-1])
+        # The image shows as soon as it is uploaded, before any analysis.
+        page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
+        page.locator("#preview-details").get_by_text("px as decoded").wait_for(timeout=30_000)
+        assert page.locator("#decision").inner_text().strip() == ""
+        page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
         page.get_by_role("button", name="Analyse").click()
         page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
         for method in ("rollout", "saliency", "gradcam"):
             page.locator(f"#map-{method} img").first.wait_for(state="visible", timeout=60_000)
         label_text = page.locator(".output-class, [data-testid=label-output-value]").first.inner_text(timeout=10_000)
+        decision = page.locator("#decision").inner_text()
         page.screenshot(path=str(tmp_path / "analysis.png"), full_page=True)
-        shutil.copy(tmp_path / "analysis.png", "/tmp/pneumolens-browser.png")
+        page.get_by_role("button", name="Report and raw maps").click()
+        link = page.locator("#downloads a[download='report.html']").first
+        link.wait_for(timeout=120_000)
+        with page.expect_download(timeout=60_000) as download:
+            link.click()
+        download.value.save_as(tmp_path / "report.html")
+        page.screenshot(path=str(tmp_path / "downloads.png"), full_page=True)
+        for name in ("preview", "analysis", "downloads"):
+            shutil.copy(tmp_path / f"{name}.png", f"/tmp/pneumolens-browser-{name}.png")
         browser.close()
     assert label_text.strip() in ("NORMAL", "PNEUMONIA")
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"Decision: {label_text.strip()}" in report or label_text.strip() in decision
+    assert "Not a medical device" in report and report.count("data:image/jpeg;base64,") == 4
     assert (tmp_path / "analysis.png").stat().st_size > 20_000

@@ -4,6 +4,7 @@ import gc
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,27 @@ def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs,
     assert "python explain.py sanity" in card and "| saliency |" in card
     explain_cli.main(["sanity", str(image), "--model", str(card_model), "--card"])  # rewrites, never duplicates
     assert (card_model / "README.md").read_text().count("## Explanations: sanity check") == 1
+
+
+def test_report_command_writes_one_report_per_image_and_a_summary(tiny_trained_dirs, real_images, tmp_path):
+    import csv
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for path in real_images["NORMAL"][:2] + real_images["PNEUMONIA"][:1]:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.png").write_bytes(b"not an image")  # reported in the summary, the others go on
+    explain_cli.main(["report", str(folder), "--model", str(tiny_trained_dirs["dinov2"]), "--out", str(tmp_path / "out")])
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert len(rows) == 4
+    broken = next(row for row in rows if row["image"].endswith("broken.png"))
+    assert "not an image" in broken["error"] and not broken["report"]
+    for row in rows:
+        if row is broken:
+            continue
+        report = (tmp_path / "out" / row["report"]).read_text(encoding="utf-8")
+        assert f"Decision: {row['decision']}" in report and Path(row["image"]).name in report
+        assert float(row["p_NORMAL"]) + float(row["p_PNEUMONIA"]) == pytest.approx(1.0, abs=1e-5)
+        assert report.count("data:image/jpeg;base64,") == 4 and "Not a medical device" in report
+    with pytest.raises(PneumoLensError, match="No such file or folder"):
+        explain_cli.main(["report", str(tmp_path / "missing"), "--model", str(tiny_trained_dirs["dinov2"])])

@@ -65,10 +65,14 @@ class Explainer:
 
     def predict(self, image: ImageSource) -> dict[str, float]:
         """Class probabilities only: one forward pass without gradients."""
-        _, pixels, _ = self.prepare(image)
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: list[ImageSource]) -> list[dict[str, float]]:
+        """Class probabilities of several images from one batched forward pass without gradients."""
+        pixels = pixel_values(self.processor, images).to(self.model.device, self.model.dtype)
         with torch.no_grad():
-            probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
-        return self._by_label(probabilities)
+            probabilities = torch.softmax(self.model(pixel_values=pixels).logits.float(), dim=-1)
+        return [self._by_label(row) for row in probabilities]
 
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
