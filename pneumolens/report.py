@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from .explain.anatomy import METHODS
 from .explain.captions import HOW_TO_READ, TITLES
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
@@ -44,7 +45,8 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
     ood = record["out_of_distribution"]
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{p:.1%}</td></tr>"
                    for label, p in record["probabilities"].items())
-    maps = "".join(_figure(overlays[method], TITLES[method], HOW_TO_READ[method]) for method in overlays)
+    maps = "".join(_figure(overlays[method], TITLES[method], HOW_TO_READ[method]) for method in METHODS
+                   if method in overlays)  # in the app's order
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
                     "</figcaption></figure>" for m, why in record["maps_unavailable"].items())
     if not ood.get("available"):

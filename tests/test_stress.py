@@ -193,13 +193,17 @@ def test_stressed_copies_apply_each_change_to_the_same_images(real_imagefolder, 
 
 def test_training_selects_on_stressed_copies_and_reports_the_suite(tmp_path, real_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
-    train_tiny(real_imagefolder, tiny_backbone_dirs["vit"], output, "--stress_selection_images", "4")
+    train_tiny(real_imagefolder, tiny_backbone_dirs["vit"], output, "--stress_selection_images", "4",
+               "--stress_suite_images", "5")
     state = json.loads((output / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_robust_roc_auc" in entry]
     assert evaluations and all(f"eval_roc_auc_{name}" in evaluations[0] for name in SELECTION_CHANGES)
     assert state["best_metric"] == max(entry["eval_robust_roc_auc"] for entry in evaluations)
     stress = json.loads((output / "eval" / "stress" / "stress.json").read_text())
     assert set(stress["changes"]) == {CLEAN, *(change.name for change in STRESS_SUITE)}
+    # The suite ran on a subset of 5; the clean carved metrics still count every carved image.
+    carved = json.loads((output / "eval" / "carved_validation" / "metrics.json").read_text())
+    assert stress["num_images"] == 5 < carved["num_images"]
     config = json.loads((output / "config.json").read_text())
     assert stress["threshold"] == pytest.approx(config["operating_threshold"])
     card = (output / "README.md").read_text()
