@@ -283,7 +283,8 @@ def test_every_event_is_queued(model_with_ood):
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
     import gradio
 
-    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 2))
+    # Age 10 s: long enough that a slow /report on a busy machine still finds its upload in place.
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 10))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         image = tmp_path / f"patient-{uuid.uuid4().hex}.jpeg"  # a name no other test's upload has
@@ -295,7 +296,7 @@ def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_pa
         uploads = [path for path in cache.rglob(image.name) if path.is_file()]
         served = downloads + uploads
         assert len(uploads) == 1 and all(cache in path.parents and path.is_file() for path in served)
-        deadline = time.time() + 30
+        deadline = time.time() + 45
         while time.time() < deadline and any(path.exists() for path in served):
             time.sleep(0.5)
         assert not [path for path in served if path.exists()]
