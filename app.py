@@ -90,14 +90,15 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                predict_batch_size: int = PREDICT_BATCH_SIZE,
                max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model."""
-    batcher = MicroBatcher(service.predict_many, predict_batch_size)
+    batcher = MicroBatcher(service.predict_inputs, predict_batch_size)
     model_input = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
     def predict(file_path):
         try:
-            # Decoded in the request's own thread: a bad upload fails alone, never a shared batch.
-            image = _safely(load_image, _path(file_path))
-            result = _safely(batcher.submit, image)
+            # Decoded and preprocessed in the request's own thread: in parallel with other requests,
+            # and a bad upload fails alone, never a shared batch.
+            model_input = _safely(service.model_input, _path(file_path))
+            result = _safely(batcher.submit, model_input)
             return {label: round(p, 6) for label, p in result["probabilities"].items()}
         finally:
             return_freed_memory()

@@ -103,13 +103,13 @@ def describe(stats: dict, name: str = "") -> str:
 
 def compare_batching(service: PneumoLensService, clients: int, requests: int) -> None:
     batch_sizes = []
-    run_batch = service.predict_many
+    run_batch = service.predict_inputs
 
-    def recording(images):
-        batch_sizes.append(len(images))
-        return run_batch(images)
+    def recording(inputs):
+        batch_sizes.append(len(inputs))
+        return run_batch(inputs)
 
-    service.predict_many = recording
+    service.predict_inputs = recording
     results = {}
     for size in (1, app.PREDICT_BATCH_SIZE):
         batch_sizes.clear()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from huggingface_hub import ModelCard, hf_hub_download
 from PIL import Image
 
@@ -20,6 +21,7 @@ from .modeling import (
     ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, operating_threshold,
     positive_index,
 )
+from .preprocessing import pixel_values
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
 
@@ -126,10 +128,19 @@ class PneumoLensService:
         return self.predict_many([image])[0]
 
     def predict_many(self, images: list) -> list[dict]:
-        """`predict` for several images in one batched forward pass (what `MicroBatcher` calls)."""
-        decoded = [load_image(image) for image in images]
+        """`predict` for several images in one batched forward pass."""
+        return self.predict_inputs([self.model_input(image) for image in images])
+
+    def model_input(self, image) -> torch.Tensor:
+        """An image decoded and preprocessed into the model's (1, 3, H, W) input. The app runs this in
+        each request's own thread, so decoding and resizing happen in parallel, outside the batch."""
+        return pixel_values(self.processor, [load_image(image)])
+
+    def predict_inputs(self, inputs: list[torch.Tensor]) -> list[dict]:
+        """Probabilities, decisions and OOD verdicts of `model_input`s from one batched forward pass
+        (what the app's `MicroBatcher` calls)."""
         with self._model_lock, captured_features(self.model) as features:
-            probabilities = self.explainer.predict_many(decoded)
+            probabilities = self.explainer.predict_pixels(torch.cat(inputs))
         return [{"probabilities": p, "decision": decide_by_label(self.config, p),
                  "threshold": operating_threshold(self.config),
                  "out_of_distribution": self._ood(features, row)} for row, p in enumerate(probabilities)]

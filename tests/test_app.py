@@ -138,14 +138,14 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
     from concurrent.futures import ThreadPoolExecutor
 
     service = PneumoLensService(ModelSource(str(model_with_ood)))
-    batch_sizes, predict_many = [], service.predict_many
+    batch_sizes, predict_inputs = [], service.predict_inputs
 
-    def recording(images):
-        batch_sizes.append(len(images))
+    def recording(inputs):
+        batch_sizes.append(len(inputs))
         time.sleep(0.3)  # a slow model, so that requests pile up behind it
-        return predict_many(images)
+        return predict_inputs(inputs)
 
-    service.predict_many = recording
+    service.predict_inputs = recording
     demo = app.build_demo(service, predict_batch_size=4, max_waiting_per_client=100)  # all clients are 127.0.0.1
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:

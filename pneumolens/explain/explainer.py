@@ -69,10 +69,13 @@ class Explainer:
 
     def predict_many(self, images: list[ImageSource]) -> list[dict[str, float]]:
         """Class probabilities of several images from one batched forward pass without gradients."""
-        pixels = pixel_values(self.processor, images).to(self.model.device, self.model.dtype)
+        return self.predict_pixels(pixel_values(self.processor, images))
+
+    def predict_pixels(self, pixels: torch.Tensor) -> list[dict[str, float]]:
+        """Class probabilities of a batch of already preprocessed `pixel_values` (N, 3, H, W)."""
         with torch.no_grad():
-            probabilities = torch.softmax(self.model(pixel_values=pixels).logits.float(), dim=-1)
-        return [self._by_label(row) for row in probabilities]
+            logits = self.model(pixel_values=pixels.to(self.model.device, self.model.dtype)).logits
+        return [self._by_label(row) for row in torch.softmax(logits.float(), dim=-1)]
 
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
