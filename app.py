@@ -26,9 +26,8 @@ from pneumolens.batching import MicroBatcher
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, ExplanationOptions
 from pneumolens.explain.captions import HOW_TO_READ, TITLES
-from pneumolens.images import load_image
 from pneumolens.preprocessing import input_size
-from pneumolens.service import PneumoLensService, record_json
+from pneumolens.service import PneumoLensService, display_size, record_json
 
 logger = logging.getLogger("app")
 
@@ -91,14 +90,14 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model."""
     batcher = MicroBatcher(service.predict_inputs, predict_batch_size)
-    model_input = "x".join(str(side) for side in input_size(service.processor)[::-1])
+    model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
     def predict(file_path):
         try:
             # Decoded and preprocessed in the request's own thread: in parallel with other requests,
             # and a bad upload fails alone, never a shared batch.
-            model_input = _safely(service.model_input, _path(file_path))
-            result = _safely(batcher.submit, model_input)
+            pixels = _safely(service.model_input, _path(file_path))
+            result = _safely(batcher.submit, pixels)
             return {label: round(p, 6) for label, p in result["probabilities"].items()}
         finally:
             return_freed_memory()
@@ -108,7 +107,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         if not file_path:
             return None, "", None
         image, details = _safely(service.preview, _path(file_path))
-        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_input), None
+        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), None
 
     def report(file_path, explained_class, opacity):
         try:
@@ -343,14 +342,13 @@ def _decision_markdown(analysis) -> str:
 
 
 def _fit(image, max_side: int):
-    scale = min(1.0, max_side / max(image.size))
-    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    return image.resize(display_size(image.size, max_side))
 
 
-def _preview_markdown(image, details: dict, model_input: str) -> str:
+def _preview_markdown(image, details: dict, model_size: str) -> str:
     known = ", ".join(f"{name} {value}" for name, value in details.items() if name not in ("format", "size"))
     return (f"**{details.get('format', 'image')}**, {image.width} x {image.height} px as decoded"
-            f"{'; ' + known if known else ''}. The model sees it resized to {model_input}.")
+            f"{'; ' + known if known else ''}. The model sees it resized to {model_size}.")
 
 
 def _downloads(analysis, report_html: str) -> list[str]:

@@ -57,8 +57,7 @@ class Analysis:
         browser shows them smaller anyway; the full-resolution maps stay available in `maps_npz`.
         """
         image, maps = self.explanation.image, self.explanation.maps
-        scale = min(1.0, max_side / max(image.size))
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        size = display_size(image.size, max_side)
         grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR))
         return DisplayedMaps.from_arrays(grey, {
             method: np.asarray(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
@@ -98,6 +97,12 @@ class DisplayedMaps:
     @property
     def nbytes(self) -> int:
         return len(self.image_png) + sum(len(data) for data in self.maps_png.values())
+
+
+def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, to fit `max_side`; never enlarged."""
+    scale = min(1.0, max_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -224,4 +229,4 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["Analysis", "DisplayedMaps", "PneumoLensService", "record_json"]
+__all__ = ["Analysis", "DisplayedMaps", "PneumoLensService", "display_size", "record_json"]

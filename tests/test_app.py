@@ -20,6 +20,7 @@ from PIL import Image
 
 import app
 from pneumolens.data import image_sources, load_image_dataset
+from pneumolens.images import load_image
 from pneumolens.modeling import ModelSource, load_image_processor, load_model
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
@@ -124,7 +125,7 @@ def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, 
     image, details, downloads = preview(str(tmp_path / "IM0001"))
     assert image.size == (pixels.shape[1], pixels.shape[0]) and downloads is None
     # MONOCHROME1 is shown inverted, as the model sees it: the preview equals the decoded image.
-    assert np.array_equal(np.asarray(image), np.asarray(app.load_image(str(tmp_path / "IM0001"))))
+    assert np.array_equal(np.asarray(image), np.asarray(load_image(str(tmp_path / "IM0001"))))
     assert "DICOM" in details and "Modality CR" in details and "BodyPartExamined CHEST" in details
     assert "Doe" not in details and "SECRET" not in details
     big, details, _ = preview(app.EXAMPLES[0])
