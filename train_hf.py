@@ -30,7 +30,9 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 
 from pneumolens import cli
 from pneumolens.card import CardFacts, build_card
-from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
+from pneumolens.data import (
+    drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, split_by_patient,
+)
 from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model
 from pneumolens.hub import push_model_dir, resolve_token
@@ -55,7 +57,11 @@ class DataArguments:
         metadata={"help": "A Hub data set id, or a local imagefolder directory (SPLIT/CLASS/IMAGE), "
                           "e.g. ../shared/data/chest_xray."},
     )
-    dataset_revision: str | None = field(default=None, metadata={"help": "Hub data set revision."})
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "Hub data set revision (branch, tag or commit; default main). It is resolved to the "
+                          "commit, which is loaded and written into the card."},
+    )
     positive_label: str = field(
         default="PNEUMONIA", metadata={"help": "The class whose probability is the score (the finding)."}
     )
@@ -184,19 +190,24 @@ def main() -> None:
     started = time.time()
     push_token = _take_over_push(training_args)
 
-    # Data
+    # Data, pinned to one commit when it comes from the Hub
+    if not is_local(data_args.dataset_name_or_dir):
+        data_args.dataset_revision = hub_revision(data_args.dataset_name_or_dir, data_args.dataset_revision)
     dataset = load_image_dataset(data_args.dataset_name_or_dir, data_args.dataset_revision)
     if "train" not in dataset:
         raise PneumoLensError(f"{data_args.dataset_name_or_dir} has no 'train' split (splits: {list(dataset)}).")
     labels = dataset["train"].features["label"].names
     if data_args.positive_label not in labels:
         raise PneumoLensError(f"--positive_label {data_args.positive_label} is not a class: {labels}")
+    split_rule = grouping_note(dataset["train"])
     train_split, validation_split = split_by_patient(
         drop_unreadable(dataset["train"], "train"), data_args.validation_fraction, training_args.seed
     )
     train_split = _limit(train_split, data_args.max_train_samples, training_args.seed)
     validation_split = _limit(validation_split, data_args.max_eval_samples, training_args.seed)
     official_validation = drop_unreadable(dataset["validation"], "validation") if "validation" in dataset else None
+    # Evaluated once, after training, selection and threshold; nothing is chosen on it.
+    test_split = drop_unreadable(dataset["test"], "test") if "test" in dataset else None
 
     # Model and transforms, both resolved from the checkpoint
     source = ModelSource(model_args.model_name_or_path, model_args.model_revision)
@@ -270,7 +281,11 @@ def main() -> None:
     if official_validation is not None:
         results["official_validation"] = evaluate_model(
             model, processor, official_validation, output_dir / "eval" / "official_validation",
-            "official validation (16 images)", batch_size=training_args.per_device_eval_batch_size)
+            f"official validation ({len(official_validation)} images)", batch_size=training_args.per_device_eval_batch_size)
+    if test_split is not None:
+        results["test"] = evaluate_model(model, processor, test_split, output_dir / "eval" / "test",
+                                         f"test ({len(test_split)} images)",
+                                         batch_size=training_args.per_device_eval_batch_size)
     # The example sheet goes into the card, which may be published: show an official validation image
     # (public, CC BY 4.0) rather than one of the training images when there is one.
     example = image_sources(official_validation)[0] if official_validation is not None else None
@@ -278,9 +293,10 @@ def main() -> None:
                               probabilities=probabilities, seed=training_args.seed, example=example) if changes else None
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
-    splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation}
+    splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation,
+              "test": test_split}
     card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
-                                  augmentation, stress, pooled))
+                                  augmentation, stress, pooled, split_rule))
     card.save(output_dir / "README.md")
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
@@ -324,7 +340,7 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
 
 
 def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
-                stress, pooled) -> CardFacts:
+                stress, pooled, split_rule) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
@@ -357,6 +373,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         base_model=model_args.card_base_model or model_args.model_name_or_path,
         dataset_id="hf-vision/chest-xray-pneumonia" if Path(data_args.dataset_name_or_dir).exists()
         else data_args.dataset_name_or_dir,
+        dataset_revision=data_args.dataset_revision, split_rule=split_rule,
         labels=labels, positive_label=data_args.positive_label,
         threshold=getattr(model.config, THRESHOLD_KEY),
         threshold_rule="maximising Youden's J (sensitivity + specificity - 1)" + (

@@ -1,6 +1,7 @@
 """The app as a separate server process, for the benchmarks that measure its memory and disk.
 
-`ServedApp` starts `python3 app.py` on a free loopback port (the bundled model unless MODEL_ID is set),
+`ServedApp` starts `python3 app.py` on a free loopback port (the bundled model unless MODEL_ID is set in
+`env`; from `cwd`, the project by default), logs its output to TEMP_DIR.log,
 waits until it answers, and reads the server's resident memory from /proc: now, and the peak since the
 last `reset_peak()` (Linux: writing 5 to /proc/PID/clear_refs resets VmHWM).
 """
@@ -30,14 +31,16 @@ def directory_bytes(path: Path) -> int:
 
 
 class ServedApp:
-    def __init__(self, temp_dir: Path, start_timeout_s: float = 180):
+    def __init__(self, temp_dir: Path, start_timeout_s: float = 180, env: dict | None = None, cwd: Path = REPO):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.temp_dir = temp_dir
         env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_TEMP_DIR": str(temp_dir),
-               "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
+        self.log = temp_dir.with_name(temp_dir.name + ".log")  # beside, so temp_bytes counts uploads only
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=cwd, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + start_timeout_s
         while time.time() < deadline:
             try:
@@ -46,7 +49,8 @@ class ServedApp:
             except httpx.HTTPError:
                 pass
             if self.process.poll() is not None:
-                raise RuntimeError(f"app.py exited with code {self.process.returncode}")
+                raise RuntimeError(f"app.py exited with code {self.process.returncode}: "
+                                   f"{self.log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
         self.close()
         raise RuntimeError("app.py did not answer in time")

@@ -14,6 +14,9 @@ METRIC_NAMES = {
     "specificity": "Specificity", "precision": "Precision", "f1": "F1",
 }
 
+TEST_NOTE = ("The test split was evaluated once, after training, checkpoint selection and the choice of the "
+             "threshold; nothing was selected or tuned on it. It is the result to compare.")
+
 
 @dataclass
 class CardFacts:
@@ -31,6 +34,8 @@ class CardFacts:
     training_procedure: str
     split_sizes: dict[str, dict[str, int]]
     results: dict[str, dict]  # key -> metrics from `evaluate_model` (its "split" names the split)
+    split_rule: str = "with every patient on one side (patient id from the file name)"
+    dataset_revision: str | None = None  # the data set's commit, when it came from the Hub
     repo_id: str = "PATH_OR_HUB_ID"
     license: str = "apache-2.0"
     extra_sections: list[str] = field(default_factory=list)
@@ -56,6 +61,9 @@ def build_card(facts: CardFacts) -> ModelCard:
         base_model=facts.base_model,
         base_model_url=_model_url(facts.base_model),
         dataset_id=facts.dataset_id,
+        dataset_revision=f" at revision `{facts.dataset_revision}`" if facts.dataset_revision else "",
+        split_rule=facts.split_rule,
+        test_note=TEST_NOTE if "test" in facts.results else "",
         image_size=facts.image_size,
         data_table=_data_table(facts.split_sizes, facts.labels),
         training_procedure=facts.training_procedure,
@@ -84,7 +92,8 @@ def _eval_results(facts: CardFacts) -> list[EvalResult]:
     return [
         EvalResult(
             task_type="image-classification", dataset_type=facts.dataset_id, dataset_name="Kermany chest X-ray",
-            dataset_split=key, metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({metrics.get('split', key)})",
+            dataset_split=key, dataset_revision=facts.dataset_revision,
+            metric_type=metric, metric_name=f"{METRIC_NAMES[metric]} ({metrics.get('split', key)})",
             metric_value=round(float(metrics[metric]), 4),
         )
         for key, metrics in facts.results.items()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from datasets import Image as ImageFeature
+from huggingface_hub import HfApi
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .errors import PneumoLensError
@@ -78,12 +79,29 @@ def _class_folders(split_dir: Path) -> list[str]:
     )
 
 
+def is_local(name_or_dir: str) -> bool:
+    """A directory (or something written like a path) rather than a Hub data set id."""
+    return Path(name_or_dir).exists() or name_or_dir.startswith((".", "/", "~"))
+
+
+def hub_revision(name: str, revision: str | None = None, token: str | None = None) -> str:
+    """The commit a Hub data set's revision (branch, tag or sha; default main) points to now, so a card
+    can name exactly what a model was trained on and the data can be loaded at that commit."""
+    try:
+        return HfApi().dataset_info(name, revision=revision, token=token).sha
+    except Exception as err:  # offline, unknown id, unknown revision, no access: all end the run here
+        raise PneumoLensError(
+            f"Could not reach data set '{name}'" + (f" at revision {revision}" if revision else "")
+            + f" ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "Offline? Pass a local imagefolder directory instead."
+        ) from err
+
+
 def load_image_dataset(name_or_dir: str, revision: str | None = None, token: str | None = None) -> DatasetDict:
-    """Load a local imagefolder directory, or else a Hub data set, with undecoded images."""
-    path = Path(name_or_dir)
-    if path.exists() or name_or_dir.startswith((".", "/", "~")):
-        check_imagefolder(path)
-        dataset = load_dataset("imagefolder", data_dir=str(path))
+    """Load a local imagefolder directory, or else a Hub data set (at `revision`), with undecoded images."""
+    if is_local(name_or_dir):
+        check_imagefolder(name_or_dir)
+        dataset = load_dataset("imagefolder", data_dir=str(Path(name_or_dir)))
     else:
         try:
             dataset = load_dataset(name_or_dir, revision=revision, token=token)
@@ -142,11 +160,41 @@ def _is_readable(image: dict) -> bool:
         return False
 
 
+def _file_names(dataset: Dataset) -> list[str]:
+    return [image_name(image) for image in dataset.with_format(None)["image"]]
+
+
+def patient_groups(dataset: Dataset) -> list[str]:
+    """The patient of each image, from its file name; one group per image where names are missing.
+
+    Parquet copies of a data set may carry no file name in the image column. Reading the patient from
+    an empty name would put every image in one group; per image is the honest fallback (images of one
+    patient may then land on both sides of a split, which `grouping_note` says).
+    """
+    names = _file_names(dataset)
+    if all(names):
+        return [patient_id(name) for name in names]
+    logger.warning("%d of %d images carry no file name, so patients are unknown: splitting per image "
+                   "(images of one patient may fall on both sides of the carved validation split).",
+                   sum(not name for name in names), len(names))
+    return [f"image-{index}" for index in range(len(names))]
+
+
+def grouping_note(dataset: Dataset) -> str:
+    """How `split_by_patient` grouped this data set, in a sentence for the model card."""
+    names = _file_names(dataset)
+    if all(names):
+        return "with every patient on one side (patient id from the file name)"
+    return (f"per image, because {sum(not name for name in names)} of {len(names)} images carry no file name to "
+            "read the patient from: images of one patient may be on both sides, so the validation figures "
+            "may be optimistic")
+
+
 def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """Carve a validation set from `dataset`, stratified by label, with each patient on one side."""
     if not 0.0 < validation_fraction < 0.5:
         raise PneumoLensError(f"validation_fraction must be in (0, 0.5), not {validation_fraction}")
-    groups = [patient_id(image_name(image)) for image in dataset["image"]]
+    groups = patient_groups(dataset)
     labels = np.asarray(dataset["label"])
     n_splits = max(2, round(1.0 / validation_fraction))
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

@@ -1,10 +1,12 @@
 import logging
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from pneumolens.data import (
-    check_imagefolder, drop_unreadable, image_name, load_image_dataset, patient_id, split_by_patient,
+    check_imagefolder, drop_unreadable, grouping_note, image_name, load_image_dataset, patient_groups, patient_id,
+    split_by_patient,
 )
 from pneumolens.errors import PneumoLensError
 
@@ -37,6 +39,33 @@ def test_split_is_seeded(small_imagefolder):
     first = split_by_patient(train, 0.25, seed=7)[1]["image"]
     again = split_by_patient(train, 0.25, seed=7)[1]["image"]
     assert [image_name(i) for i in first] == [image_name(i) for i in again]
+
+
+def _without_file_names(dataset):
+    """The data set as a parquet copy without file names carries it: image bytes, path None."""
+    from datasets import Dataset
+
+    rows = [{"bytes": Path(image["path"]).read_bytes(), "path": None} for image in dataset["image"]]
+    return Dataset.from_dict({"image": rows, "label": dataset["label"]}, features=dataset.features)
+
+
+def test_images_without_file_names_are_split_per_image_not_as_one_patient(small_imagefolder, caplog):
+    train = _without_file_names(load_image_dataset(str(small_imagefolder))["train"])
+    with caplog.at_level(logging.WARNING, logger="pneumolens.data"):
+        groups = patient_groups(train)
+    assert len(set(groups)) == len(train) == 48
+    assert "48 of 48 images carry no file name" in caplog.text
+    kept, carved = split_by_patient(train, 0.25, seed=3)
+    assert set(kept["label"]) == set(carved["label"]) == {0, 1}
+    assert 0.15 <= len(carved) / len(train) <= 0.35
+    assert grouping_note(train).startswith("per image, because 48 of 48 images carry no file name")
+
+
+def test_images_with_file_names_are_grouped_by_patient(small_imagefolder):
+    train = load_image_dataset(str(small_imagefolder))["train"]
+    groups = patient_groups(train)
+    assert len(set(groups)) == 24 and max(Counter(groups).values()) == 2  # 2 images per patient
+    assert grouping_note(train) == "with every patient on one side (patient id from the file name)"
 
 
 def test_real_data_split_is_patient_disjoint_and_stratified():

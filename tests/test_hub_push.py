@@ -1,7 +1,6 @@
 """`--push_to_hub` over real HTTP, against a loopback server that speaks the Hub's create/commit API."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,8 +12,7 @@ from tests.hub_server import FakeHub
 
 def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_imagefolder, tiny_backbone_dirs):
     with FakeHub(token="hf_test_token") as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_test_token",
-               "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+        env = hub.client_env(tmp_path / "hf-home")
         command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
                    "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
                    "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
@@ -22,7 +20,8 @@ def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_i
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
 
-    files = hub.repos["pneumolens/tiny-test"]
+    files = hub.files("pneumolens/tiny-test")
+    assert {"model.safetensors", "ood_detector.safetensors"} <= hub.lfs_paths("pneumolens/tiny-test")
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md",
             "ood_detector.safetensors"} <= set(files)
     assert not [name for name in files if name.startswith("checkpoint-") or name.endswith((".bin", ".pt"))]
@@ -41,8 +40,7 @@ def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_i
 
 def test_push_with_a_wrong_token_fails_clearly(tmp_path, small_imagefolder, tiny_backbone_dirs):
     with FakeHub(token="hf_right") as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "hf_wrong", "HF_HUB_OFFLINE": "0",
-               "HF_HOME": str(tmp_path / "hf-home"), "OMP_NUM_THREADS": "1"}
+        env = hub.client_env(tmp_path / "hf-home", token="hf_wrong")
         command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
                    "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
                    "--max_steps", "1", "--eval_steps", "1", "--save_steps", "1", "--validation_fraction", "0.25",
