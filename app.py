@@ -24,8 +24,7 @@ import gradio as gr
 
 from pneumolens.batching import MicroBatcher
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import METHODS, ExplanationOptions
-from pneumolens.explain.captions import HOW_TO_READ, TITLES
+from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, ExplanationOptions
 from pneumolens.preprocessing import input_size
 from pneumolens.service import PneumoLensService, display_size, record_json
 
@@ -40,6 +39,17 @@ PREVIEW_MAX_SIDE = 640
 # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
 PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))
 PREDICTED = "predicted class"
+# What /explain returns, in this order (a Gradio API answers positionally): `named_outputs` gives
+# them by name, so clients and tests never count positions.
+EXPLAIN_OUTPUTS = ("probabilities", "decision", "warning", *(f"map_{m}" for m in METHODS),
+                   *(f"caption_{m}" for m in METHODS), "record")
+
+
+def named_outputs(values) -> dict:
+    """An /explain answer (a tuple, from `gradio_client` or the function) as {name: value}."""
+    return dict(zip(EXPLAIN_OUTPUTS, values[:len(EXPLAIN_OUTPUTS)], strict=True))
+
+
 # What a browser session may hold on the server: the display-size maps of its last analysis (PNG, a few
 # hundred KB), kept for 15 minutes after the last use and for at most 200 sessions (the oldest go first;
 # benchmarks/soak.py measures what a session costs the server in all).

@@ -27,8 +27,7 @@ import numpy as np
 from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import METHODS, Explainer, ExplanationOptions, overlay
-from pneumolens.explain.captions import HOW_TO_READ, TITLES
+from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, ExplanationOptions, overlay
 from pneumolens.explain.faithfulness import deletion_insertion, faithfulness_table
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table

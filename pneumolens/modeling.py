@@ -29,8 +29,40 @@ POSITIVE_LABEL_KEY = "positive_label"
 # The model bundled in the repository, served when MODEL_ID is not set.
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "models" / "pneumolens-dinov2-small"
 
-VIT_FAMILY = ("vit", "deit", "dinov2", "dinov2_with_registers")
-SUPPORTED_MODEL_TYPES = VIT_FAMILY + ("convnext", "convnextv2")
+TRANSFORMER, CONVOLUTIONAL = "transformer", "convolutional"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What PneumoLens needs to know of an architecture, in one table (`FAMILIES`)."""
+
+    kind: str  # TRANSFORMER (patch tokens, attention maps) or CONVOLUTIONAL (feature maps)
+    distillation_token: bool = False  # DeiT: a second special token after CLS
+    register_tokens: bool = False  # DINOv2 with registers: `num_register_tokens` more
+
+
+FAMILIES = {
+    "vit": Family(TRANSFORMER),
+    "deit": Family(TRANSFORMER, distillation_token=True),
+    "dinov2": Family(TRANSFORMER),
+    "dinov2_with_registers": Family(TRANSFORMER, register_tokens=True),
+    "convnext": Family(CONVOLUTIONAL),
+    "convnextv2": Family(CONVOLUTIONAL),
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def family(config: PretrainedConfig) -> Family:
+    try:
+        return FAMILIES[config.model_type]
+    except KeyError:
+        raise PneumoLensError(f"Model type '{config.model_type}' is not supported; use one of "
+                              f"{', '.join(SUPPORTED_MODEL_TYPES)}.") from None
+
+
+def is_transformer(config: PretrainedConfig) -> bool:
+    """Whether the model has attention maps (and so an attention kernel to choose)."""
+    return family(config).kind == TRANSFORMER
 
 
 @dataclass
@@ -78,7 +110,7 @@ def load_model(source: ModelSource, attention: str = "eager", **config_overrides
     # float32 whatever the storage dtype: a float16 checkpoint computes in float32 on a CPU.
     kwargs = {"config": config, "use_safetensors": True, "dtype": torch.float32,
               "ignore_mismatched_sizes": "num_labels" in config_overrides}
-    if config.model_type in VIT_FAMILY:
+    if is_transformer(config):
         kwargs["attn_implementation"] = attention
     model = _from_pretrained(AutoModelForImageClassification, source, **kwargs)
     return model.eval()

@@ -32,7 +32,7 @@ from sklearn.covariance import LedoitWolf
 
 from .errors import PneumoLensError
 from .images import load_image
-from .modeling import ModelSource, backbone_blocks
+from .modeling import ModelSource, backbone_blocks, is_transformer
 from .preprocessing import pixel_values
 
 logger = logging.getLogger(__name__)
@@ -46,16 +46,17 @@ def captured_features(model: torch.nn.Module):
     features: list[torch.Tensor] = []
     blocks = backbone_blocks(model)
     middle = blocks[len(blocks) // 2 - 1]
-    handle = middle.register_forward_hook(lambda module, args, output: features.append(_pooled(output)))
+    transformer = is_transformer(model.config)
+    handle = middle.register_forward_hook(lambda module, args, output: features.append(_pooled(output, transformer)))
     try:
         yield features
     finally:
         handle.remove()
 
 
-def _pooled(output) -> torch.Tensor:
+def _pooled(output, transformer: bool) -> torch.Tensor:
     hidden = (output[0] if isinstance(output, tuple) else output).detach()
-    if hidden.dim() == 4:  # ConvNeXt stage: (B, C, H, W)
+    if not transformer:  # a convolutional stage: (B, C, H, W)
         return hidden.mean(dim=(2, 3))
     return torch.cat([hidden[:, 0], hidden[:, 1:].mean(dim=1)], dim=1)  # (B, tokens, C): CLS and mean
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .explain.anatomy import METHODS
-from .explain.captions import HOW_TO_READ, TITLES
+from .explain import HOW_TO_READ, METHODS, TITLES
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
               "validated for clinical use: do not use it to diagnose, treat or triage anyone.")

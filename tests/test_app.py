@@ -20,8 +20,9 @@ from PIL import Image
 
 import app
 from pneumolens.data import image_sources, load_image_dataset
+from pneumolens.explain import METHODS, REGISTRY
 from pneumolens.images import load_image
-from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
 from pneumolens.service import PneumoLensService
@@ -72,12 +73,12 @@ def test_predict_returns_probabilities_of_the_model_labels(client):
     assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
+def test_explain_returns_decision_record_and_every_map_at_image_size(client):
     example = app.EXAMPLES[0]  # 1776x1416: overlays are scaled to fit 1024, maps.npz keeps full size
-    outputs = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")
-    probabilities, decision, warning, *rest = outputs
-    assert len(rest) == 7
-    overlays, captions, record = rest[:3], rest[3:6], rest[6]
+    outputs = app.named_outputs(client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain"))
+    decision, warning, record = outputs["decision"], outputs["warning"], outputs["record"]
+    overlays = [outputs[f"map_{method}"] for method in METHODS]
+    captions = [outputs[f"caption_{method}"] for method in METHODS]
     size = Image.open(example).size
     assert max(size) > app.DISPLAY_MAX_SIDE
     for path in overlays:
@@ -91,26 +92,26 @@ def test_explain_returns_decision_record_and_three_maps_at_image_size(client):
 
 def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_record(client):
     example = app.EXAMPLES[0]
-    record = client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain")[9]
+    record = app.named_outputs(client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain"))["record"]
     downloads = client.predict(handle_file(example), "predicted class", 0.5, api_name="/report")
     names = [str(p).rsplit("/", 1)[-1] for p in downloads]
     assert names == ["report.html", "maps.npz", "result.json"]
     maps = np.load(downloads[1])
-    assert set(maps.files) == {"rollout", "saliency", "gradcam"} and maps["gradcam"].shape == Image.open(example).size[::-1]
+    assert set(maps.files) == set(METHODS) and maps["gradcam"].shape == Image.open(example).size[::-1]
     saved = json.loads(open(downloads[2]).read())
     assert saved["probabilities"] == pytest.approx(record["probabilities"])
     report = open(downloads[0], encoding="utf-8").read()
     assert f"Decision: {record['decision']}" in report and f"{record['threshold']:.3f}" in report
     assert "Not a medical device" in report and Path(example).name in report
     assert "looks like a chest radiograph" in report  # the OOD verdict of a real radiograph
-    # Self-contained: the image and the three maps are embedded, nothing is fetched.
-    assert report.count('src="data:image/jpeg;base64,') == 4 and "http" not in report
+    # Self-contained: the image and every map are embedded, nothing is fetched.
+    assert report.count('src="data:image/jpeg;base64,') == 1 + len(METHODS) and "http" not in report
     assert str(app.REPO) not in report  # the model is named, the server's paths are not
 
 
 def test_explaining_the_other_class(client):
     outputs = client.predict(handle_file(app.EXAMPLES[0]), "NORMAL", 0.3, api_name="/explain")
-    assert outputs[9]["explained_class"] == "NORMAL"
+    assert app.named_outputs(outputs)["record"]["explained_class"] == "NORMAL"
 
 
 def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, tmp_path, real_images):
@@ -171,8 +172,8 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
 def test_dicom_upload_is_analysed(client, tmp_path, real_images):
     pixels = np.asarray(Image.open(real_images["PNEUMONIA"][0]).convert("L"), dtype=np.float64) * 16
     upload = write(tmp_path, "IM0001", _dicom(4095 - pixels, photometric="MONOCHROME1"))  # no extension
-    outputs = client.predict(upload, "predicted class", 0.5, api_name="/explain")
-    assert Image.open(outputs[3]).size == (pixels.shape[1], pixels.shape[0])
+    outputs = app.named_outputs(client.predict(upload, "predicted class", 0.5, api_name="/explain"))
+    assert Image.open(outputs["map_gradcam"]).size == (pixels.shape[1], pixels.shape[0])
 
 
 @pytest.mark.parametrize("name, payload, message", [
@@ -212,8 +213,9 @@ def test_unusual_but_valid_images_are_handled(client, tmp_path, real_images, nam
             exif[key] = value
         data = encoded(image, "JPEG", exif=exif)
         expected = (40, 80) if save_kwargs else image.size
-    outputs = client.predict(write(tmp_path, name, data), "predicted class", 0.5, api_name="/explain")
-    assert Image.open(outputs[3]).size == expected
+    outputs = app.named_outputs(client.predict(write(tmp_path, name, data), "predicted class", 0.5,
+                                               api_name="/explain"))
+    assert Image.open(outputs["map_gradcam"]).size == expected
 
 
 def test_upload_size_is_capped(client, tmp_path):
@@ -267,7 +269,8 @@ def test_session_state_holds_display_size_maps_only(model_with_ood, tmp_path):
     assert max(Image.open(io.BytesIO(displayed.image_png)).size) == app.DISPLAY_MAX_SIDE
     assert displayed.nbytes <= app.DISPLAY_MAX_SIDE ** 2  # full-size float32 maps would be 86 MB
     redraw = demo.fns[next(i for i, fn in demo.fns.items() if fn.name == "redraw")].fn
-    for redrawn, shown in zip(redraw(displayed, 0.5), outputs[3:6], strict=True):
+    shown_maps = [app.named_outputs(outputs)[f"map_{method}"] for method in METHODS]
+    for redrawn, shown in zip(redraw(displayed, 0.5), shown_maps, strict=True):
         assert np.array_equal(np.asarray(redrawn), np.asarray(shown))
     state = next(block for block in demo.blocks.values() if block.__class__.__name__ == "State")
     assert state.time_to_live == app.SESSION_TIME_TO_LIVE_S
@@ -432,7 +435,7 @@ def _sample_photo() -> np.ndarray:
     return load_sample_image("china.jpg")
 
 
-def test_rollout_shows_as_not_available_for_convnext(tiny_trained_dirs):
+def test_attention_methods_show_as_not_available_for_convnext(tiny_trained_dirs):
     demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
@@ -440,5 +443,10 @@ def test_rollout_shows_as_not_available_for_convnext(tiny_trained_dirs):
                                                      api_name="/explain")
     finally:
         demo.close()
-    assert outputs[3] is None and "not available" in outputs[6] and "convolutional" in outputs[6]
-    assert outputs[4] is not None and outputs[5] is not None
+    outputs = app.named_outputs(outputs)
+    for method in METHODS:
+        if REGISTRY[method].architectures == (TRANSFORMER,):
+            caption = outputs[f"caption_{method}"]
+            assert outputs[f"map_{method}"] is None and "not available" in caption and "convolutional" in caption
+        else:
+            assert outputs[f"map_{method}"] is not None

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import app
+from pneumolens.explain import METHODS
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
 
@@ -42,7 +43,7 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
         page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
         page.get_by_role("button", name="Analyse").click()
         page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
-        for method in ("rollout", "saliency", "gradcam"):
+        for method in METHODS:
             page.locator(f"#map-{method} img").first.wait_for(state="visible", timeout=60_000)
         label_text = page.locator(".output-class, [data-testid=label-output-value]").first.inner_text(timeout=10_000)
         decision = page.locator("#decision").inner_text()

@@ -14,12 +14,14 @@ from transformers import BitImageProcessor
 
 import explain as explain_cli
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import METHODS, Explainer, ExplanationOptions, anatomy_of, overlay
+from pneumolens.explain import METHODS, REGISTRY, Explainer, ExplanationOptions, anatomy_of, overlay
+from pneumolens.explain.attribution import transformer_attribution
+from pneumolens.explain.method import Needs
 from pneumolens.explain import sanity
 from pneumolens.explain.faithfulness import RANDOM, deletion_insertion
 from pneumolens.explain.geometry import input_box
 from pneumolens.explain.sanity import randomization_check
-from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.modeling import CONVOLUTIONAL, TRANSFORMER, ModelSource, family, load_image_processor, load_model
 
 MODEL_TYPES = ["vit", "dinov2", "convnext"]
 OPTION_SETS = [
@@ -42,8 +44,8 @@ def explainers(tiny_trained_dirs):
 def test_maps_are_unit_range_arrays_at_the_image_resolution(model_type, explainers, real_images):
     image = Image.open(real_images["PNEUMONIA"][1]).resize((300, 180))  # not square, not the input size
     explanation = explainers[model_type].explain(image)
-    expected = {"gradcam", "saliency"} | ({"rollout"} if model_type != "convnext" else set())
-    assert set(explanation.maps) == expected
+    kind = family(explainers[model_type].model.config).kind
+    assert set(explanation.maps) == {name for name, m in REGISTRY.items() if kind in m.architectures}
     for heatmap in explanation.maps.values():
         assert heatmap.shape == (180, 300) and heatmap.dtype == np.float32
         assert heatmap.min() == 0.0 and heatmap.max() == pytest.approx(1.0)
@@ -76,10 +78,48 @@ def test_target_class_changes_grad_cam_and_out_of_range_target_is_named(explaine
         explainer.explain(real_images["PNEUMONIA"][0], target=5)
 
 
-def test_rollout_on_convnext_is_reported_unavailable(explainers, real_images):
-    explanation = explainers["convnext"].explain(real_images["NORMAL"][0], options=ExplanationOptions(methods=("rollout",)))
+@pytest.mark.parametrize("method", [name for name, m in REGISTRY.items() if CONVOLUTIONAL not in m.architectures])
+def test_attention_methods_on_convnext_are_reported_unavailable(method, explainers, real_images):
+    explanation = explainers["convnext"].explain(real_images["NORMAL"][0], options=ExplanationOptions(methods=(method,)))
     assert explanation.maps == {}
-    assert "convolutional" in explanation.unavailable["rollout"]
+    assert "convolutional" in explanation.unavailable[method]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_registered_method_declares_what_it_is_and_needs(method):
+    declared = REGISTRY[method]
+    assert declared.name == method and declared.title and len(declared.how_to_read) > 40
+    assert set(declared.architectures) <= {TRANSFORMER, CONVOLUTIONAL} and declared.architectures
+    for options in OPTION_SETS:
+        assert isinstance(declared.needs(options), Needs) and declared.needs(options) != Needs()
+
+
+def test_unknown_method_is_named(explainers, real_images):
+    with pytest.raises(PneumoLensError, match="Unknown explanation method 'lime'; choose from rollout"):
+        explainers["vit"].explain(real_images["NORMAL"][0], options=ExplanationOptions(methods=("lime",)))
+
+
+def test_transformer_attribution_adds_gradient_weighted_attention_to_the_residual_path():
+    # CLS + 2 patches, one layer, one head. Relevance = I + (A * G)+ (heads averaged).
+    attention = torch.tensor([[[[0.2, 0.5, 0.3], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]]])
+    gradient = torch.tensor([[[[1.0, 2.0, -1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]]])
+    relevance = transformer_attribution([attention], [gradient], special_tokens=1, grid=(1, 2))
+    # Row of CLS over the patches: (A*G)+ = [0.2, 1.0, 0 (negative dropped)]; I adds nothing off-diagonal.
+    np.testing.assert_allclose(relevance.numpy(), [[1.0, 0.0]], atol=1e-6)
+    two_layers = transformer_attribution([attention, attention], [gradient, gradient], 1, (1, 2))
+    # R2 = R1 + W R1 with W = (A*G)+: CLS row over the patches = R1[0, 1:] + W[0] @ R1[:, 1:]
+    weighted = (attention * gradient).clamp(min=0)[0, 0].double()
+    first = torch.eye(3, dtype=torch.float64) + weighted
+    expected = (first + weighted @ first)[0, 1:]
+    np.testing.assert_allclose(two_layers.numpy().ravel(), expected.numpy(), atol=1e-6)
+
+
+def test_transformer_attribution_is_class_specific(explainers, real_images):
+    explainer = explainers["dinov2"]
+    options = ExplanationOptions(methods=("attribution",))
+    zero = explainer.explain(real_images["PNEUMONIA"][0], target=0, options=options)
+    one = explainer.explain(real_images["PNEUMONIA"][0], target=1, options=options)
+    assert not np.allclose(zero.input_maps["attribution"], one.input_maps["attribution"], atol=1e-3)
 
 
 def test_grad_cam_layer_and_grid_follow_config_and_input_size(explainers):
@@ -228,6 +268,6 @@ def test_report_command_writes_one_report_per_image_and_a_summary(tiny_trained_d
         report = (tmp_path / "out" / row["report"]).read_text(encoding="utf-8")
         assert f"Decision: {row['decision']}" in report and Path(row["image"]).name in report
         assert float(row["p_NORMAL"]) + float(row["p_PNEUMONIA"]) == pytest.approx(1.0, abs=1e-5)
-        assert report.count("data:image/jpeg;base64,") == 4 and "Not a medical device" in report
+        assert report.count("data:image/jpeg;base64,") == 1 + len(METHODS) and "Not a medical device" in report
     with pytest.raises(PneumoLensError, match="No such file or folder"):
         explain_cli.main(["report", str(tmp_path / "missing"), "--model", str(tiny_trained_dirs["dinov2"])])

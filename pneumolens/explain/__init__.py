@@ -1,11 +1,20 @@
-"""Explanations of a prediction: attention rollout, gradient saliency and Grad-CAM.
+"""Explanations of a prediction, one method per file, all in one registry (`method.REGISTRY`).
 
-`Explainer.explain` gives probabilities and all three maps from one forward and one backward pass;
-`Explainer.explain_separately` computes them the plain way and is the reference it is tested against.
+`Explainer.explain` gives probabilities and every method's map from one forward and one backward
+pass; `Explainer.explain_separately` computes them the plain way and is the reference it is tested
+against. The imports below register the methods, in the order the app shows them; a new method is a
+new file with a `@register`ed `ExplanationMethod` and its line here.
 """
 
-from .anatomy import METHODS, MethodUnavailable, anatomy_of
+from . import rollout, attribution, saliency, gradcam  # noqa: F401  (registers the methods, in this order)
+from .anatomy import anatomy_of
 from .explainer import Explainer, Explanation, ExplanationOptions
+from .method import REGISTRY, ExplanationMethod, MethodUnavailable, method
 from .overlay import overlay
 
-__all__ = ["METHODS", "Explainer", "Explanation", "ExplanationOptions", "MethodUnavailable", "anatomy_of", "overlay"]
+METHODS = tuple(REGISTRY)
+TITLES = {name: m.title for name, m in REGISTRY.items()}
+HOW_TO_READ = {name: m.how_to_read for name, m in REGISTRY.items()}
+
+__all__ = ["HOW_TO_READ", "METHODS", "REGISTRY", "TITLES", "Explainer", "Explanation", "ExplanationMethod",
+           "ExplanationOptions", "MethodUnavailable", "anatomy_of", "method", "overlay"]

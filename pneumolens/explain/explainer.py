@@ -1,11 +1,13 @@
-"""Probabilities and all three maps from one forward and one backward pass, and the same things
-computed the plain way (one pass per method) as the reference that the fused result is tested against.
+"""Probabilities and every registered method's map from one forward and one backward pass, and the same
+things computed the plain way (one pass per method) as the reference the fused result is tested against.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass, field
+from functools import reduce
 
 import numpy as np
 import torch
@@ -13,26 +15,29 @@ from PIL import Image
 
 from ..errors import PneumoLensError
 from ..images import ImageSource, load_image
-from ..modeling import VIT_FAMILY
+from ..modeling import is_transformer
 from ..preprocessing import pixel_values
-from .anatomy import METHODS, Anatomy, MethodUnavailable, anatomy_of
-from .geometry import input_box, normalise, to_input_size, to_original
-from .gradcam import cam_from_captured, grad_cam, grad_cam_reference
-from .rollout import attention_rollout
-from .saliency import gradient_saliency, noisy_copies
+from .anatomy import Anatomy, anatomy_of
+from .geometry import input_box, normalise, to_original
+from .gradcam import grad_cam
+from .method import REGISTRY, ExplanationMethod, MethodUnavailable, Needs, SharedPass, as_array, method
+from .saliency import smoothgrad_copies
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ExplanationOptions:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] | None = None  # None: every registered method
     head_fusion: str = "mean"  # attention rollout: how heads are fused (mean, max, min)
     discard_ratio: float = 0.0  # attention rollout: share of the weakest attention weights dropped
     gradient_rollout: bool = False  # class-specific rollout: attention weighted by its gradient
     smoothgrad_samples: int = 0  # saliency: 0 = vanilla gradient, N = SmoothGrad over N noisy copies
     noise_level: float = 0.15  # SmoothGrad noise, as a share of the input's value range
     seed: int = 0
+
+    def method_names(self) -> tuple[str, ...]:
+        return tuple(REGISTRY) if self.methods is None else tuple(self.methods)
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Explainer:
     """Explanations for one model and its image processor."""
 
     def __init__(self, model: torch.nn.Module, processor):
-        if model.config.model_type in VIT_FAMILY and model.config._attn_implementation != "eager":
+        if is_transformer(model.config) and model.config._attn_implementation != "eager":
             logger.warning("Switching %s to eager attention: rollout needs the attention probabilities.",
                            model.config._attn_implementation)
             model.set_attn_implementation("eager")
@@ -93,66 +98,50 @@ class Explainer:
     def fused_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
         """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
 
-        Hooks capture the Grad-CAM layer's activations, the model returns the attention probabilities,
-        and one `autograd.grad` call yields the input gradient (saliency), the layer gradient (through
-        grad-cam's hook) and, for gradient rollout, the attention gradients. No weight gradients are
-        computed: an explanation needs none.
+        The pass gives what the requested methods declare they need: hooks capture the Grad-CAM layer's
+        activations, the model returns the attention probabilities, and one `autograd.grad` call yields
+        the input gradient, the layer gradient (through grad-cam's hook) and the attention gradients.
+        No weight gradients are computed: an explanation needs none.
         """
-        methods, unavailable = self._available(options.methods, anatomy)
-        batch = pixels
-        if "saliency" in methods and options.smoothgrad_samples > 0:
-            batch = torch.cat([pixels, self._noisy(pixels, options)])
+        methods, unavailable = self._available(options, anatomy)
+        needs = reduce(operator.or_, (m.needs(options) for m in methods), Needs())
+        smoothgrad = needs.input_gradient and options.smoothgrad_samples > 0
+        batch = torch.cat([pixels, smoothgrad_copies(pixels, options)]) if smoothgrad else pixels
         batch = batch.detach().requires_grad_(True)
-        want_attention = "rollout" in methods
-        with grad_cam(self.model, anatomy, keep_attentions=want_attention) as cam:
+        with grad_cam(self.model, anatomy, keep_attentions=needs.attentions) as cam:
             logits = cam.activations_and_grads(batch)
             probabilities = torch.softmax(logits[0].detach().float(), dim=-1)
             target = self._target(target, probabilities)
-            attentions = cam.model.attentions if want_attention else ()
-            grad_inputs = [batch] + (list(attentions) if options.gradient_rollout else [])
-            needs_backward = "saliency" in methods or "gradcam" in methods or options.gradient_rollout
-            gradients = torch.autograd.grad(logits[:, target].sum(), grad_inputs) if needs_backward else ()
-            raw = {}
-            if "gradcam" in methods:
-                raw["gradcam"] = cam_from_captured(cam, pixels, target)
-            if "saliency" in methods:
-                raw["saliency"] = gradient_saliency(gradients[0][1:] if batch.shape[0] > 1 else gradients[0])
-            if want_attention:
-                raw["rollout"] = self._rollout(attentions, gradients[1:] if options.gradient_rollout else None,
-                                               anatomy, pixels, options)
+            shared = SharedPass(pixels, target, cam=cam)
+            shared.attentions = cam.model.attentions if needs.attentions else ()
+            if needs.input_gradient or needs.layer or needs.attention_gradients:
+                # The input is always a gradient input: the layer's gradient hook fires on the way to it.
+                grad_inputs = [batch] + (list(shared.attentions) if needs.attention_gradients else [])
+                gradients = torch.autograd.grad(logits[:, target].sum(), grad_inputs)
+                shared.input_gradient = gradients[0][1:] if smoothgrad else gradients[0]
+                shared.attention_gradients = tuple(gradients[1:])
+            raw = {m.name: m.from_pass(shared, anatomy, options) for m in methods}
         return probabilities, target, raw, unavailable
 
     def separate_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
         """Like `fused_maps`, one pass per method, the way a typical demo computes them."""
-        methods, unavailable = self._available(options.methods, anatomy)
+        methods, unavailable = self._available(options, anatomy)
         with torch.no_grad():
             probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
         target = self._target(target, probabilities)
-        raw = {}
-        if "gradcam" in methods:
-            raw["gradcam"] = grad_cam_reference(self.model, anatomy, pixels, target)
-        if "saliency" in methods:
-            batch = self._noisy(pixels, options) if options.smoothgrad_samples > 0 else pixels
-            batch = batch.detach().requires_grad_(True)
-            logits = self.model(pixel_values=batch).logits
-            raw["saliency"] = gradient_saliency(torch.autograd.grad(logits[:, target].sum(), batch)[0])
-        if "rollout" in methods:
-            outputs = self.model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout),
-                                 output_attentions=True)
-            gradients = None
-            if options.gradient_rollout:
-                gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
-            raw["rollout"] = self._rollout(outputs.attentions, gradients, anatomy, pixels, options)
+        raw = {m.name: m.reference(self.model, pixels, target, anatomy, options) for m in methods}
         return probabilities, target, raw, unavailable
 
-    def _available(self, requested, anatomy: Anatomy) -> tuple[list[str], dict[str, str]]:
+    @staticmethod
+    def _available(options: ExplanationOptions, anatomy: Anatomy) -> tuple[list[ExplanationMethod], dict[str, str]]:
         methods, unavailable = [], {}
-        for method in requested:
+        for name in options.method_names():
+            candidate = method(name)
             try:
-                anatomy.check(method)
-                methods.append(method)
+                candidate.check(anatomy)
+                methods.append(candidate)
             except MethodUnavailable as reason:
-                unavailable[method] = str(reason)
+                unavailable[name] = str(reason)
         return methods, unavailable
 
     def _target(self, target: int | None, probabilities: torch.Tensor) -> int:
@@ -165,24 +154,12 @@ class Explainer:
             )
         return int(target)
 
-    @staticmethod
-    def _noisy(pixels: torch.Tensor, options: ExplanationOptions) -> torch.Tensor:
-        """SmoothGrad's noisy copies, seeded, so the fused and the reference pass see the same noise."""
-        generator = torch.Generator().manual_seed(options.seed)
-        return noisy_copies(pixels, options.smoothgrad_samples, options.noise_level, generator)
-
-    @staticmethod
-    def _rollout(attentions, gradients, anatomy: Anatomy, pixels, options: ExplanationOptions) -> torch.Tensor:
-        grid_map = attention_rollout(attentions, anatomy.special_tokens, anatomy.grid, options.head_fusion,
-                                     options.discard_ratio, gradients)
-        return to_input_size(grid_map, tuple(pixels.shape[-2:]))
-
     def _by_label(self, probabilities: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
     def _result(self, rgb, probabilities, target, raw, unavailable) -> Explanation:
         box = input_box(self.processor, rgb.size)
-        input_maps = {name: normalise(np.asarray(m.detach() if torch.is_tensor(m) else m)) for name, m in raw.items()}
+        input_maps = {name: normalise(as_array(m)) for name, m in raw.items()}
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),

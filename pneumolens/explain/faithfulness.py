@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from .anatomy import METHODS
 from .explainer import Explainer, ExplanationOptions
 
 RANDOM = "random"
@@ -35,13 +34,13 @@ def _area(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
 
 
-def deletion_insertion(model, processor, images, methods=METHODS, steps: int = 10, seed: int = 0) -> dict[str, dict]:
+def deletion_insertion(model, processor, images, methods=None, steps: int = 10, seed: int = 0) -> dict[str, dict]:
     """Mean deletion and insertion AUC per method and for a random map, over `images`."""
     explainer = Explainer(model, processor)
     generator = np.random.default_rng(seed)
     scores: dict[str, dict[str, list[float]]] = {}
     for image in images:
-        explanation = explainer.explain(image, options=ExplanationOptions(methods=tuple(methods)))
+        explanation = explainer.explain(image, options=ExplanationOptions(methods=tuple(methods) if methods else None))
         _, pixels, _ = explainer.prepare(explanation.image)
         blurred = gaussian_blur(pixels, kernel_size=[31, 31], sigma=[10.0, 10.0])
         removed = torch.zeros_like(pixels)  # the processor's mean colour: 0 after normalisation

@@ -10,7 +10,9 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from ..modeling import CONVOLUTIONAL, TRANSFORMER
 from .anatomy import Anatomy
+from .method import ExplanationMethod, Needs, register
 
 
 class LogitsOf(torch.nn.Module):
@@ -64,3 +66,20 @@ def cam_from_captured(cam: GradCAM, pixel_values: torch.Tensor, target: int) -> 
     hooks captured during a forward and backward pass that someone else ran; (H, W) in [0, 1]."""
     per_layer = cam.compute_cam_per_layer(pixel_values, [ClassifierOutputTarget(target)], eigen_smooth=False)
     return cam.aggregate_multi_layers(per_layer)[0]
+
+
+@register
+class GradCAMMethod(ExplanationMethod):
+    name = "gradcam"
+    title = "Grad-CAM"
+    how_to_read = "Regions of the last feature map that raise the explained class. Coarse: read it as 'roughly here'."
+    architectures = (TRANSFORMER, CONVOLUTIONAL)
+
+    def needs(self, options) -> Needs:
+        return Needs(layer=True)
+
+    def from_pass(self, shared, anatomy, options):
+        return cam_from_captured(shared.cam, shared.pixels, shared.target)
+
+    def reference(self, model, pixels, target, anatomy, options):
+        return grad_cam_reference(model, anatomy, pixels, target)

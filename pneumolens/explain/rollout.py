@@ -10,6 +10,10 @@ from typing import Sequence
 
 import torch
 
+from ..modeling import TRANSFORMER
+from .geometry import to_input_size
+from .method import ExplanationMethod, Needs, register
+
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
@@ -59,3 +63,32 @@ def _discard_lowest(attention: torch.Tensor, ratio: float) -> torch.Tensor:
     lowest = lowest[lowest % attention.shape[-1] != 0]
     flat[lowest] = 0
     return flat.reshape(attention.shape)
+
+
+@register
+class AttentionRollout(ExplanationMethod):
+    name = "rollout"
+    title = "Attention rollout"
+    how_to_read = ("Where the class token gathered information, through all layers. "
+                   "Broad, class-agnostic: shows what the transformer looked at.")
+    architectures = (TRANSFORMER,)
+
+    def needs(self, options) -> Needs:
+        return Needs(attentions=True, attention_gradients=options.gradient_rollout)
+
+    def from_pass(self, shared, anatomy, options):
+        gradients = shared.attention_gradients if options.gradient_rollout else None
+        return self._map(shared.attentions, gradients, anatomy, shared.pixels, options)
+
+    def reference(self, model, pixels, target, anatomy, options):
+        outputs = model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout), output_attentions=True)
+        gradients = None
+        if options.gradient_rollout:
+            gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+        return self._map(outputs.attentions, gradients, anatomy, pixels, options)
+
+    @staticmethod
+    def _map(attentions, gradients, anatomy, pixels, options) -> torch.Tensor:
+        grid_map = attention_rollout(attentions, anatomy.special_tokens, anatomy.grid, options.head_fusion,
+                                     options.discard_ratio, gradients)
+        return to_input_size(grid_map, tuple(pixels.shape[-2:]))

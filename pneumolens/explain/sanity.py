@@ -14,7 +14,7 @@ import torch
 from scipy.stats import spearmanr
 from transformers import AutoModelForImageClassification
 
-from .anatomy import METHODS
+from ..modeling import is_transformer
 from .explainer import Explainer, ExplanationOptions
 
 logger = logging.getLogger(__name__)
@@ -26,11 +26,11 @@ MAX_SPEARMAN = 0.5
 def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """The same architecture and config with freshly initialised (random) weights."""
     torch.manual_seed(seed)
-    kwargs = {"attn_implementation": "eager"} if hasattr(model.config, "patch_size") else {}
+    kwargs = {"attn_implementation": "eager"} if is_transformer(model.config) else {}
     return AutoModelForImageClassification.from_config(model.config, **kwargs).eval()
 
 
-def randomization_check(model, processor, images, methods=METHODS, seed: int = 0,
+def randomization_check(model, processor, images, methods=None, seed: int = 0,
                         max_spearman: float = MAX_SPEARMAN) -> dict[str, dict]:
     """Per method: mean and per-image Spearman correlation of trained vs random-weight maps, and
     whether the method passes (mean correlation below `max_spearman`)."""
@@ -38,9 +38,9 @@ def randomization_check(model, processor, images, methods=METHODS, seed: int = 0
     correlations: dict[str, list[float]] = {}
     unavailable = {}
     for image in images:
-        reference = trained.explain(image, options=ExplanationOptions(methods=tuple(methods)))
+        reference = trained.explain(image, options=ExplanationOptions(methods=tuple(methods) if methods else None))
         unavailable.update(reference.unavailable)
-        randomised = random.explain(image, reference.target, ExplanationOptions(methods=tuple(methods)))
+        randomised = random.explain(image, reference.target, ExplanationOptions(methods=tuple(methods) if methods else None))
         for method, trained_map in reference.input_maps.items():
             rho = spearmanr(trained_map.ravel(), randomised.input_maps[method].ravel()).statistic
             correlations.setdefault(method, []).append(float(np.nan_to_num(rho)))

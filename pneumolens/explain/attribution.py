@@ -1,0 +1,59 @@
+"""Class-specific transformer attribution (Chefer, Gur & Wolf 2021, "Generic Attention-model
+Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV).
+
+Relevance starts as the identity (each token is itself) and flows through the layers: each layer's
+attention is weighted by its gradient for the explained class, negative contributions dropped, heads
+averaged, and added to the relevance carried over (R <- R + A R, the residual path). The class token's
+row over the patch tokens is the map. Unlike rollout it is class-specific, and unlike saliency it
+follows the path the attention actually routed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..modeling import TRANSFORMER
+from .geometry import to_input_size
+from .method import ExplanationMethod, Needs, register
+
+
+def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
+                            special_tokens: int, grid: tuple[int, int]) -> torch.Tensor:
+    """(rows, cols) relevance of the patch tokens for the class token, first item of the batch.
+
+    attentions, gradients: per layer (B, heads, T, T) attention probabilities and d target / d attention.
+    """
+    with torch.no_grad():
+        tokens = attentions[0].shape[-1]
+        relevance = torch.eye(tokens, dtype=torch.float64)
+        for attention, gradient in zip(attentions, gradients, strict=True):
+            weighted = (gradient[0].double() * attention[0].double()).clamp(min=0).mean(dim=0)
+            relevance = relevance + weighted @ relevance
+        return relevance[0, special_tokens:].reshape(grid).float()
+
+
+@register
+class TransformerAttribution(ExplanationMethod):
+    name = "attribution"
+    title = "Transformer attribution"
+    how_to_read = ("Attention weighted by its gradient for the explained class, through all layers "
+                   "(Chefer et al. 2021). Class-specific: patches that raised this class.")
+    architectures = (TRANSFORMER,)
+
+    def needs(self, options) -> Needs:
+        return Needs(attentions=True, attention_gradients=True)
+
+    def from_pass(self, shared, anatomy, options):
+        return self._map(shared.attentions, shared.attention_gradients, anatomy, shared.pixels)
+
+    def reference(self, model, pixels, target, anatomy, options):
+        outputs = model(pixel_values=pixels.detach().requires_grad_(True), output_attentions=True)
+        gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+        return self._map(outputs.attentions, gradients, anatomy, pixels)
+
+    @staticmethod
+    def _map(attentions, gradients, anatomy, pixels) -> torch.Tensor:
+        grid_map = transformer_attribution(attentions, gradients, anatomy.special_tokens, anatomy.grid)
+        return to_input_size(grid_map, tuple(pixels.shape[-2:]))

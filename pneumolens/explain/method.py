@@ -1,0 +1,104 @@
+"""What every explanation method declares, and the registry the explainer, the app, the command line,
+the reports and the tests iterate over.
+
+A method is one small class in its own file: its title and how-to-read text, the architecture kinds
+it supports, what it needs from the shared pass (attentions, their gradients, the input gradient, the
+Grad-CAM layer's activations and gradients), how it makes its map from that pass, and how it makes
+the same map the plain way (the reference the fused result is tested against). Adding a method is a
+new file with a `@register`ed class and its import in `explain/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import PneumoLensError
+from ..modeling import CONVOLUTIONAL, TRANSFORMER
+
+if TYPE_CHECKING:
+    from .anatomy import Anatomy
+    from .explainer import ExplanationOptions
+
+class MethodUnavailable(PneumoLensError):
+    """The model's architecture cannot give this explanation (e.g. attention rollout on ConvNeXt)."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method reads from the shared forward and backward pass."""
+
+    attentions: bool = False
+    attention_gradients: bool = False
+    input_gradient: bool = False
+    layer: bool = False  # the Grad-CAM layer's activations and gradients
+
+    def __or__(self, other: "Needs") -> "Needs":
+        return Needs(*(a or b for a, b in zip(vars(self).values(), vars(other).values())))
+
+
+@dataclass
+class SharedPass:
+    """One forward and one backward pass of the target logit, as the methods need it.
+
+    `input_gradient` is d logit / d input for the image, or for its SmoothGrad noisy copies when the
+    options ask for them; `cam` is grad-cam's `GradCAM` holding the layer's captured activations and
+    gradients.
+    """
+
+    pixels: torch.Tensor  # (1, C, H, W) the preprocessed image
+    target: int
+    attentions: tuple[torch.Tensor, ...] = ()
+    attention_gradients: tuple[torch.Tensor, ...] = ()
+    input_gradient: torch.Tensor | None = None
+    cam: object | None = None
+
+
+class ExplanationMethod:
+    """Base class: declarations as class attributes, two ways to make the map."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    how_to_read: ClassVar[str]
+    architectures: ClassVar[tuple[str, ...]] = (TRANSFORMER, CONVOLUTIONAL)
+
+    def needs(self, options: "ExplanationOptions") -> Needs:
+        raise NotImplementedError
+
+    def from_pass(self, shared: SharedPass, anatomy: "Anatomy", options: "ExplanationOptions"):
+        """The (H, W) map at model input size from the shared pass."""
+        raise NotImplementedError
+
+    def reference(self, model: torch.nn.Module, pixels: torch.Tensor, target: int, anatomy: "Anatomy",
+                  options: "ExplanationOptions"):
+        """The same map the plain way, with passes of its own."""
+        raise NotImplementedError
+
+    def check(self, anatomy: "Anatomy") -> None:
+        """Raise `MethodUnavailable`, saying why, where the architecture cannot give this map."""
+        if anatomy.kind not in self.architectures:
+            raise MethodUnavailable(f"{self.title} needs a {' or '.join(self.architectures)} model; "
+                                    f"{anatomy.model_type} is {anatomy.kind}.")
+
+
+REGISTRY: dict[str, ExplanationMethod] = {}
+
+
+def register(cls: type[ExplanationMethod]) -> type[ExplanationMethod]:
+    """Class decorator: one instance per method, in import order (the order the app shows them)."""
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def method(name: str) -> ExplanationMethod:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PneumoLensError(f"Unknown explanation method '{name}'; choose from {', '.join(REGISTRY)}.") from None
+
+
+def as_array(heatmap) -> np.ndarray:
+    return np.asarray(heatmap.detach().cpu() if torch.is_tensor(heatmap) else heatmap, dtype=np.float32)
