@@ -4,8 +4,10 @@
     MODEL_ID=you/your-model python app.py
 
 Endpoints (see README): /predict (probabilities only, fast; concurrent requests share batched forward
-passes), /explain (probabilities, decision, out-of-distribution warning and the three explanation maps)
-and /report (on demand: the HTML report, the raw maps at full resolution and the JSON record).
+passes), /explain (probabilities, decision, out-of-distribution warning and the explanation maps that
+passed this model's faithfulness test, most faithful first), /report (on demand: the HTML report, the
+raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's deletion
+and insertion curves of the shown maps).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import gradio as gr
 
 from pneumolens.batching import MicroBatcher
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, ExplanationOptions
+from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
 from pneumolens.preprocessing import input_size
 from pneumolens.service import PneumoLensService, display_size, record_json
 
@@ -100,6 +102,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model."""
     batcher = MicroBatcher(service.predict_inputs, predict_batch_size)
+    standings = {standing.name: standing for standing in service.standings}
     model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
     def predict(file_path):
@@ -121,13 +124,19 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
 
     def report(file_path, explained_class, opacity):
         try:
-            analysis = _safely(service.analyse, _path(file_path), target_of(explained_class), ExplanationOptions())
+            analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
             return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
         finally:
             return_freed_memory()
 
     def forget_downloads():
         return None
+
+    def faithfulness_curves(file_path, explained_class):
+        try:
+            return _safely(service.faithfulness_curves, _path(file_path), target_of(explained_class))
+        finally:
+            return_freed_memory()
 
     def target_of(explained_class):
         return None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
@@ -139,10 +148,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             return_freed_memory()
 
     def page_outputs(file_path, explained_class, opacity):
-        analysis = _safely(service.analyse, _path(file_path), target_of(explained_class), ExplanationOptions())
+        analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity)
-        captions = [_caption(method, analysis.explanation.unavailable) for method in METHODS]
+        captions = [_caption(standings[method], analysis.explanation.unavailable) for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
         return (
@@ -187,13 +196,23 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                                     file_count="multiple", elem_id="downloads")
                 with gr.Accordion("Result (JSON)", open=False):
                     result = gr.JSON(show_label=False)
-        images, captions = [], []
+        # Laid out most faithful first (a map that failed the faithfulness test is not drawn at all);
+        # answered in registry order, by name (EXPLAIN_OUTPUTS).
+        image_of, caption_of = {}, {}
         with gr.Row():
-            for method in METHODS:
+            for standing in service.standings:
                 with gr.Column():
-                    images.append(gr.Image(label=TITLES[method], type="pil", format="jpeg",
-                                           elem_id=f"map-{method}"))
-                    captions.append(gr.Markdown(_caption(method, {})))
+                    image_of[standing.name] = gr.Image(label=TITLES[standing.name], type="pil", format="jpeg",
+                                                       elem_id=f"map-{standing.name}", visible=standing.shown)
+                    caption_of[standing.name] = gr.Markdown(_caption(standing, {}), elem_id=f"caption-{standing.name}")
+        images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
+        with gr.Accordion("How faithful are these maps for this image?", open=False):
+            gr.Markdown("Deletion and insertion curves of the shown maps and of a random map for the uploaded "
+                        "image: a faithful map makes the explained class's log-odds fall fastest when its "
+                        "pixels are removed first, and rise fastest when they are revealed first. About "
+                        "100 forward passes: a few seconds.")
+            make_curves = gr.Button("Measure on this image", elem_id="make-curves")
+            curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
         with gr.Accordion("About the model", open=False):
             gr.Markdown(service.summary())
         state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
@@ -204,6 +223,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         run.click(explain, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
+        make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
+                          concurrency_limit=1, concurrency_id="model")
         make_report.click(report, [upload, explained_class, opacity], downloads, api_name="report",
                           concurrency_limit=1, concurrency_id="model")
         # Queued like everything else, but in its own group: a redraw never waits for the model.
@@ -338,11 +359,13 @@ def _safely(function, *args):
         raise gr.Error(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
-def _caption(method: str, unavailable: dict) -> str:
-    title, how = TITLES[method], HOW_TO_READ[method]
-    if method in unavailable:
-        return f"**{title}: not available for this model.** {unavailable[method]}"
-    return f"**{title}.** {how}"
+def _caption(standing, unavailable: dict) -> str:
+    title, how = TITLES[standing.name], HOW_TO_READ[standing.name]
+    if standing.name in unavailable:
+        return f"**{title}: not available for this model.** {unavailable[standing.name]}"
+    if not standing.shown:
+        return f"**{title}: not shown.** {standing.note}"
+    return f"**{title}.** {how}  \n*{standing.note}*"
 
 
 def _decision_markdown(analysis) -> str:

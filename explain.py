@@ -5,8 +5,9 @@
         Per image: one overlay PNG per method, the raw maps (.npy) and a side-by-side figure.
     python explain.py sanity IMAGE... [--model ID_OR_DIR] [--out FILE.json]
         Model-parameter randomisation check: do the maps change when the weights are random?
-    python explain.py faithfulness --data_dir DIR [--num_images N] [--out FILE.json]
-        Deletion / insertion AUC per method against a random-map baseline.
+    python explain.py faithfulness --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
+        Log-odds deletion / insertion (blur and mean fills) and ROAD per method, against a random map,
+        with paired bootstrap 95 % intervals, on the carved validation split.
     python explain.py report IMAGE_OR_DIR... [--out DIR]
         One self-contained HTML report per image (as the app's "Report" button makes it) and summary.csv.
 
@@ -28,7 +29,9 @@ from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, ExplanationOptions, overlay
-from pneumolens.explain.faithfulness import deletion_insertion, faithfulness_table
+from pneumolens.data import image_name, image_sources
+from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
+                                           pairs_table)
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.modeling import ModelSource, decide_by_label, default_model_source, load_image_processor, load_model
@@ -36,6 +39,7 @@ from pneumolens.modeling import ModelSource, decide_by_label, default_model_sour
 logger = logging.getLogger("explain")
 
 SUBCOMMANDS = ("sanity", "faithfulness", "report")
+CARVED = "carved_validation"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -72,13 +76,24 @@ def sanity_parser() -> argparse.ArgumentParser:
 
 
 def faithfulness_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=deletion_insertion.__doc__)
-    parser.add_argument("--data_dir", required=True, help="Directory of images (searched recursively).")
+    parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
+        "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
+        "per method and for a random map, with paired bootstrap 95 %% intervals."))
+    parser.add_argument("--dataset_name_or_dir", required=True,
+                        help="Hub data set id or local imagefolder directory (as train_hf.py takes it).")
+    parser.add_argument("--split", default=CARVED,
+                        help=f"'{CARVED}' (the split train_hf.py carves with --validation_fraction and --seed) "
+                             "or a split of the data set. Never tune anything on a test split.")
+    parser.add_argument("--validation_fraction", type=float, default=0.15, help="As given to train_hf.py.")
+    parser.add_argument("--seed", type=int, default=42, help="As given to train_hf.py; also picks the images.")
     model_arguments(parser)
-    parser.add_argument("--num_images", type=int, default=20, help="Images used (sorted by name, evenly spread).")
-    parser.add_argument("--steps", type=int, default=10, help="Points on each curve.")
-    parser.add_argument("--out", default=None, help="Write the table as JSON here.")
-    parser.add_argument("--card", action="store_true", help="Also write the table into the model's README.md card.")
+    parser.add_argument("--num_images", type=int, default=120, help="Images, split evenly between the classes.")
+    parser.add_argument("--steps", type=int, default=10, help="Steps on each deletion / insertion curve.")
+    parser.add_argument("--road_percentiles", type=int, nargs="*", default=[30, 50, 70],
+                        help="ROAD keeps this %% of the pixels in turn (none: no ROAD; its imputation is slow).")
+    parser.add_argument("--out", default=None, help="Write per-image scores and the summary as JSON here "
+                        "(the app reads MODEL/eval/faithfulness.json to order and vet its maps).")
+    parser.add_argument("--card", action="store_true", help="Also write the tables into the model's README.md card.")
     return parser
 
 
@@ -232,22 +247,67 @@ def run_sanity(args) -> None:
 
 
 def run_faithfulness(args) -> None:
-    data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
-        raise PneumoLensError(f"Data directory not found: {data_dir}")
-    images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
-    if not images:
-        raise PneumoLensError(f"No JPEG or PNG images under {data_dir}")
-    chosen = [images[int(i)] for i in np.linspace(0, len(images) - 1, min(args.num_images, len(images)))]
+    from tqdm.auto import tqdm
+
+    dataset = faithfulness_images(args)
     model, processor = load(args)
-    results = deletion_insertion(model, processor, chosen, steps=args.steps)
-    table = faithfulness_table(results)
-    print(table)
-    write_outputs(args, results, "Explanations: faithfulness", (
-        "Deletion and insertion curves (Petsiuk et al. 2018) over the target-class probability: pixels are "
-        "removed (set to the mean) or revealed (over a blurred copy) in the order each map ranks them, in "
-        f"{args.steps} steps; a random map is the baseline. {len(chosen)} images from `{args.data_dir}`.\n\n"
-        f"{table}\n\nCommand: `{args.command_line}`"))
+    names = dataset.features["label"].names
+    labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
+    settings = FaithfulnessSettings(steps=args.steps, road_percentiles=tuple(args.road_percentiles), seed=args.seed)
+    report = evaluate_faithfulness(Explainer(model, processor), image_sources(dataset), labels, settings=settings,
+                                   progress=lambda items: tqdm(items, desc="faithfulness", unit="image"))
+    result = report.to_json()
+    for record, name in zip(result["images"], (image_name(image) for image in dataset.with_format(None)["image"])):
+        record["image"] = name or record["image"]
+    text = faithfulness_markdown(result, args)
+    print(text)
+    write_outputs(args, result, "Explanations: faithfulness", text)
+
+
+def faithfulness_images(args):
+    from pneumolens.data import balanced_sample, carved_validation, load_image_dataset
+
+    if args.split == CARVED:
+        dataset = carved_validation(args.dataset_name_or_dir, args.validation_fraction, args.seed)
+    else:
+        if args.split == "test":
+            logger.warning("Measuring on the test split: report it, never choose methods or settings by it.")
+        splits = load_image_dataset(args.dataset_name_or_dir)
+        if args.split not in splits:
+            raise PneumoLensError(f"{args.dataset_name_or_dir} has no split '{args.split}' (splits: {list(splits)}).")
+        dataset = splits[args.split]
+    return balanced_sample(dataset, args.num_images, args.seed)
+
+
+def faithfulness_markdown(result: dict, args) -> str:
+    summary = result["summary"]
+    where = (f"the carved validation split of `{args.dataset_name_or_dir}` (fraction {args.validation_fraction}, "
+             f"seed {args.seed})" if args.split == CARVED else f"split `{args.split}` of `{args.dataset_name_or_dir}`")
+    settings = result["settings"]
+    parts = [
+        f"{summary['all']['images']} images of {where}, split evenly between the classes; each explains its "
+        f"predicted class. Scores are areas under the explained class's **log-odds** curve as the pixels a map "
+        f"ranks highest are removed first (deletion, lower is better) or revealed first (insertion, higher is "
+        f"better), in {settings['steps']} steps, onto a strong blur or the image's mean grey; ROAD (Rong et al. "
+        f"2022) removes pixels by noisy linear imputation at {settings['road_percentiles']} %% kept. Under each "
+        "mean: the paired bootstrap 95 % interval of how much better than a random map the method does on the "
+        "same images (positive: better). A method *passes* when every deletion and insertion interval is "
+        "above zero; the app does not show a map that fails, and orders the others as ranked here.",
+        "", faithfulness_table(summary["all"], TITLES)]
+    if "correct" in summary and summary["correct"]["images"]:
+        parts += ["", f"Correctly classified images only ({summary['correct']['images']}):", "",
+                  faithfulness_table(summary["correct"], TITLES)]
+    best = summary["all"]["ranking"][0] if summary["all"].get("ranking") else None
+    for method_name in [m for m in ("attribution",) if m in summary["all"].get("means", {})]:
+        parts += ["", f"{TITLES[method_name]} against each other method (paired 95 % intervals of its "
+                  f"advantage; positive: more faithful):", "", pairs_table(summary["all"], method_name, TITLES)]
+    if best:
+        parts += ["", f"Most faithful on these images: {TITLES.get(best, best)}."]
+    if result["unavailable"]:
+        parts += ["", "Not available for this model: " + "; ".join(f"{TITLES.get(m, m)}: {why}"
+                                                                     for m, why in result["unavailable"].items())]
+    parts += ["", f"Command: `{args.command_line}`"]
+    return "\n".join(parts).replace("%%", "%")
 
 
 def write_outputs(args, report: dict, card_heading: str, card_body: str) -> None:

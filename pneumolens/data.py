@@ -207,3 +207,25 @@ def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) ->
                 f"The carved {side} split has no image of {[names[m] for m in missing]}: the model could not "
                 "learn it, or a checkpoint and threshold could not be chosen. Use more images of that class.")
     return dataset.select(train_index), dataset.select(validation_index)
+
+
+def carved_validation(name_or_dir: str, validation_fraction: float = 0.15, seed: int = 42,
+                      revision: str | None = None) -> Dataset:
+    """The validation split `train_hf.py` carves from the training images (same fraction and seed, same images)."""
+    dataset = load_image_dataset(name_or_dir, revision)
+    if "train" not in dataset:
+        raise PneumoLensError(f"{name_or_dir} has no 'train' split to carve a validation split from (splits: {list(dataset)}).")
+    return split_by_patient(drop_unreadable(dataset["train"], "train"), validation_fraction, seed)[1]
+
+
+def balanced_sample(dataset: Dataset, num_images: int, seed: int) -> Dataset:
+    """Up to `num_images` images, split between the classes as evenly as they allow, chosen with `seed`."""
+    labels = np.asarray(dataset["label"])
+    rng = np.random.default_rng(seed)
+    pools = [rng.permutation(np.flatnonzero(labels == label)).tolist() for label in np.unique(labels)]
+    chosen = []
+    while len(chosen) < num_images and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < num_images:
+                chosen.append(pool.pop(0))
+    return dataset.select(sorted(chosen))

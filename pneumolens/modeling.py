@@ -81,6 +81,23 @@ class ModelSource:
         return {"revision": self.revision, "token": self.token}
 
 
+def model_file(source: ModelSource, name: str) -> Path | None:
+    """A file saved with the model (its card, OOD detector, faithfulness results): from the local
+    directory, or from the Hub at the same revision as the weights; None where it has none (or offline)."""
+    local = Path(source.name_or_path) / name
+    if local.is_file():
+        return local
+    if Path(source.name_or_path).exists():
+        return None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(source.name_or_path, name, **source.kwargs()))
+    except Exception:  # not in the repository, offline, ...: the caller goes on without it
+        logger.info("No %s for %s", name, source.name_or_path)
+        return None
+
+
 def default_model_source() -> ModelSource:
     """MODEL_ID (a Hub id or a directory), MODEL_REVISION and HF_TOKEN from the environment, else the
     bundled model."""

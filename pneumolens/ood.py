@@ -32,7 +32,7 @@ from sklearn.covariance import LedoitWolf
 
 from .errors import PneumoLensError
 from .images import load_image
-from .modeling import ModelSource, backbone_blocks, is_transformer
+from .modeling import ModelSource, backbone_blocks, is_transformer, model_file
 from .preprocessing import pixel_values
 
 logger = logging.getLogger(__name__)
@@ -106,11 +106,10 @@ class OODDetector:
     @classmethod
     def load(cls, source: ModelSource) -> "OODDetector | None":
         """The detector saved with a model (local directory or Hub repository), or None if it has none."""
-        path = Path(source.name_or_path) / OOD_FILE
-        if not path.is_file():
-            path = _hub_file(source)
-            if path is None:
-                return None
+        path = model_file(source, OOD_FILE)
+        if path is None:
+            logger.info("No %s for %s; out-of-distribution warnings are off.", OOD_FILE, source.name_or_path)
+            return None
         from safetensors import safe_open
 
         with safe_open(str(path), "np") as handle:
@@ -118,18 +117,6 @@ class OODDetector:
         tensors = load_file(str(path))
         return cls(tensors["mean"], tensors["precision"], float(metadata["threshold"]), float(metadata["quantile"]),
                    float(metadata["margin"]))
-
-
-def _hub_file(source: ModelSource) -> Path | None:
-    if Path(source.name_or_path).exists():
-        return None
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(source.name_or_path, OOD_FILE, revision=source.revision, token=source.token))
-    except Exception:  # no such file in the repo, offline, ...: the app then shows no OOD warning
-        logger.info("No %s for %s; out-of-distribution warnings are off.", OOD_FILE, source.name_or_path)
-        return None
 
 
 def fit_for_model(model, processor, train_images, calibration_images, quantile: float = 0.99,

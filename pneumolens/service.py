@@ -11,15 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCard, hf_hub_download
+from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import Explainer, Explanation, ExplanationOptions
+from .explain import TITLES, Explainer, Explanation, ExplanationOptions
+from .explain import faithfulness
+from .explain.standing import load_faithfulness, method_standings
 from .explain.overlay import overlay
 from .images import describe_file, load_image
 from .modeling import (
-    ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, operating_threshold,
-    positive_index,
+    ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
+    operating_threshold, positive_index,
 )
 from .preprocessing import pixel_values
 from .ood import OODDetector, captured_features
@@ -122,6 +124,9 @@ class PneumoLensService:
         self.ood_detector = OODDetector.load(self.source)
         self.config = self.model.config
         self.labels = self.explainer.labels
+        # Which maps the app presents, and in which order: from the faithfulness measured for this model.
+        self.standings = method_standings(load_faithfulness(self.source))
+        self.explanation_options = ExplanationOptions(methods=tuple(s.name for s in self.standings if s.shown))
         # The explainer hooks the model while it runs: a batched prediction and an analysis must not
         # share it at the same moment (they run on different threads in the app).
         self._model_lock = threading.Lock()
@@ -150,12 +155,26 @@ class PneumoLensService:
                  "threshold": operating_threshold(self.config),
                  "out_of_distribution": self._ood(features, row)} for row, p in enumerate(probabilities)]
 
-    def analyse(self, image, target: int | None = None, options: ExplanationOptions = ExplanationOptions()) -> Analysis:
-        """Probabilities, decision, OOD verdict and all maps, from one forward and one backward pass."""
+    def analyse(self, image, target: int | None = None, options: ExplanationOptions | None = None) -> Analysis:
+        """Probabilities, decision, OOD verdict and the maps (by default those presented), from one
+        forward and one backward pass."""
         with self._model_lock, captured_features(self.model) as features:
-            explanation = self.explainer.explain(image, target, options)
+            explanation = self.explainer.explain(image, target, options or self.explanation_options)
         decision = decide_by_label(self.config, explanation.probabilities)
         return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features))
+
+    def faithfulness_curves(self, image, target: int | None = None, steps: int = 10) -> Image.Image:
+        """This image's deletion and insertion curves (log-odds, blur fill) for the presented maps and a
+        random map, as a figure: how faithful the maps are here, not on average."""
+        settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
+        rng = np.random.default_rng(settings.seed)
+        with self._model_lock:
+            explanation = self.explainer.explain(image, target, self.explanation_options)
+            _, pixels, _ = self.explainer.prepare(explanation.image)
+            maps = faithfulness.with_random_map(explanation.input_maps, rng)
+            curves = faithfulness.curves(self.model, pixels, maps, explanation.target, settings, rng)
+        titles = {**TITLES, faithfulness.RANDOM: "random map"}
+        return faithfulness.curves_figure(curves, titles, explanation.target_label)
 
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
@@ -203,15 +222,9 @@ class PneumoLensService:
         return "  \n".join(lines)
 
     def _card(self) -> ModelCard | None:
-        local = Path(self.source.name_or_path) / "README.md"
-        try:
-            if not local.is_file():
-                # The card of the same revision as the weights, not whatever the main branch holds now.
-                local = hf_hub_download(self.source.name_or_path, "README.md", **self.source.kwargs())
-            return ModelCard.load(local)
-        except Exception:  # no card, offline: the summary falls back to the config
-            logger.info("No model card for %s", self.source.name_or_path)
-            return None
+        # The card of the same revision as the weights, not whatever the main branch holds now.
+        local = model_file(self.source, "README.md")
+        return ModelCard.load(local) if local else None
 
     @staticmethod
     def _results(card) -> list[str]:

@@ -21,6 +21,8 @@ from PIL import Image
 import app
 from pneumolens.data import image_sources, load_image_dataset
 from pneumolens.explain import METHODS, REGISTRY
+from pneumolens.explain.faithfulness import RANDOM, FaithfulnessReport, FaithfulnessSettings, ImageRecord
+from pneumolens.explain.standing import FAITHFULNESS_FILE
 from pneumolens.images import load_image
 from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
 from pneumolens.ood import fit_for_model
@@ -88,6 +90,7 @@ def test_explain_returns_decision_record_and_every_map_at_image_size(client):
     assert record["out_of_distribution"]["available"] is True
     assert record["out_of_distribution"]["flagged"] is False and warning == ""
     assert all("not available" not in caption for caption in captions)
+    assert all("not measured" in caption for caption in captions)  # this model has no eval/faithfulness.json
 
 
 def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_record(client):
@@ -107,6 +110,53 @@ def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_rec
     # Self-contained: the image and every map are embedded, nothing is fetched.
     assert report.count('src="data:image/jpeg;base64,') == 1 + len(METHODS) and "http" not in report
     assert str(app.REPO) not in report  # the model is named, the server's paths are not
+
+
+def faithfulness_summary_file(directory: Path) -> None:
+    """eval/faithfulness.json as `explain.py faithfulness` writes it, from scores made up so that the
+    attribution is the most faithful, then Grad-CAM, then rollout, and saliency is no better than random."""
+    rng = np.random.default_rng(0)
+    edges = {"attribution": 3.0, "gradcam": 2.0, "rollout": 1.0, "saliency": 0.0, RANDOM: 0.0}
+    records = []
+    for index in range(30):
+        scores = {}
+        for name, edge in edges.items():
+            noise = rng.normal(0, 0.3, 4)
+            scores[name] = {"deletion_blur": -edge + noise[0], "insertion_blur": edge + noise[1],
+                            "deletion_mean": -edge + noise[2], "insertion_mean": edge + noise[3]}
+        records.append(ImageRecord(f"image-{index}", 1, 1, scores))
+    report = FaithfulnessReport(FaithfulnessSettings(road_percentiles=()), records)
+    (directory / "eval").mkdir(exist_ok=True)
+    (directory / FAITHFULNESS_FILE).write_text(json.dumps(report.to_json(resamples=300)))
+
+
+def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_not_shown(model_with_ood, tmp_path):
+    directory = tmp_path / "vetted"
+    shutil.copytree(model_with_ood, directory)
+    faithfulness_summary_file(directory)
+    service = PneumoLensService(ModelSource(str(directory)))
+    demo = app.build_demo(service)
+    laid_out = [c["props"]["elem_id"] for c in demo.config["components"]
+                if str(c["props"].get("elem_id", "")).startswith("map-")]
+    assert laid_out == ["map-attribution", "map-gradcam", "map-rollout", "map-saliency"]
+    visible = {c["props"]["elem_id"]: c["props"].get("visible", True) for c in demo.config["components"]
+               if str(c["props"].get("elem_id", "")).startswith("map-")}
+    assert visible["map-saliency"] is False and visible["map-attribution"] is True
+    assert "saliency" not in service.analyse(app.EXAMPLES[0]).explanation.maps  # not even computed
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        client = Client(url, verbose=False)
+        outputs = app.named_outputs(client.predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
+                                                   api_name="/explain"))
+        curves = client.predict(handle_file(app.EXAMPLES[0]), "predicted class", api_name="/faithfulness")
+    finally:
+        demo.close()
+    assert outputs["map_saliency"] is None
+    assert "not shown" in outputs["caption_saliency"] and "does not beat a random map" in outputs["caption_saliency"]
+    assert "Faithfulness: 1 of 3" in outputs["caption_attribution"] and outputs["map_attribution"] is not None
+    assert "Faithfulness: 3 of 3" in outputs["caption_rollout"]
+    figure = Image.open(curves)
+    assert figure.width >= 800 and np.asarray(figure).std() > 10  # a drawn figure, not a blank
 
 
 def test_explaining_the_other_class(client):

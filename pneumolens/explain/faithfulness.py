@@ -1,71 +1,351 @@
-"""Deletion and insertion curves (Petsiuk et al. 2018, RISE): does the map point at what the model uses?
+"""Faithfulness: does a map point at what the model uses? Measured so that methods can be told apart.
 
-Deletion removes the pixels a map ranks highest first and watches the target probability fall (a
-lower area under the curve is better); insertion reveals them first over a blurred image and watches
-it rise (higher is better). A random map is the baseline every method must beat.
+Per image and per map, with a random map as the baseline every method must beat:
+- deletion (Petsiuk et al. 2018): the pixels the map ranks highest are replaced by a fill first; the
+  explained class's log-odds fall. Lower area under the curve is better.
+- insertion: the same pixels are revealed first onto the fill; higher area is better.
+- ROAD (Rong et al. 2022, pytorch-grad-cam's implementation): pixels removed by noisy linear
+  imputation, which leaves no tell-tale mask shape; half the log-odds after removing the least relevant
+  pixels minus after removing the most relevant, averaged over a few percentiles. Higher is better.
+
+Log-odds, not probabilities: this model saturates its probabilities, so a probability curve stays flat
+whichever pixels go first. Two fills, a strong blur of the image and the image's mean grey: black, the
+usual fill, looks like aerated lung on a radiograph.
+
+Every score is kept per image, so methods are compared on the same images: a paired bootstrap gives
+the 95 % interval of the mean difference, method against random and method against method.
 """
 
 from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from itertools import permutations
 
 import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from .explainer import Explainer, ExplanationOptions
+logger = logging.getLogger(__name__)
 
 RANDOM = "random"
+FILLS = ("blur", "mean")
+CURVES = ("deletion", "insertion")
+ROAD = "road"
+
+
+@dataclass(frozen=True)
+class FaithfulnessSettings:
+    steps: int = 10  # a curve has steps + 1 points, from nothing changed to everything changed
+    fills: tuple[str, ...] = FILLS
+    road_percentiles: tuple[int, ...] = (30, 50, 70)  # () leaves ROAD out (its imputation is the slow part)
+    seed: int = 0
+    batch_size: int = 32
+
+    def metrics(self) -> list[str]:
+        curves = [f"{curve}_{fill}" for fill in self.fills for curve in CURVES]
+        return curves + ([ROAD] if self.road_percentiles else [])
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith("deletion")
+
+
+def metric_title(metric: str) -> str:
+    if metric == ROAD:
+        return "ROAD"
+    curve, fill = metric.split("_")
+    return f"{curve} ({fill} fill)"
+
+
+def class_log_odds(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """log p(target) / (1 - p(target)) per row, computed stably from the logits."""
+    others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
+    return logits[:, target] - torch.logsumexp(others, dim=1)
+
+
+def fill_image(pixels: torch.Tensor, fill: str) -> torch.Tensor:
+    """What removed pixels become: a strong blur of the image, or its mean value per channel."""
+    if fill == "blur":
+        return gaussian_blur(pixels, kernel_size=[31, 31], sigma=[10.0, 10.0])
+    if fill == "mean":
+        return pixels.mean(dim=(-2, -1), keepdim=True).expand_as(pixels).clone()
+    raise ValueError(f"fill must be one of {FILLS}, not {fill!r}")
+
+
+def pixel_order(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat pixel indices, highest map value first; ties in random order (not top rows first)."""
+    flat = np.asarray(heatmap, dtype=np.float64).ravel()
+    return np.lexsort((rng.random(flat.size), -flat))
+
+
+def _switched(start: torch.Tensor, finish: torch.Tensor, order: np.ndarray, steps: int) -> torch.Tensor:
+    """(steps + 1, C, H, W): pixels in `order` switched from `start` to `finish`, in equal parts."""
+    height, width = start.shape[-2:]
+    position = np.empty(order.size, dtype=np.int64)
+    position[order] = np.arange(order.size)  # how early each pixel switches
+    switched_by = torch.as_tensor(position.reshape(1, height, width))
+    counts = [round(step / steps * order.size) for step in range(steps + 1)]
+    return torch.stack([torch.where(switched_by < count, finish[0], start[0]) for count in counts])
 
 
 @torch.no_grad()
-def _curve(model, start: torch.Tensor, finish: torch.Tensor, order: torch.Tensor, target: int, steps: int) -> np.ndarray:
-    """Target probability as pixels in `order` switch from `start` to `finish`, in `steps` equal parts."""
-    height, width = start.shape[-2:]
-    batch = []
-    for step in range(steps + 1):
-        mask = torch.zeros(height * width, dtype=torch.bool)
-        mask[order[: round(step / steps * height * width)]] = True
-        mask = mask.reshape(1, height, width)
-        batch.append(torch.where(mask, finish[0], start[0]))
-    probabilities = torch.softmax(model(pixel_values=torch.stack(batch)).logits.float(), dim=-1)
-    return probabilities[:, target].cpu().numpy()
+def log_odds_of(model, batch: torch.Tensor, target: int, batch_size: int) -> np.ndarray:
+    chunks = [class_log_odds(model(pixel_values=part).logits.float(), target) for part in batch.split(batch_size)]
+    return torch.cat(chunks).cpu().numpy()
 
 
-def _area(curve: np.ndarray) -> float:
+def curves(model, pixels: torch.Tensor, heatmaps: dict[str, np.ndarray], target: int,
+           settings: FaithfulnessSettings, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
+    """{map name: {"deletion_blur": log-odds curve, ...}} for every map, from batched forward passes."""
+    orders = {name: pixel_order(heatmap, rng) for name, heatmap in heatmaps.items()}
+    fills = {fill: fill_image(pixels, fill) for fill in settings.fills}
+    keys, batches = [], []
+    for name, order in orders.items():
+        for fill, filled in fills.items():
+            keys += [(name, f"deletion_{fill}"), (name, f"insertion_{fill}")]
+            batches += [_switched(pixels, filled, order, settings.steps), _switched(filled, pixels, order, settings.steps)]
+    values = log_odds_of(model, torch.cat(batches), target, settings.batch_size).reshape(len(keys), -1)
+    result: dict[str, dict[str, np.ndarray]] = {}
+    for (name, metric), curve in zip(keys, values):
+        result.setdefault(name, {})[metric] = curve
+    return result
+
+
+def area(curve: np.ndarray) -> float:
+    """Area under a curve sampled at equal steps over [0, 1]."""
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
 
 
-def deletion_insertion(model, processor, images, methods=None, steps: int = 10, seed: int = 0) -> dict[str, dict]:
-    """Mean deletion and insertion AUC per method and for a random map, over `images`."""
-    explainer = Explainer(model, processor)
-    generator = np.random.default_rng(seed)
-    scores: dict[str, dict[str, list[float]]] = {}
-    for image in images:
-        explanation = explainer.explain(image, options=ExplanationOptions(methods=tuple(methods) if methods else None))
+class _Logits(torch.nn.Module):
+    """The model as pytorch-grad-cam's metrics call it: pixels in, logits out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels):
+        return self.model(pixel_values=pixels).logits
+
+
+class _LogOdds:
+    """pytorch-grad-cam target: the explained class's log-odds of one output row."""
+
+    def __init__(self, target: int):
+        self.target = target
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return class_log_odds(logits.float().reshape(1, -1), self.target)[0]
+
+
+def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, percentiles, seed: int) -> float:
+    """ROAD: (log-odds removing the least relevant - removing the most relevant) / 2, mean over percentiles."""
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+
+    # A strict ranking in [0, 1): ROAD thresholds at percentiles, which ties (Grad-CAM's zeros) would break.
+    order = pixel_order(heatmap, np.random.default_rng(seed))
+    ranked = np.empty(order.size, dtype=np.float32)
+    ranked[order] = np.arange(order.size, 0, -1, dtype=np.float32) / order.size
+    cams = ranked.reshape(1, *heatmap.shape)
+    wrapped, targets = _Logits(model), [_LogOdds(target)]
+    torch.manual_seed(seed)  # the imputer's noise
+    scores = []
+    with torch.no_grad():
+        for percentile in percentiles:
+            # Both remove (100 - percentile) % of the pixels: the least relevant ones, or the most.
+            least_removed = ROADLeastRelevantFirst(percentile)(pixels, cams, targets, wrapped, return_diff=False)
+            most_removed = ROADMostRelevantFirst(percentile)(pixels, cams, targets, wrapped, return_diff=False)
+            scores.append((float(least_removed[0]) - float(most_removed[0])) / 2)
+    return float(np.mean(scores))
+
+
+def image_scores(model, pixels: torch.Tensor, maps: dict[str, np.ndarray], target: int,
+                 settings: FaithfulnessSettings, rng: np.random.Generator) -> dict[str, dict[str, float]]:
+    """{map name: {metric: score}} for one image."""
+    scores = {name: {metric: area(curve) for metric, curve in by_metric.items()}
+              for name, by_metric in curves(model, pixels, maps, target, settings, rng).items()}
+    if settings.road_percentiles:
+        for name, heatmap in maps.items():
+            scores[name][ROAD] = road_score(model, pixels, heatmap, target, settings.road_percentiles, settings.seed)
+    return scores
+
+
+def with_random_map(maps: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    shape = next(iter(maps.values())).shape
+    return {**maps, RANDOM: rng.random(shape).astype(np.float32)}
+
+
+@dataclass
+class ImageRecord:
+    image: str
+    label: int | None  # the true class, where known
+    target: int  # the explained (predicted) class
+    scores: dict[str, dict[str, float]]
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.label == self.target
+
+
+@dataclass
+class FaithfulnessReport:
+    settings: FaithfulnessSettings
+    records: list[ImageRecord] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def methods(self) -> list[str]:
+        return [name for name in self.records[0].scores if name != RANDOM] if self.records else []
+
+    def subsets(self) -> dict[str, list[ImageRecord]]:
+        subsets = {"all": self.records}
+        if all(record.label is not None for record in self.records):
+            subsets["correct"] = [record for record in self.records if record.correct]
+        return subsets
+
+    def summary(self, resamples: int = 2000) -> dict:
+        return {name: summarise(records, self.methods(), self.settings.metrics(), self.settings.seed, resamples)
+                for name, records in self.subsets().items()}
+
+    def to_json(self, resamples: int = 2000) -> dict:
+        return {"settings": asdict(self.settings), "unavailable": self.unavailable,
+                "summary": self.summary(resamples),
+                "images": [{**asdict(record), "correct": record.correct} for record in self.records]}
+
+
+def evaluate_faithfulness(explainer, images, labels=None, methods=None,
+                          settings: FaithfulnessSettings = FaithfulnessSettings(), progress=None) -> FaithfulnessReport:
+    """Scores of every method and a random map on every image (explaining the predicted class).
+
+    images: paths or PIL images; labels: their true class indices (optional; splits off the correctly
+    classified ones); progress: an optional wrapper for the image iterator (e.g. tqdm).
+    """
+    from .explainer import ExplanationOptions
+
+    rng = np.random.default_rng(settings.seed)
+    report = FaithfulnessReport(settings)
+    options = ExplanationOptions(methods=tuple(methods) if methods else None)
+    labels = [None] * len(images) if labels is None else list(labels)
+    for index in (progress or iter)(range(len(images))):
+        explanation = explainer.explain(images[index], options=options)
         _, pixels, _ = explainer.prepare(explanation.image)
-        blurred = gaussian_blur(pixels, kernel_size=[31, 31], sigma=[10.0, 10.0])
-        removed = torch.zeros_like(pixels)  # the processor's mean colour: 0 after normalisation
-        maps = dict(explanation.input_maps)
-        maps[RANDOM] = generator.random(pixels.shape[-2:]).astype(np.float32)
-        for method, heatmap in maps.items():
-            order = torch.as_tensor(np.argsort(-heatmap.ravel(), kind="stable").copy())
-            deletion = _curve(model, pixels, removed, order, explanation.target, steps)
-            insertion = _curve(model, blurred, pixels, order, explanation.target, steps)
-            entry = scores.setdefault(method, {"deletion_auc": [], "insertion_auc": []})
-            entry["deletion_auc"].append(_area(deletion))
-            entry["insertion_auc"].append(_area(insertion))
-    return {
-        method: {"deletion_auc": float(np.mean(values["deletion_auc"])),
-                 "insertion_auc": float(np.mean(values["insertion_auc"])),
-                 "images": len(values["deletion_auc"])}
-        for method, values in scores.items()
-    }
+        maps = with_random_map(explanation.input_maps, rng)
+        scores = image_scores(explainer.model, pixels, maps, explanation.target, settings, rng)
+        name = images[index] if isinstance(images[index], str) else f"image-{index}"
+        label = None if labels[index] is None else int(labels[index])
+        report.records.append(ImageRecord(str(name), label, explanation.target, scores))
+        report.unavailable.update(explanation.unavailable)
+    return report
 
 
-def faithfulness_table(results: dict[str, dict]) -> str:
-    """Markdown table of `deletion_insertion` results, random baseline last."""
-    rows = ["| method | deletion AUC (lower is better) | insertion AUC (higher is better) | images |",
-            "|---|---:|---:|---:|"]
-    for method in sorted(results, key=lambda m: m == RANDOM):
-        values = results[method]
-        rows.append(f"| {method} | {values['deletion_auc']:.4f} | {values['insertion_auc']:.4f} | {values['images']} |")
+def paired_interval(differences: np.ndarray, rng: np.random.Generator, resamples: int) -> dict:
+    """Mean of paired differences and its percentile-bootstrap 95 % interval."""
+    differences = np.asarray(differences, dtype=np.float64)
+    means = differences[rng.integers(0, differences.size, (resamples, differences.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(differences.mean()), "low": float(low), "high": float(high)}
+
+
+def improvement(records, metric: str, method: str, baseline: str) -> np.ndarray:
+    """Per image, how much better `method` scores than `baseline` (positive: better, whatever the metric)."""
+    a = np.array([record.scores[method][metric] for record in records])
+    b = np.array([record.scores[baseline][metric] for record in records])
+    return b - a if lower_is_better(metric) else a - b
+
+
+def summarise(records: list[ImageRecord], methods: list[str], metrics: list[str], seed: int, resamples: int) -> dict:
+    """Means, intervals against random and between methods, verdicts and a ranking for `records`."""
+    if not records:
+        return {"images": 0}
+    rng = np.random.default_rng(seed)
+    means = {name: {metric: float(np.mean([r.scores[name][metric] for r in records])) for metric in metrics}
+             for name in [*methods, RANDOM]}
+    vs_random = {name: {metric: paired_interval(improvement(records, metric, name, RANDOM), rng, resamples)
+                        for metric in metrics} for name in methods}
+    pairs = {f"{a} vs {b}": {metric: paired_interval(improvement(records, metric, a, b), rng, resamples)
+                             for metric in metrics} for a, b in permutations(methods, 2)}
+    verdicts = {name: verdict(vs_random[name]) for name in methods}
+    return {"images": len(records), "means": means, "vs_random": vs_random, "pairs": pairs,
+            "verdicts": verdicts, "ranking": ranking(vs_random)}
+
+
+def verdict(intervals: dict[str, dict]) -> dict:
+    """A method passes when it beats the random map on every deletion and insertion curve, the 95 %
+    interval of the difference above zero."""
+    failed = [metric for metric in intervals if metric != ROAD and intervals[metric]["low"] <= 0]
+    if not failed:
+        return {"passes": True, "reason": "beats a random map on every deletion and insertion curve (95 % interval above zero)"}
+    details = "; ".join(f"{metric_title(m)} {intervals[m]['mean']:+.3f} [{intervals[m]['low']:+.3f}, "
+                        f"{intervals[m]['high']:+.3f}]" for m in failed)
+    return {"passes": False, "reason": f"does not beat a random map on {details} (log-odds area, better than random)"}
+
+
+def ranking(vs_random: dict[str, dict[str, dict]]) -> list[str]:
+    """Methods, most faithful first: mean rank over the metrics of the improvement over random."""
+    methods = list(vs_random)
+    metrics = list(next(iter(vs_random.values()))) if methods else []
+    ranks = {name: 0.0 for name in methods}
+    for metric in metrics:
+        ordered = sorted(methods, key=lambda name: -vs_random[name][metric]["mean"])
+        for rank, name in enumerate(ordered):
+            ranks[name] += rank / len(metrics)
+    return sorted(methods, key=lambda name: ranks[name])
+
+
+def _interval(entry: dict) -> str:
+    return f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+
+
+def faithfulness_table(summary: dict, titles: dict[str, str] | None = None) -> str:
+    """Markdown: per method and metric, the mean score and the paired 95 % interval against random."""
+    titles = titles or {}
+    metrics = list(next(iter(summary["means"].values())))
+    header = "| method | " + " | ".join(metric_title(m) + (" ↓" if lower_is_better(m) else " ↑") for m in metrics) + " | verdict |"
+    rows = [header, "|---|" + "---:|" * len(metrics) + "---|"]
+    for name in summary["ranking"]:
+        cells = [f"{summary['means'][name][m]:.3f}<br>{_interval(summary['vs_random'][name][m])}" for m in metrics]
+        rows.append(f"| {titles.get(name, name)} | " + " | ".join(cells) + f" | {'passes' if summary['verdicts'][name]['passes'] else 'fails'} |")
+    rows.append("| random map | " + " | ".join(f"{summary['means'][RANDOM][m]:.3f}" for m in metrics) + " | baseline |")
     return "\n".join(rows)
+
+
+def pairs_table(summary: dict, method: str, titles: dict[str, str] | None = None) -> str:
+    """Markdown: `method` against each other method, the paired 95 % interval of its advantage."""
+    titles = titles or {}
+    metrics = list(next(iter(summary["means"].values())))
+    rows = [f"| {titles.get(method, method)} against | " + " | ".join(metric_title(m) for m in metrics) + " |",
+            "|---|" + "---:|" * len(metrics)]
+    for key, intervals in summary["pairs"].items():
+        first, other = key.split(" vs ")
+        if first == method:
+            rows.append(f"| {titles.get(other, other)} | " + " | ".join(_interval(intervals[m]) for m in metrics) + " |")
+    return "\n".join(rows)
+
+
+def curves_figure(curves_by_map: dict[str, dict[str, np.ndarray]], titles: dict[str, str], explained: str,
+                  fill: str = "blur"):
+    """One image's deletion and insertion curves, one line per map (the random map dashed), as a PIL image."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for axis, kind in zip(axes, CURVES):
+        for name, by_metric in curves_by_map.items():
+            curve = by_metric[f"{kind}_{fill}"]
+            style = {"linestyle": "--", "color": "grey"} if name == RANDOM else {}
+            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{titles.get(name, name)}: area {area(curve):.2f}", **style)
+        better = "lower" if kind == "deletion" else "higher"
+        axis.set_title(f"{kind.capitalize()} ({better} area is more faithful)", fontsize=10)
+        axis.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'} ({fill} fill), "
+                        "highest-ranked first", fontsize=8)
+        axis.set_ylabel(f"log-odds of {explained}", fontsize=8)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")

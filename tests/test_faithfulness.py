@@ -1,0 +1,132 @@
+"""Faithfulness measurement: curves, fills, ROAD, paired intervals, verdicts, and the command line.
+
+A hand-made model whose logit reads one quadrant of the image is the ground truth: a map that marks
+that quadrant must measure as faithful, and a map that marks the opposite one must not.
+"""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import explain as explain_cli
+from pneumolens.data import balanced_sample, carved_validation
+from pneumolens.explain import METHODS
+from pneumolens.explain.faithfulness import (
+    RANDOM, FaithfulnessSettings, ImageRecord, _switched, class_log_odds, fill_image, image_scores,
+    paired_interval, pixel_order, ranking, summarise, verdict, with_random_map,
+)
+
+SIZE = 16
+
+
+class QuadrantModel(torch.nn.Module):
+    """Class 1's logit is the mean brightness of the top-left quadrant; class 0's is zero."""
+
+    def forward(self, pixel_values):
+        evidence = pixel_values[:, :, : SIZE // 2, : SIZE // 2].mean(dim=(1, 2, 3))
+        return SimpleNamespace(logits=torch.stack([torch.zeros_like(evidence), 4 * evidence], dim=1))
+
+
+def quadrant_maps():
+    right = np.zeros((SIZE, SIZE), dtype=np.float32)
+    right[: SIZE // 2, : SIZE // 2] = 1.0
+    wrong = np.zeros((SIZE, SIZE), dtype=np.float32)
+    wrong[SIZE // 2:, SIZE // 2:] = 1.0
+    return {"right": right, "wrong": wrong}
+
+
+def bright_image(seed: int) -> torch.Tensor:
+    """Noise, and the evidence: a top-left quadrant brighter than the rest (which every fill dims)."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, SIZE, SIZE, generator=generator)
+    image[:, :, : SIZE // 2, : SIZE // 2] += 2.0
+    return image
+
+
+def test_switched_batch_moves_the_highest_ranked_pixels_first_in_equal_steps():
+    start, finish = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    order = pixel_order(np.arange(16, dtype=np.float32).reshape(4, 4), np.random.default_rng(0))
+    batch = _switched(start, finish, order, steps=4)
+    assert batch.shape == (5, 3, 4, 4)
+    assert batch[0].sum() == 0 and torch.equal(batch[-1], torch.ones(3, 4, 4))
+    assert [int(b[0].sum()) for b in batch] == [0, 4, 8, 12, 16]
+    assert batch[1][0].flatten()[-4:].tolist() == [1, 1, 1, 1]  # the four highest map values went first
+
+
+def test_ties_are_broken_at_random_not_top_rows_first():
+    order = pixel_order(np.zeros((SIZE, SIZE)), np.random.default_rng(0))
+    assert sorted(order.tolist()) == list(range(SIZE * SIZE))
+    assert (order[: SIZE] >= SIZE).any()  # the first "row" of the order is not the image's first row
+
+
+def test_log_odds_and_fills():
+    logits = torch.tensor([[0.3, -1.2, 2.0], [1.0, 1.0, 1.0]])
+    p = torch.softmax(logits, dim=1)[:, 2]
+    assert torch.allclose(class_log_odds(logits, 2), torch.log(p / (1 - p)), atol=1e-5)
+    image = bright_image(0)
+    mean = fill_image(image, "mean")
+    assert torch.allclose(mean[0, :, 0, 0], image[0].mean(dim=(1, 2)))
+    assert mean.std(dim=(-2, -1)).max() == 0
+    blurred = fill_image(image, "blur")
+    assert blurred.shape == image.shape and blurred.std() < image.std()
+    with pytest.raises(ValueError, match="fill"):
+        fill_image(image, "black")
+
+
+def test_the_map_of_the_evidence_beats_random_and_the_wrong_map_does_not():
+    settings = FaithfulnessSettings(steps=8, road_percentiles=(50,), seed=0)
+    rng = np.random.default_rng(0)
+    records = []
+    for seed in range(12):
+        maps = with_random_map(quadrant_maps(), rng)
+        records.append(ImageRecord(f"image-{seed}", 1, 1, image_scores(QuadrantModel(), bright_image(seed), maps, 1, settings, rng)))
+    summary = summarise(records, ["right", "wrong"], settings.metrics(), seed=0, resamples=500)
+    assert summary["verdicts"]["right"]["passes"], summary["verdicts"]["right"]
+    assert not summary["verdicts"]["wrong"]["passes"] and "does not beat a random map" in summary["verdicts"]["wrong"]["reason"]
+    assert summary["ranking"] == ["right", "wrong"]
+    for metric in settings.metrics():  # including ROAD
+        assert summary["pairs"]["right vs wrong"][metric]["low"] > 0, metric
+    assert summary["means"]["right"]["deletion_blur"] < summary["means"][RANDOM]["deletion_blur"]
+    assert summary["means"]["right"]["insertion_mean"] > summary["means"][RANDOM]["insertion_mean"]
+
+
+def test_paired_interval_is_exact_for_constant_differences_and_covers_zero_for_noise():
+    rng = np.random.default_rng(0)
+    assert paired_interval(np.full(50, 0.25), rng, 200) == {"mean": 0.25, "low": 0.25, "high": 0.25}
+    noise = paired_interval(np.random.default_rng(1).normal(0, 1, 200), rng, 1000)
+    assert noise["low"] < 0 < noise["high"]
+
+
+def test_verdict_needs_every_curve_and_ranking_orders_by_improvement():
+    good, bad = {"mean": 1.0, "low": 0.5, "high": 1.5}, {"mean": 0.1, "low": -0.2, "high": 0.4}
+    assert verdict({"deletion_blur": good, "insertion_blur": good, "road": bad})["passes"]  # ROAD informs, curves decide
+    failing = verdict({"deletion_blur": good, "insertion_blur": bad})
+    assert not failing["passes"] and "insertion (blur fill)" in failing["reason"]
+    assert ranking({"a": {"x": bad, "y": bad}, "b": {"x": good, "y": good}}) == ["b", "a"]
+
+
+def test_balanced_sample_splits_classes_evenly_and_is_seeded(real_imagefolder):
+    validation = carved_validation(str(real_imagefolder), 0.3, seed=42)
+    sample = balanced_sample(validation, 4, seed=1)
+    assert sorted(sample["label"]) == [0, 0, 1, 1]
+    assert balanced_sample(validation, 4, seed=1)["image"] == sample["image"]
+    assert len(balanced_sample(validation, 10_000, seed=1)) == len(validation)
+
+
+def test_command_line_measures_every_method_writes_json_and_card(tiny_trained_dirs, real_imagefolder, copy_of, tmp_path):
+    model = copy_of(tiny_trained_dirs["dinov2"])
+    out = tmp_path / "faithfulness.json"
+    explain_cli.main(["faithfulness", "--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3",
+                      "--num_images", "4", "--steps", "3", "--road_percentiles", "50", "--model", str(model),
+                      "--out", str(out), "--card"])
+    result = json.loads(out.read_text())
+    assert result["summary"]["all"]["images"] == 4 and len(result["images"]) == 4
+    assert set(result["images"][0]["scores"]) == {*METHODS, RANDOM}
+    assert set(result["images"][0]["scores"][RANDOM]) == {"deletion_blur", "insertion_blur", "deletion_mean",
+                                                         "insertion_mean", "road"}
+    assert all(record["image"].endswith(".jpeg") for record in result["images"])
+    card = (model / "README.md").read_text()
+    assert "## Explanations: faithfulness" in card and "log-odds" in card and "random map" in card
