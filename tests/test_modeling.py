@@ -71,7 +71,8 @@ def test_safetensors_auto_conversion_is_switched_off():
 
 
 def test_the_card_is_fetched_at_the_weights_revision(monkeypatch, tiny_trained_dirs):
-    import pneumolens.service as service_module
+    import huggingface_hub
+
     from pneumolens.service import PneumoLensService
 
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["vit"])))
@@ -81,7 +82,8 @@ def test_the_card_is_fetched_at_the_weights_revision(monkeypatch, tiny_trained_d
         requests.append((repo_id, filename, kwargs.get("revision")))
         raise OSError("offline")
 
-    monkeypatch.setattr(service_module, "hf_hub_download", fake_download)
+    # model_file imports the function when it is called, so the module attribute is what it finds
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     service.source = ModelSource("someone/pneumolens", revision="0123abc")
     assert service._card() is None
     assert requests == [("someone/pneumolens", "README.md", "0123abc")]
