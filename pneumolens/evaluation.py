@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
-from .modeling import operating_threshold, positive_index  # noqa: E402
+from .modeling import decide, negative_label, operating_threshold, positive_index  # noqa: E402
 from .preprocessing import batch_transform  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -86,12 +86,8 @@ def _write_predictions(path, dataset, class_names, probabilities, config, thresh
         writer = csv.writer(handle)
         writer.writerow(["image", "label", "predicted", *[f"p_{name}" for name in labels]])
         for image, label, row in zip(dataset["image"], dataset["label"], probabilities):
-            predicted = labels[positive] if row[positive] >= threshold else _other(labels, positive)
+            predicted = decide(config, row[positive], threshold)
             writer.writerow([image_name(image), class_names[label], predicted, *[f"{p:.6f}" for p in row]])
-
-
-def _other(labels, positive):
-    return next(label for i, label in enumerate(labels) if i != positive)
 
 
 def _plot_roc(path, truth, scores, metrics, split_name):
@@ -110,8 +106,7 @@ def _plot_roc(path, truth, scores, metrics, split_name):
 
 
 def _plot_confusion(path, metrics, config, positive, split_name):
-    negative = 1 - positive if config.num_labels == 2 else None
-    names = [config.id2label[negative] if negative is not None else "other", config.id2label[positive]]
+    names = [negative_label(config), config.id2label[positive]]
     matrix = np.array(metrics["confusion_matrix"])
     figure, axis = plt.subplots(figsize=(4.5, 4), dpi=120)
     axis.imshow(matrix, cmap="Blues")

@@ -176,9 +176,9 @@ def decide_by_label(config: PretrainedConfig, probabilities: dict[str, float]) -
     return decide(config, probabilities[config.id2label[positive_index(config)]])
 
 
-def decide(config: PretrainedConfig, positive_probability: float) -> str:
-    """The label at the model's operating threshold."""
-    if positive_probability >= operating_threshold(config):
+def decide(config: PretrainedConfig, positive_probability: float, threshold: float | None = None) -> str:
+    """The label at `threshold`, by default the model's operating threshold: the one decision rule."""
+    if positive_probability >= (operating_threshold(config) if threshold is None else threshold):
         return config.id2label[positive_index(config)]
     return negative_label(config)
 
