@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Hostile uploads against `python3 app.py`: the server's peak memory growth and answer per input.
 
-    python benchmarks/hostile_uploads.py
+    python -m benchmarks.hostile_uploads
 
 Each input goes to /predict from a fresh client; between inputs the server's peak RSS is reset, so
 each line shows what that one input cost. Afterwards a real radiograph must still be answered.
@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from served_app import REPO, ServedApp  # noqa: E402
+from benchmarks.served_app import REPO, ServedApp  # noqa: E402
 from tests.test_images import _deflated_dicom_bomb, _dicom, _png_header_only  # noqa: E402
 
 MB = 2**20

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Soak run: N browser-like sessions, each one full-resolution /explain, against `python3 app.py`.
 
-    python benchmarks/soak.py [--sessions 100] [--cache_age 60] [--image examples/NORMAL2-IM-1427-0001.jpeg]
+    python -m benchmarks.soak [--sessions 100] [--cache_age 60] [--image examples/NORMAL2-IM-1427-0001.jpeg]
 
 Each session is a new gradio_client Client (a new session hash, so a new gr.State), as a new visitor
 would be. Prints the server's resident memory and Gradio temp-dir size before and after, and the growth
@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from served_app import REPO, ServedApp  # noqa: E402
+from benchmarks.served_app import REPO, ServedApp  # noqa: E402
 
 MB = 2**20
 

@@ -24,7 +24,6 @@ from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO))
 
 TINY_SIZE = 32
 
