@@ -130,3 +130,16 @@ def test_command_line_measures_every_method_writes_json_and_card(tiny_trained_di
     assert all(record["image"].endswith(".jpeg") for record in result["images"])
     card = (model / "README.md").read_text()
     assert "## Explanations: faithfulness" in card and "log-odds" in card and "random map" in card
+
+
+def test_curves_share_their_ends_and_match_the_direct_computation():
+    from pneumolens.explain.faithfulness import curves, log_odds_of
+
+    image, model, settings = bright_image(3), QuadrantModel(), FaithfulnessSettings(steps=4, road_percentiles=())
+    result = curves(model, image, quadrant_maps(), 1, settings, np.random.default_rng(0))
+    order = pixel_order(quadrant_maps()["right"], np.random.default_rng(0))  # "right" is ranked first, same rng
+    for fill in ("blur", "mean"):
+        filled = fill_image(image, fill)
+        direct = log_odds_of(model, _switched(image, filled, order, 4), 1, 8)
+        assert np.allclose(result["right"][f"deletion_{fill}"], direct, atol=1e-5)
+        assert result["wrong"][f"insertion_{fill}"][0] == pytest.approx(direct[-1], abs=1e-5)  # starts at the fill

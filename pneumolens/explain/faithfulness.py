@@ -19,12 +19,15 @@ the 95 % interval of the mean difference, method against random and method again
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import permutations
 
 import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
+
+from ..modeling import is_transformer
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +100,44 @@ def log_odds_of(model, batch: torch.Tensor, target: int, batch_size: int) -> np.
 
 def curves(model, pixels: torch.Tensor, heatmaps: dict[str, np.ndarray], target: int,
            settings: FaithfulnessSettings, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
-    """{map name: {"deletion_blur": log-odds curve, ...}} for every map, from batched forward passes."""
+    """{map name: {"deletion_blur": log-odds curve, ...}} for every map, from batched forward passes.
+
+    A curve's two ends are the same for every map (the image, and the fill), so they are computed once.
+    """
     orders = {name: pixel_order(heatmap, rng) for name, heatmap in heatmaps.items()}
     fills = {fill: fill_image(pixels, fill) for fill in settings.fills}
-    keys, batches = [], []
+    keys, batches = [], [pixels, *fills.values()]
     for name, order in orders.items():
         for fill, filled in fills.items():
-            keys += [(name, f"deletion_{fill}"), (name, f"insertion_{fill}")]
-            batches += [_switched(pixels, filled, order, settings.steps), _switched(filled, pixels, order, settings.steps)]
-    values = log_odds_of(model, torch.cat(batches), target, settings.batch_size).reshape(len(keys), -1)
+            keys += [(name, fill, "deletion"), (name, fill, "insertion")]
+            batches += [_switched(pixels, filled, order, settings.steps)[1:-1],
+                        _switched(filled, pixels, order, settings.steps)[1:-1]]
+    with attention_kernel(model, "sdpa"):
+        values = log_odds_of(model, torch.cat(batches), target, settings.batch_size)
+    original, ends = values[0], dict(zip(fills, values[1:1 + len(fills)]))
+    interiors = values[1 + len(fills):].reshape(len(keys), settings.steps - 1)
     result: dict[str, dict[str, np.ndarray]] = {}
-    for (name, metric), curve in zip(keys, values):
-        result.setdefault(name, {})[metric] = curve
+    for (name, fill, kind), interior in zip(keys, interiors):
+        first, last = (original, ends[fill]) if kind == "deletion" else (ends[fill], original)
+        result.setdefault(name, {})[f"{kind}_{fill}"] = np.concatenate([[first], interior, [last]])
     return result
+
+
+@contextmanager
+def attention_kernel(model, implementation: str):
+    """Run a transformer with another attention kernel for a while: the curves read no attention maps,
+    and SDPA is faster than the eager kernel the explainer needs (95 vs 123 ms per image, DINOv2-S on
+    2 CPU cores, measured)."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    if config is None or not is_transformer(config) or before == implementation:
+        yield
+        return
+    model.set_attn_implementation(implementation)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 def area(curve: np.ndarray) -> float:
@@ -150,7 +178,7 @@ def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, pe
     wrapped, targets = _Logits(model), [_LogOdds(target)]
     torch.manual_seed(seed)  # the imputer's noise
     scores = []
-    with torch.no_grad():
+    with torch.no_grad(), attention_kernel(model, "sdpa"):
         for percentile in percentiles:
             # Both remove (100 - percentile) % of the pixels: the least relevant ones, or the most.
             least_removed = ROADLeastRelevantFirst(percentile)(pixels, cams, targets, wrapped, return_diff=False)
