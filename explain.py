@@ -8,6 +8,8 @@
     python explain.py faithfulness --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
         Log-odds deletion / insertion (blur and mean fills) and ROAD per method, against a random map,
         with paired bootstrap 95 % intervals, on the carved validation split.
+    python explain.py artifacts --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
+        High-norm artifact tokens and the share of rollout's and attribution's mass they hold.
     python explain.py report IMAGE_OR_DIR... [--out DIR]
         One self-contained HTML report per image (as the app's "Report" button makes it) and summary.csv.
 
@@ -32,13 +34,14 @@ from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, Explanat
 from pneumolens.data import image_name, image_sources
 from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
                                            pairs_table)
+from pneumolens.explain.artifacts import NORM_RATIO, artifact_markdown, artifact_report
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
-from pneumolens.modeling import ModelSource, decide_by_label, default_model_source, load_image_processor, load_model
+from pneumolens.modeling import ModelSource, decide_by_label, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
 
-SUBCOMMANDS = ("sanity", "faithfulness", "report")
+SUBCOMMANDS = ("sanity", "faithfulness", "artifacts", "report")
 CARVED = "carved_validation"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -75,10 +78,7 @@ def sanity_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def faithfulness_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
-        "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
-        "per method and for a random map, with paired bootstrap 95 %% intervals."))
+def dataset_arguments(parser: argparse.ArgumentParser, num_images: int = 120) -> None:
     parser.add_argument("--dataset_name_or_dir", required=True,
                         help="Hub data set id or local imagefolder directory (as train_hf.py takes it).")
     parser.add_argument("--split", default=CARVED,
@@ -87,13 +87,31 @@ def faithfulness_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation_fraction", type=float, default=0.15, help="As given to train_hf.py.")
     parser.add_argument("--seed", type=int, default=42, help="As given to train_hf.py; also picks the images.")
     model_arguments(parser)
-    parser.add_argument("--num_images", type=int, default=120, help="Images, split evenly between the classes.")
+    parser.add_argument("--num_images", type=int, default=num_images, help="Images, split evenly between the classes.")
+    parser.add_argument("--card", action="store_true", help="Also write the result into the model's README.md card.")
+
+
+def artifacts_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explain.py artifacts", description=(
+        "High-norm artifact tokens (Darcet et al. 2024) and the share of attention rollout's and the "
+        "transformer attribution's mass they hold."))
+    dataset_arguments(parser, num_images=100)
+    parser.add_argument("--norm_ratio", type=float, default=NORM_RATIO,
+                        help="A token is high-norm above this multiple of the image's median patch-token norm.")
+    parser.add_argument("--out", default=None, help="Write per-image figures and the summary as JSON here.")
+    return parser
+
+
+def faithfulness_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
+        "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
+        "per method and for a random map, with paired bootstrap 95 %% intervals."))
+    dataset_arguments(parser)
     parser.add_argument("--steps", type=int, default=10, help="Steps on each deletion / insertion curve.")
     parser.add_argument("--road_percentiles", type=int, nargs="*", default=[30, 50, 70],
                         help="ROAD keeps this %% of the pixels in turn (none: no ROAD; its imputation is slow).")
     parser.add_argument("--out", default=None, help="Write per-image scores and the summary as JSON here "
                         "(the app reads MODEL/eval/faithfulness.json to order and vet its maps).")
-    parser.add_argument("--card", action="store_true", help="Also write the tables into the model's README.md card.")
     return parser
 
 
@@ -115,10 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     if command == "report":
         run_reports(report_parser().parse_args(argv[1:]))
     elif command in SUBCOMMANDS:
-        parser = sanity_parser() if command == "sanity" else faithfulness_parser()
-        args = parser.parse_args(argv[1:])
+        parser, run = {"sanity": (sanity_parser, run_sanity), "faithfulness": (faithfulness_parser, run_faithfulness),
+                       "artifacts": (artifacts_parser, run_artifacts)}[command]
+        args = parser().parse_args(argv[1:])
         args.command_line = "python explain.py " + shlex.join(argv)
-        (run_sanity if command == "sanity" else run_faithfulness)(args)
+        run(args)
     else:
         run_maps(maps_parser().parse_args(argv))
 
@@ -264,6 +283,25 @@ def run_faithfulness(args) -> None:
     write_outputs(args, result, "Explanations: faithfulness", text)
 
 
+def run_artifacts(args) -> None:
+    dataset = faithfulness_images(args)
+    model, processor = load(args)
+    if not is_transformer(model.config):
+        raise PneumoLensError(f"{model.config.model_type} has no attention maps, so no artifact tokens to measure.")
+    report = artifact_report(Explainer(model, processor), image_sources(dataset), args.norm_ratio)
+    text = (f"{artifact_markdown(report)} Measured on {report['summary']['images']} images of "
+            f"{_data_description(args)}.\n\nCommand: `{args.command_line}`")
+    print(text)
+    write_outputs(args, report, "Explanations: artifact tokens", text)
+
+
+def _data_description(args) -> str:
+    if args.split == CARVED:
+        return (f"the carved validation split of `{args.dataset_name_or_dir}` (fraction {args.validation_fraction}, "
+                f"seed {args.seed})")
+    return f"split `{args.split}` of `{args.dataset_name_or_dir}`"
+
+
 def faithfulness_images(args):
     from pneumolens.data import balanced_sample, carved_validation, load_image_dataset
 
@@ -281,8 +319,7 @@ def faithfulness_images(args):
 
 def faithfulness_markdown(result: dict, args) -> str:
     summary = result["summary"]
-    where = (f"the carved validation split of `{args.dataset_name_or_dir}` (fraction {args.validation_fraction}, "
-             f"seed {args.seed})" if args.split == CARVED else f"split `{args.split}` of `{args.dataset_name_or_dir}`")
+    where = _data_description(args)
     settings = result["settings"]
     parts = [
         f"{summary['all']['images']} images of {where}, split evenly between the classes; each explains its "
