@@ -56,15 +56,15 @@ class Analysis:
         redrawing the overlays needs.
 
         Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
-        browser shows them smaller anyway; the full-resolution maps stay available in `maps_npz`.
+        browser shows them smaller anyway: the maps are scaled from the model-input maps straight to
+        display size. Full-resolution maps are made only for a download (`maps_npz`).
         """
-        image, maps = self.explanation.image, self.explanation.maps
+        image = self.explanation.image
         size = display_size(image.size, max_side)
         grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR))
         return DisplayedMaps.from_arrays(grey, {
-            method: np.asarray(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
-                               .resize(size, Image.BILINEAR))
-            for method, heatmap in maps.items()})
+            method: np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)
+            for method, heatmap in self.explanation.maps_at(size).items()})
 
     def maps_npz(self) -> bytes:
         """The raw maps, float16 at the image's own resolution, as an .npz archive."""

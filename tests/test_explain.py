@@ -170,6 +170,25 @@ def test_centre_crop_geometry_leaves_unseen_borders_empty():
     assert input_box(square, (200, 100)) == (0.0, 0.0, 200.0, 100.0)
 
 
+@pytest.mark.parametrize("crop", [False, True])
+def test_maps_at_display_size_match_the_full_resolution_maps_scaled_down(crop, explainers, real_images):
+    explainer = explainers["dinov2"]
+    if crop:  # the unseen border must stay empty at display size too
+        explainer = Explainer(explainer.model, BitImageProcessor(
+            size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}, do_center_crop=True))
+    image = Image.open(real_images["NORMAL"][0]).convert("L").resize((600, 400))
+    explanation = explainer.explain(image)
+    displayed = explanation.maps_at((150, 100))
+    assert "maps" not in vars(explanation)  # the full-resolution maps are made only when asked for
+    for method, heatmap in displayed.items():
+        full = np.asarray(Image.fromarray(explanation.maps[method]).resize((150, 100), Image.BILINEAR))
+        assert heatmap.shape == (100, 150)
+        # The crop's edges round to whole pixels at either size, so they may differ by a display pixel.
+        assert np.abs(heatmap - full).mean() < 0.02 and np.corrcoef(heatmap.ravel(), full.ravel())[0, 1] > 0.97
+        if crop:
+            assert heatmap[:, :10].max() == 0 and full[:, :10].max() < 0.05
+
+
 def test_hooks_are_released_and_memory_stays_flat(explainers):
     explainer = explainers["vit"]
     image = Image.new("L", (40, 40), 100)

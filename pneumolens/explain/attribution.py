@@ -17,6 +17,7 @@ import torch
 from ..modeling import TRANSFORMER
 from .geometry import to_input_size
 from .method import ExplanationMethod, Needs, register
+from .rollout import cls_row_of_product
 
 
 def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Sequence[torch.Tensor],
@@ -26,12 +27,11 @@ def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Seque
     attentions, gradients: per layer (B, heads, T, T) attention probabilities and d target / d attention.
     """
     with torch.no_grad():
-        tokens = attentions[0].shape[-1]
-        relevance = torch.eye(tokens, dtype=torch.float64)
-        for attention, gradient in zip(attentions, gradients, strict=True):
-            weighted = (gradient[0].double() * attention[0].double()).clamp(min=0).mean(dim=0)
-            relevance = relevance + weighted @ relevance
-        return relevance[0, special_tokens:].reshape(grid).float()
+        identity = torch.eye(attentions[0].shape[-1], dtype=torch.float64)
+        # R <- R + A R over the layers is R = (I + A_L) ... (I + A_1); only the class token's row is read.
+        layers = [identity + (gradient[0].double() * attention[0].double()).clamp(min=0).mean(dim=0)
+                  for attention, gradient in zip(attentions, gradients, strict=True)]
+        return cls_row_of_product(layers, special_tokens).reshape(grid).float()
 
 
 @register

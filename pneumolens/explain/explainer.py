@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import operator
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import cached_property, reduce
 
 import numpy as np
 import torch
@@ -47,8 +47,21 @@ class Explanation:
     target: int
     target_label: str
     input_maps: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W) at model input size, [0, 1]
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # (height, width) of `image`, [0, 1]
     unavailable: dict[str, str] = field(default_factory=dict)  # method -> why it cannot be given
+    box: tuple[float, float, float, float] | None = None  # the part of `image` the model input shows
+
+    @cached_property
+    def maps(self) -> dict[str, np.ndarray]:
+        """The maps at the resolution of `image`, [0, 1]: made when first asked for (downloads and the
+        command line), since a page shows them smaller (`maps_at`)."""
+        return self.maps_at(self.image.size)
+
+    def maps_at(self, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The maps over `image` scaled to `size` (width, height), straight from the input-size maps."""
+        box = self.box or (0.0, 0.0, *map(float, self.image.size))
+        scale_x, scale_y = size[0] / self.image.width, size[1] / self.image.height
+        scaled = (box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y)
+        return {name: to_original(heatmap, scaled, size) for name, heatmap in self.input_maps.items()}
 
 
 class Explainer:
@@ -158,14 +171,12 @@ class Explainer:
         return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
     def _result(self, rgb, probabilities, target, raw, unavailable) -> Explanation:
-        box = input_box(self.processor, rgb.size)
-        input_maps = {name: normalise(as_array(m)) for name, m in raw.items()}
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),
             target=target,
             target_label=self.labels[target],
-            input_maps=input_maps,
-            maps={name: to_original(m, box, rgb.size) for name, m in input_maps.items()},
+            input_maps={name: normalise(as_array(m)) for name, m in raw.items()},
             unavailable=unavailable,
+            box=input_box(self.processor, rgb.size),
         )
