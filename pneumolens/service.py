@@ -20,7 +20,7 @@ from .explain.standing import load_faithfulness, method_standings
 from .explain.overlay import overlay
 from .images import describe_file, load_image
 from .modeling import (
-    ModelSource, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
+    ModelSource, attention_kernel, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
     operating_threshold, positive_index,
 )
 from .preprocessing import pixel_values
@@ -149,7 +149,7 @@ class PneumoLensService:
     def predict_inputs(self, inputs: list[torch.Tensor]) -> list[dict]:
         """Probabilities, decisions and OOD verdicts of `model_input`s from one batched forward pass
         (what the app's `MicroBatcher` calls)."""
-        with self._model_lock, captured_features(self.model) as features:
+        with self._model_lock, attention_kernel(self.model, "sdpa"), captured_features(self.model) as features:
             probabilities = self.explainer.predict_pixels(torch.cat(inputs))
         return [{"probabilities": p, "decision": decide_by_label(self.config, p),
                  "threshold": operating_threshold(self.config),

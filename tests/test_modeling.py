@@ -9,7 +9,7 @@ from transformers import DeiTConfig, DeiTForImageClassification, ViTImageProcess
 
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import Explainer, anatomy_of
-from pneumolens.modeling import ModelSource, decide, load_config, load_model, operating_threshold, positive_index
+from pneumolens.modeling import ModelSource, attention_kernel, decide, load_config, load_model, operating_threshold, positive_index
 
 
 def test_pickle_weights_are_refused(tmp_path, tiny_backbone_dirs):
@@ -87,3 +87,22 @@ def test_the_card_is_fetched_at_the_weights_revision(monkeypatch, tiny_trained_d
     service.source = ModelSource("someone/pneumolens", revision="0123abc")
     assert service._card() is None
     assert requests == [("someone/pneumolens", "README.md", "0123abc")]
+
+
+def test_predictions_run_sdpa_and_give_the_model_back_to_the_explainer_in_eager(tiny_trained_dirs, real_images):
+    from pneumolens.service import PneumoLensService
+
+    service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
+    seen = []
+    hook = service.model.register_forward_pre_hook(lambda module, args: seen.append(module.config._attn_implementation))
+    try:
+        predicted = service.predict(str(real_images["NORMAL"][0]))["probabilities"]
+        explained = service.analyse(str(real_images["NORMAL"][0]))
+    finally:
+        hook.remove()
+    assert seen == ["sdpa", "eager"]
+    assert predicted == pytest.approx(explained.explanation.probabilities, abs=1e-5)
+    assert "rollout" in explained.explanation.input_maps  # the attention maps are there again
+    with pytest.raises(RuntimeError), attention_kernel(service.model, "sdpa"):
+        raise RuntimeError("a failing pass")
+    assert service.model.config._attn_implementation == "eager"
