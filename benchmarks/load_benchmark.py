@@ -129,7 +129,8 @@ def explain_overhead(service: PneumoLensService, requests: int) -> None:
         client = Client(url, verbose=False)
         for _ in range(requests):
             begin = time.perf_counter()
-            service.explainer.explain(example)
+            # The same maps /explain computes: those the app presents for this model.
+            service.explainer.explain(example, None, service.explanation_options)
             model_times.append(time.perf_counter() - begin)
             begin = time.perf_counter()
             client.predict(handle_file(example), "predicted class", 0.45, api_name="/explain")

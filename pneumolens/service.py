@@ -17,6 +17,7 @@ from PIL import Image
 from .explain import TITLES, Explainer, Explanation, ExplanationOptions
 from .explain import faithfulness
 from .explain.standing import load_faithfulness, method_standings
+from .explain.geometry import scaled_box, to_original
 from .explain.overlay import overlay
 from .images import describe_file, load_image
 from .modeling import (
@@ -52,19 +53,13 @@ class Analysis:
         }
 
     def displayed(self, max_side: int) -> "DisplayedMaps":
-        """The image and maps scaled to fit `max_side` (aspect kept), as 8-bit arrays: what drawing and
-        redrawing the overlays needs.
+        """What drawing and redrawing the overlays at display size (`max_side`, aspect kept) needs.
 
         Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
         browser shows them smaller anyway: the maps are scaled from the model-input maps straight to
         display size. Full-resolution maps are made only for a download (`maps_npz`).
         """
-        image = self.explanation.image
-        size = display_size(image.size, max_side)
-        grey = np.asarray(image.convert("L").resize(size, Image.BILINEAR))
-        return DisplayedMaps.from_arrays(grey, {
-            method: np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)
-            for method, heatmap in self.explanation.maps_at(size).items()})
+        return DisplayedMaps.of(self.explanation, max_side)
 
     def maps_npz(self) -> bytes:
         """The raw maps, float16 at the image's own resolution, as an .npz archive."""
@@ -75,30 +70,42 @@ class Analysis:
 
 @dataclass
 class DisplayedMaps:
-    """A display-size grey image and 8-bit maps, PNG-compressed: a few hundred KB, so that it can live
-    in a browser session on the server (smooth maps compress about tenfold; raw they would be ~3 MB).
-
-    8 bits are what the colormap shows anyway; the float maps at full resolution are in the download.
+    """What a page's overlays are drawn from, small enough to live in a browser session on the server
+    (~100 KB for a 1024-pixel display): the image at display size as a grey JPEG, and the maps at the
+    model's input size, 8-bit PNG (what a colormap shows anyway), with the box of the displayed image
+    they cover. They are scaled up each time they are drawn, which costs less than storing them large.
     """
 
-    image_png: bytes
-    maps_png: dict[str, bytes]
+    image_jpeg: bytes
+    input_maps_png: dict[str, bytes]
+    box: tuple[float, float, float, float]
 
     @classmethod
-    def from_arrays(cls, image: np.ndarray, maps: dict[str, np.ndarray]) -> "DisplayedMaps":
-        return cls(_png(image), {method: _png(heatmap) for method, heatmap in maps.items()})
+    def of(cls, explanation: Explanation, max_side: int) -> "DisplayedMaps":
+        image = explanation.image
+        size = display_size(image.size, max_side)
+        grey = image.convert("L").resize(size, Image.BILINEAR)
+        return cls(_encoded(grey, format="JPEG", quality=92),
+                   {method: _encoded(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)),
+                                     format="PNG", compress_level=1)
+                    for method, heatmap in explanation.input_maps.items()},
+                   scaled_box(explanation.full_box, image.size, size))
 
     def image(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.image_png))
+        return Image.open(io.BytesIO(self.image_jpeg))
+
+    def maps(self, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The maps over the displayed image, (height, width) in [0, 1]."""
+        return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
+                for method, data in self.input_maps_png.items()}
 
     def overlays(self, opacity: float) -> dict:
         base = self.image()
-        return {method: overlay(base, np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, opacity)
-                for method, data in self.maps_png.items()}
+        return {method: overlay(base, heatmap, opacity) for method, heatmap in self.maps(base.size).items()}
 
     @property
     def nbytes(self) -> int:
-        return len(self.image_png) + sum(len(data) for data in self.maps_png.values())
+        return len(self.image_jpeg) + sum(len(data) for data in self.input_maps_png.values())
 
 
 def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -107,9 +114,9 @@ def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def _png(pixels: np.ndarray) -> bytes:
+def _encoded(image: Image.Image, **save_options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, **save_options)
     return buffer.getvalue()
 
 

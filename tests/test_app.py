@@ -308,16 +308,16 @@ def test_public_urls_are_refused_before_any_download(client, url):
     assert client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"] in ("NORMAL", "PNEUMONIA")
 
 
-def test_session_state_holds_display_size_maps_only(model_with_ood, tmp_path):
-    """What the browser session keeps is the 8-bit display copy, not the full-resolution float maps,
-    and it redraws the same overlays that /explain returned."""
+def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with_ood, tmp_path):
+    """What the browser session keeps is a display copy of the image and the 8-bit model-input maps, not
+    the full-resolution float maps, and it redraws the same overlays that /explain returned."""
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
     explain = demo.fns[next(i for i, fn in demo.fns.items() if fn.api_name == "explain")].fn
     big = Image.open(app.EXAMPLES[0]).convert("L").resize((3000, 2400))
     big.save(tmp_path / "big.png")
     *outputs, displayed = explain(str(tmp_path / "big.png"), app.PREDICTED, 0.5)
-    assert max(Image.open(io.BytesIO(displayed.image_png)).size) == app.DISPLAY_MAX_SIDE
-    assert displayed.nbytes <= app.DISPLAY_MAX_SIDE ** 2  # full-size float32 maps would be 86 MB
+    assert max(displayed.image().size) == app.DISPLAY_MAX_SIDE
+    assert displayed.nbytes <= 300_000  # full-size float32 maps would be 86 MB, display-size 8-bit ones 3 MB
     redraw = demo.fns[next(i for i, fn in demo.fns.items() if fn.name == "redraw")].fn
     shown_maps = [app.named_outputs(outputs)[f"map_{method}"] for method in METHODS]
     for redrawn, shown in zip(redraw(displayed, 0.5), shown_maps, strict=True):

@@ -18,7 +18,7 @@ from ..images import ImageSource, load_image
 from ..modeling import is_transformer
 from ..preprocessing import pixel_values
 from .anatomy import Anatomy, anatomy_of
-from .geometry import input_box, normalise, to_original
+from .geometry import input_box, normalise, scaled_box, to_original
 from .gradcam import grad_cam
 from .method import REGISTRY, ExplanationMethod, MethodUnavailable, Needs, SharedPass, as_array, method
 from .saliency import smoothgrad_copies
@@ -58,10 +58,12 @@ class Explanation:
 
     def maps_at(self, size: tuple[int, int]) -> dict[str, np.ndarray]:
         """The maps over `image` scaled to `size` (width, height), straight from the input-size maps."""
-        box = self.box or (0.0, 0.0, *map(float, self.image.size))
-        scale_x, scale_y = size[0] / self.image.width, size[1] / self.image.height
-        scaled = (box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y)
-        return {name: to_original(heatmap, scaled, size) for name, heatmap in self.input_maps.items()}
+        box = scaled_box(self.full_box, self.image.size, size)
+        return {name: to_original(heatmap, box, size) for name, heatmap in self.input_maps.items()}
+
+    @property
+    def full_box(self) -> tuple[float, float, float, float]:
+        return self.box or (0.0, 0.0, float(self.image.width), float(self.image.height))
 
 
 class Explainer:

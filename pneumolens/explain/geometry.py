@@ -32,6 +32,12 @@ def input_box(processor, original_size: tuple[int, int]) -> tuple[float, float, 
     return 0.0, 0.0, float(width), float(height)
 
 
+def scaled_box(box, from_size: tuple[int, int], to_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """An `input_box` of an image of `from_size` (width, height), for the same image resized to `to_size`."""
+    scale_x, scale_y = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    return box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y
+
+
 def to_input_size(grid_map: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling of a (rows, cols) map to the model input's (H, W)."""
     return F.interpolate(grid_map[None, None].float(), size=input_size, mode="bilinear", align_corners=False)[0, 0]
