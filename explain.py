@@ -105,7 +105,7 @@ def artifacts_parser() -> argparse.ArgumentParser:
 def faithfulness_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
         "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
-        "per method and for a random map, with paired bootstrap 95 %% intervals."))
+        "per method and for a random map, with paired bootstrap 95 % intervals."))
     dataset_arguments(parser)
     parser.add_argument("--steps", type=int, default=10, help="Steps on each deletion / insertion curve.")
     parser.add_argument("--road_percentiles", type=int, nargs="*", default=[30, 50, 70],

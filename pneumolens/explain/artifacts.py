@@ -72,7 +72,7 @@ def artifact_markdown(report: dict) -> str:
     return (f"High-norm tokens (last-layer output norm > {s['norm_ratio']:g} x the image's median patch norm) were "
             f"found in {s['images_with_high_norm_tokens']} of {s['images']} images; they are on average "
             f"{s['token_share']['mean']:.1%} of the patch tokens (at most {s['token_share']['max']:.1%}; the largest "
-            f"norm is {s['max_norm_ratio']['mean']:.1f}x the median on average). They hold {s['rollout_share']['mean']:.1%} "
+            f"norm is {s['max_norm_ratio']['mean']:.2f}x the median on average, at most {s['max_norm_ratio']['max']:.2f}x). They hold {s['rollout_share']['mean']:.1%} "
             f"of attention rollout's mass (at most {s['rollout_share']['max']:.1%} in one image) and "
             f"{s['attribution_share']['mean']:.1%} of the transformer attribution's (at most "
             f"{s['attribution_share']['max']:.1%}).")
