@@ -201,7 +201,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         image_of, caption_of = {}, {}
         with gr.Row():
             for standing in service.standings:
-                with gr.Column():
+                with gr.Column(min_width=200):  # four maps still fit one row of a laptop screen
                     image_of[standing.name] = gr.Image(label=TITLES[standing.name], type="pil", format="jpeg",
                                                        elem_id=f"map-{standing.name}", visible=standing.shown)
                     caption_of[standing.name] = gr.Markdown(_caption(standing, {}), elem_id=f"caption-{standing.name}")
