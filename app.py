@@ -52,9 +52,9 @@ def named_outputs(values) -> dict:
     return dict(zip(EXPLAIN_OUTPUTS, values[:len(EXPLAIN_OUTPUTS)], strict=True))
 
 
-# What a browser session may hold on the server: the display-size maps of its last analysis (PNG, a few
-# hundred KB), kept for 15 minutes after the last use and for at most 200 sessions (the oldest go first;
-# benchmarks/soak.py measures what a session costs the server in all).
+# What a browser session may hold on the server: what redraws its last analysis (model-input maps and a
+# display-size JPEG, about 150 KB), kept for 15 minutes after the last use and for at most 200 sessions
+# (the oldest go first; benchmarks/soak.py measures what a session costs the server in all).
 SESSION_TIME_TO_LIVE_S = 15 * 60
 SESSION_CAPACITY = 200
 # Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
