@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Explain chest X-ray predictions: attention rollout, gradient saliency and Grad-CAM.
+"""Explain chest X-ray predictions with every registered method (transformer attribution, attention
+rollout, gradient saliency, Grad-CAM), and measure how far the maps can be trusted.
 
     python explain.py IMAGE... [--model ID_OR_DIR] [--out DIR]
         Per image: one overlay PNG per method, the raw maps (.npy) and a side-by-side figure.
@@ -10,6 +11,8 @@
         with paired bootstrap 95 % intervals, on the carved validation split.
     python explain.py artifacts --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
         High-norm artifact tokens and the share of rollout's and attribution's mass they hold.
+    python explain.py markings --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
+        How much of each map falls on burned-in text (laterality letter, time stamp, device code).
     python explain.py report IMAGE_OR_DIR... [--out DIR]
         One self-contained HTML report per image (as the app's "Report" button makes it) and summary.csv.
 
@@ -35,13 +38,14 @@ from pneumolens.data import image_name, image_sources
 from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
                                            pairs_table)
 from pneumolens.explain.artifacts import NORM_RATIO, artifact_markdown, artifact_report
+from pneumolens.explain.markings import MARKINGS, marking_report, markings_table
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.modeling import ModelSource, decide_by_label, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
 
-SUBCOMMANDS = ("sanity", "faithfulness", "artifacts", "report")
+SUBCOMMANDS = ("sanity", "faithfulness", "artifacts", "markings", "report")
 CARVED = "carved_validation"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -102,6 +106,16 @@ def artifacts_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def markings_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explain.py markings", description=(
+        "Burned-in text from the stress suite pasted onto each image: the share of each map's mass on it, "
+        "and the lift (that share over the share of the input it covers)."))
+    dataset_arguments(parser, num_images=100)
+    parser.add_argument("--markings", nargs="+", default=list(MARKINGS), choices=MARKINGS)
+    parser.add_argument("--out", default=None, help="Write per-image figures and the summary as JSON here.")
+    return parser
+
+
 def faithfulness_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
         "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
@@ -134,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         run_reports(report_parser().parse_args(argv[1:]))
     elif command in SUBCOMMANDS:
         parser, run = {"sanity": (sanity_parser, run_sanity), "faithfulness": (faithfulness_parser, run_faithfulness),
-                       "artifacts": (artifacts_parser, run_artifacts)}[command]
+                       "artifacts": (artifacts_parser, run_artifacts),
+                       "markings": (markings_parser, run_markings)}[command]
         args = parser().parse_args(argv[1:])
         args.command_line = "python explain.py " + shlex.join(argv)
         run(args)
@@ -293,6 +308,22 @@ def run_artifacts(args) -> None:
             f"{_data_description(args)}.\n\nCommand: `{args.command_line}`")
     print(text)
     write_outputs(args, report, "Explanations: artifact tokens", text)
+
+
+def run_markings(args) -> None:
+    from tqdm.auto import tqdm
+
+    dataset = faithfulness_images(args)
+    model, processor = load(args)
+    report = marking_report(Explainer(model, processor), image_sources(dataset), args.markings, args.seed,
+                            progress=lambda items: tqdm(items, desc="markings", unit="image"))
+    text = (f"Burned-in text from the stress suite ({', '.join(args.markings)}) pasted onto "
+            f"{args.num_images} images of {_data_description(args)}; each explains its predicted class. Per "
+            "method, the mean share of the map's mass on the marking's pixels and, in brackets, the mean lift: "
+            "that share over the share of the model input the marking covers (1x: the map ignores the "
+            f"marking).\n\n{markings_table(report['summary'], TITLES)}\n\nCommand: `{args.command_line}`")
+    print(text)
+    write_outputs(args, report, "Explanations: burned-in text", text)
 
 
 def _data_description(args) -> str:
