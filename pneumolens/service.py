@@ -71,7 +71,7 @@ class Analysis:
 @dataclass
 class DisplayedMaps:
     """What a page's overlays are drawn from, small enough to live in a browser session on the server
-    (~100 KB for a 1024-pixel display): the image at display size as a grey JPEG, and the maps at the
+    (about 150 KB for a 1024-pixel display): the image at display size as a grey JPEG, and the maps at the
     model's input size, 8-bit PNG (what a colormap shows anyway), with the box of the displayed image
     they cover. They are scaled up each time they are drawn, which costs less than storing them large.
     """
