@@ -113,6 +113,23 @@ def test_transformer_attribution_adds_gradient_weighted_attention_to_the_residua
     np.testing.assert_allclose(two_layers.numpy().ravel(), expected.numpy(), atol=1e-6)
 
 
+def test_the_class_row_carried_down_equals_the_full_product_of_the_layers():
+    from pneumolens.explain.rollout import attention_rollout, cls_row_of_product
+
+    torch.manual_seed(0)
+    layers = [torch.rand(5, 5, dtype=torch.float64) for _ in range(4)]  # distinct: the order matters
+    product = layers[3] @ layers[2] @ layers[1] @ layers[0]
+    np.testing.assert_allclose(cls_row_of_product(layers, 1).numpy(), product[0, 1:].numpy(), rtol=1e-12)
+    # Rollout as written in Abnar & Zuidema: result <- (A_l + I)/2 normalised, @ result, layer by layer.
+    attentions = [torch.softmax(torch.randn(1, 2, 5, 5), dim=-1) for _ in range(3)]
+    expected = torch.eye(5, dtype=torch.float64)
+    for attention in attentions:
+        fused = (attention[0].double().mean(dim=0) + torch.eye(5, dtype=torch.float64)) / 2
+        expected = (fused / fused.sum(dim=-1, keepdim=True)) @ expected
+    np.testing.assert_allclose(attention_rollout(attentions, 1, (2, 2)).numpy().ravel(), expected[0, 1:].numpy(),
+                               rtol=1e-6)
+
+
 def test_transformer_attribution_is_class_specific(explainers, real_images):
     explainer = explainers["dinov2"]
     options = ExplanationOptions(methods=("attribution",))
