@@ -16,6 +16,7 @@ import torch
 
 from .anatomy import anatomy_of
 from .attribution import transformer_attribution
+from .method import attention_pass
 from .rollout import attention_rollout
 
 NORM_RATIO = 2.0
@@ -36,9 +37,7 @@ def mass_share(grid_map: np.ndarray, mask: np.ndarray) -> float:
 def token_maps(model, pixels: torch.Tensor, target: int | None = None) -> dict[str, np.ndarray]:
     """Per patch token (grid shape): last-layer output norm, attention rollout and transformer attribution."""
     anatomy = anatomy_of(model, tuple(pixels.shape[-2:]))
-    outputs = model(pixel_values=pixels.detach().requires_grad_(True), output_attentions=True, output_hidden_states=True)
-    target = int(outputs.logits[0].argmax()) if target is None else target
-    gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+    outputs, gradients = attention_pass(model, pixels, target, output_hidden_states=True)
     tokens = outputs.hidden_states[-1][0, anatomy.special_tokens:].detach()
     return {
         "norm": tokens.norm(dim=-1).reshape(anatomy.grid).numpy(),

@@ -16,7 +16,7 @@ import torch
 
 from ..modeling import TRANSFORMER
 from .geometry import to_input_size
-from .method import ExplanationMethod, Needs, register
+from .method import ExplanationMethod, Needs, attention_pass, register
 from .rollout import cls_row_of_product
 
 
@@ -49,8 +49,7 @@ class TransformerAttribution(ExplanationMethod):
         return self._map(shared.attentions, shared.attention_gradients, anatomy, shared.pixels)
 
     def reference(self, model, pixels, target, anatomy, options):
-        outputs = model(pixel_values=pixels.detach().requires_grad_(True), output_attentions=True)
-        gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+        outputs, gradients = attention_pass(model, pixels, target)
         return self._map(outputs.attentions, gradients, anatomy, pixels)
 
     @staticmethod

@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from .anatomy import Anatomy
     from .explainer import ExplanationOptions
 
+def attention_pass(model, pixels: torch.Tensor, target: int | None = None, gradients: bool = True, **outputs):
+    """A plain forward pass that returns the attention probabilities and, with `gradients`, d logit[target]
+    / d attention per layer (target None: the predicted class): what the attention-based methods'
+    reference paths and the artifact measurement read. `outputs`: more of the model's output switches."""
+    result = model(pixel_values=pixels.detach().requires_grad_(gradients), output_attentions=True, **outputs)
+    if not gradients:
+        return result, None
+    target = int(result.logits[0].argmax()) if target is None else target
+    return result, torch.autograd.grad(result.logits[0, target], list(result.attentions))
+
+
 class MethodUnavailable(PneumoLensError):
     """The model's architecture cannot give this explanation (e.g. attention rollout on ConvNeXt)."""
 

@@ -12,7 +12,7 @@ import torch
 
 from ..modeling import TRANSFORMER
 from .geometry import to_input_size
-from .method import ExplanationMethod, Needs, register
+from .method import ExplanationMethod, Needs, attention_pass, register
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -93,10 +93,7 @@ class AttentionRollout(ExplanationMethod):
         return self._map(shared.attentions, gradients, anatomy, shared.pixels, options)
 
     def reference(self, model, pixels, target, anatomy, options):
-        outputs = model(pixel_values=pixels.detach().requires_grad_(options.gradient_rollout), output_attentions=True)
-        gradients = None
-        if options.gradient_rollout:
-            gradients = torch.autograd.grad(outputs.logits[0, target], list(outputs.attentions))
+        outputs, gradients = attention_pass(model, pixels, target, gradients=options.gradient_rollout)
         return self._map(outputs.attentions, gradients, anatomy, pixels, options)
 
     @staticmethod
