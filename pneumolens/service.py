@@ -176,9 +176,8 @@ class PneumoLensService:
         settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
         rng = np.random.default_rng(settings.seed)
         with self._model_lock:
-            explanation = self.explainer.explain(image, target, self.explanation_options)
-            _, pixels, _ = self.explainer.prepare(explanation.image)
-            maps = faithfulness.with_random_map(explanation.input_maps, rng)
+            explanation, pixels, maps = faithfulness.explained_with_random_map(
+                self.explainer, image, target, self.explanation_options, rng)
             curves = faithfulness.curves(self.model, pixels, maps, explanation.target, settings, rng)
         titles = {**TITLES, faithfulness.RANDOM: "random map"}
         return faithfulness.curves_figure(curves, titles, explanation.target_label)

@@ -100,7 +100,11 @@ class Explainer:
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """Probabilities and the requested maps from one forward and one backward pass."""
-        rgb, pixels, anatomy = self.prepare(image)
+        return self.explain_prepared(*self.prepare(image), target, options)
+
+    def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, anatomy: Anatomy, target: int | None = None,
+                         options: ExplanationOptions = ExplanationOptions()) -> Explanation:
+        """`explain` of an image already `prepare`d, for callers that need its model input as well."""
         return self._result(rgb, *self.fused_maps(pixels, anatomy, target, options))
 
     def explain_separately(self, image: ImageSource, target: int | None = None,

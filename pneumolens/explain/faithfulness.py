@@ -185,6 +185,13 @@ def with_random_map(maps: dict[str, np.ndarray], rng: np.random.Generator) -> di
     return {**maps, RANDOM: rng.random(shape).astype(np.float32)}
 
 
+def explained_with_random_map(explainer, image, target: int | None, options, rng: np.random.Generator):
+    """(explanation, model input, its maps and a random map) of one image: what the curves start from."""
+    rgb, pixels, anatomy = explainer.prepare(image)
+    explanation = explainer.explain_prepared(rgb, pixels, anatomy, target, options)
+    return explanation, pixels, with_random_map(explanation.input_maps, rng)
+
+
 @dataclass
 class ImageRecord:
     image: str
@@ -236,9 +243,7 @@ def evaluate_faithfulness(explainer, images, labels=None, methods=None,
     options = ExplanationOptions(methods=tuple(methods) if methods else None)
     labels = [None] * len(images) if labels is None else list(labels)
     for index in (progress or iter)(range(len(images))):
-        explanation = explainer.explain(images[index], options=options)
-        _, pixels, _ = explainer.prepare(explanation.image)
-        maps = with_random_map(explanation.input_maps, rng)
+        explanation, pixels, maps = explained_with_random_map(explainer, images[index], None, options, rng)
         scores = image_scores(explainer.model, pixels, maps, explanation.target, settings, rng)
         name = images[index] if isinstance(images[index], str) else f"image-{index}"
         label = None if labels[index] is None else int(labels[index])
@@ -284,8 +289,7 @@ def verdict(intervals: dict[str, dict]) -> dict:
     failed = [metric for metric in intervals if metric != ROAD and intervals[metric]["low"] <= 0]
     if not failed:
         return {"passes": True, "reason": "beats a random map on every deletion and insertion curve (95 % interval above zero)"}
-    details = "; ".join(f"{metric_title(m)} {intervals[m]['mean']:+.3f} [{intervals[m]['low']:+.3f}, "
-                        f"{intervals[m]['high']:+.3f}]" for m in failed)
+    details = "; ".join(f"{metric_title(m)} {interval_text(intervals[m])}" for m in failed)
     return {"passes": False, "reason": f"does not beat a random map on {details} (log-odds area, better than random)"}
 
 
@@ -301,8 +305,9 @@ def ranking(vs_random: dict[str, dict[str, dict]]) -> list[str]:
     return sorted(methods, key=lambda name: ranks[name])
 
 
-def _interval(entry: dict) -> str:
-    return f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+def interval_text(entry: dict, digits: int = 3) -> str:
+    """A paired interval as "+mean [+low, +high]"."""
+    return f"{entry['mean']:+.{digits}f} [{entry['low']:+.{digits}f}, {entry['high']:+.{digits}f}]"
 
 
 def faithfulness_table(summary: dict, titles: dict[str, str] | None = None) -> str:
@@ -312,7 +317,7 @@ def faithfulness_table(summary: dict, titles: dict[str, str] | None = None) -> s
     header = "| method | " + " | ".join(metric_title(m) + (" ↓" if lower_is_better(m) else " ↑") for m in metrics) + " | verdict |"
     rows = [header, "|---|" + "---:|" * len(metrics) + "---|"]
     for name in summary["ranking"]:
-        cells = [f"{summary['means'][name][m]:.3f}<br>{_interval(summary['vs_random'][name][m])}" for m in metrics]
+        cells = [f"{summary['means'][name][m]:.3f}<br>{interval_text(summary['vs_random'][name][m])}" for m in metrics]
         rows.append(f"| {titles.get(name, name)} | " + " | ".join(cells) + f" | {'passes' if summary['verdicts'][name]['passes'] else 'fails'} |")
     rows.append("| random map | " + " | ".join(f"{summary['means'][RANDOM][m]:.3f}" for m in metrics) + " | baseline |")
     return "\n".join(rows)
@@ -327,7 +332,7 @@ def pairs_table(summary: dict, method: str, titles: dict[str, str] | None = None
     for key, intervals in summary["pairs"].items():
         first, other = key.split(" vs ")
         if first == method:
-            rows.append(f"| {titles.get(other, other)} | " + " | ".join(_interval(intervals[m]) for m in metrics) + " |")
+            rows.append(f"| {titles.get(other, other)} | " + " | ".join(interval_text(intervals[m]) for m in metrics) + " |")
     return "\n".join(rows)
 
 
