@@ -283,7 +283,7 @@ def run_sanity(args) -> None:
 def run_faithfulness(args) -> None:
     from tqdm.auto import tqdm
 
-    dataset = faithfulness_images(args)
+    dataset = sampled_images(args)
     model, processor = load(args)
     names = dataset.features["label"].names
     labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
@@ -299,7 +299,7 @@ def run_faithfulness(args) -> None:
 
 
 def run_artifacts(args) -> None:
-    dataset = faithfulness_images(args)
+    dataset = sampled_images(args)
     model, processor = load(args)
     if not is_transformer(model.config):
         raise PneumoLensError(f"{model.config.model_type} has no attention maps, so no artifact tokens to measure.")
@@ -313,7 +313,7 @@ def run_artifacts(args) -> None:
 def run_markings(args) -> None:
     from tqdm.auto import tqdm
 
-    dataset = faithfulness_images(args)
+    dataset = sampled_images(args)
     model, processor = load(args)
     report = marking_report(Explainer(model, processor), image_sources(dataset), args.markings, args.seed,
                             progress=lambda items: tqdm(items, desc="markings", unit="image"))
@@ -333,7 +333,7 @@ def _data_description(args) -> str:
     return f"split `{args.split}` of `{args.dataset_name_or_dir}`"
 
 
-def faithfulness_images(args):
+def sampled_images(args):
     from pneumolens.data import balanced_sample, carved_validation, load_image_dataset
 
     if args.split == CARVED:
@@ -357,7 +357,7 @@ def faithfulness_markdown(result: dict, args) -> str:
         f"predicted class. Scores are areas under the explained class's **log-odds** curve as the pixels a map "
         f"ranks highest are removed first (deletion, lower is better) or revealed first (insertion, higher is "
         f"better), in {settings['steps']} steps, onto a strong blur or the image's mean grey; ROAD (Rong et al. "
-        f"2022) removes pixels by noisy linear imputation at {settings['road_percentiles']} %% kept. Under each "
+        f"2022) removes pixels by noisy linear imputation at {_percentages(settings['road_percentiles'])} kept. Under each "
         "mean: the paired bootstrap 95 % interval of how much better than a random map the method does on the "
         "same images (positive: better). A method *passes* when every deletion and insertion interval is "
         "above zero; the app does not show a map that fails, and orders the others as ranked here.",
@@ -366,16 +366,18 @@ def faithfulness_markdown(result: dict, args) -> str:
         parts += ["", f"Correctly classified images only ({summary['correct']['images']}):", "",
                   faithfulness_table(summary["correct"], TITLES)]
     best = summary["all"]["ranking"][0] if summary["all"].get("ranking") else None
-    for method_name in [m for m in ("attribution",) if m in summary["all"].get("means", {})]:
-        parts += ["", f"{TITLES[method_name]} against each other method (paired 95 % intervals of its "
-                  f"advantage; positive: more faithful):", "", pairs_table(summary["all"], method_name, TITLES)]
     if best:
-        parts += ["", f"Most faithful on these images: {TITLES.get(best, best)}."]
+        parts += ["", f"{TITLES.get(best, best)}, the most faithful here, against each other method (paired 95 % "
+                  "intervals of its advantage; positive: more faithful):", "", pairs_table(summary["all"], best, TITLES)]
     if result["unavailable"]:
         parts += ["", "Not available for this model: " + "; ".join(f"{TITLES.get(m, m)}: {why}"
                                                                      for m, why in result["unavailable"].items())]
     parts += ["", f"Command: `{args.command_line}`"]
-    return "\n".join(parts).replace("%%", "%")
+    return "\n".join(parts)
+
+
+def _percentages(values) -> str:
+    return ", ".join(f"{value} %" for value in values)
 
 
 def write_outputs(args, report: dict, card_heading: str, card_body: str) -> None:

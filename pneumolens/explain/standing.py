@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from ..modeling import ModelSource, model_file
-from .faithfulness import metric_title
+from .faithfulness import interval_text, metric_title
 from .method import REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ def method_standings(summary: dict | None, methods=None) -> list[MethodStanding]
 
 
 def _rank_note(summary: dict, name: str, rank: int, of: int) -> str:
-    quoted = ", ".join(f"{metric_title(metric)} {_interval(summary['vs_random'][name][metric])}"
+    quoted = ", ".join(f"{metric_title(metric)} {interval_text(summary['vs_random'][name][metric], digits=2)}"
                        for metric in QUOTED_METRICS if metric in summary["vs_random"][name])
     return (f"Faithfulness: {rank} of {of} on this model. Better than a random map by {quoted} "
             f"(log-odds area, 95 % interval, {summary['images']} validation images).")
-
-
-def _interval(entry: dict) -> str:
-    return f"{entry['mean']:+.2f} [{entry['low']:+.2f}, {entry['high']:+.2f}]"
