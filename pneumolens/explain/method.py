@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .anatomy import Anatomy
     from .explainer import ExplanationOptions
 
+
 def attention_pass(model, pixels: torch.Tensor, target: int | None = None, gradients: bool = True, **outputs):
     """A plain forward pass that returns the attention probabilities and, with `gradients`, d logit[target]
     / d attention per layer (target None: the predicted class): what the attention-based methods'

@@ -35,12 +35,13 @@ def randomization_check(model, processor, images, methods=None, seed: int = 0,
     """Per method: mean and per-image Spearman correlation of trained vs random-weight maps, and
     whether the method passes (mean correlation below `max_spearman`)."""
     trained, random = Explainer(model, processor), Explainer(randomized_copy(model, seed), processor)
+    options = ExplanationOptions(methods=tuple(methods) if methods else None)
     correlations: dict[str, list[float]] = {}
     unavailable = {}
     for image in images:
-        reference = trained.explain(image, options=ExplanationOptions(methods=tuple(methods) if methods else None))
+        reference = trained.explain(image, options=options)
         unavailable.update(reference.unavailable)
-        randomised = random.explain(image, reference.target, ExplanationOptions(methods=tuple(methods) if methods else None))
+        randomised = random.explain(image, reference.target, options)
         for method, trained_map in reference.input_maps.items():
             rho = spearmanr(trained_map.ravel(), randomised.input_maps[method].ravel()).statistic
             correlations.setdefault(method, []).append(float(np.nan_to_num(rho)))
