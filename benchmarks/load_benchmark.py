@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Load test of the app on loopback with concurrent gradio_client clients.
 
-    python benchmarks/load_benchmark.py [--clients 8] [--requests 5] [--endpoint /predict] [--model DIR]
-    python benchmarks/load_benchmark.py --compare_batching [--clients 8] [--requests 5]
-    python benchmarks/load_benchmark.py --explain_overhead [--requests 15]
+    python3 -m benchmarks.load_benchmark [--clients 8] [--requests 5] [--endpoint /predict] [--model DIR]
+    python3 -m benchmarks.load_benchmark --compare_batching [--clients 8] [--requests 5]
+    python3 -m benchmarks.load_benchmark --explain_overhead [--requests 15]
 
 Launches the app in this process (the bundled model unless --model), then prints errors (must be 0),
 p50/p95 latency and throughput. --compare_batching serves /predict unbatched (one image per forward
-pass) and batched (PREDICT_BATCH_SIZE) in one run, with the same clients, and prints the ratio.
+pass) and batched (PREDICT_BATCH_SIZE) in one run, with the same clients, and prints the ratio; then
+the ceiling of that ratio on this machine, measured in-process: the forward pass's own gain from
+batching (requests share nothing else).
 --explain_overhead times the fused model call (`Explainer.explain`) and single-client /explain on the
-same image, interleaved, and prints the ratio. Traffic goes to 127.0.0.1 only; every run is bounded by
+same image, interleaved, and prints the ratios: served in this process, and by `python3 app.py` in its
+own process (what a Space's visitor meets: the client does not share the server's interpreter). Traffic goes to 127.0.0.1 only; every run is bounded by
 clients x requests.
 """
 
@@ -118,26 +121,70 @@ def compare_batching(service: PneumoLensService, clients: int, requests: int) ->
               + f"; forward passes {len(batch_sizes)}, mean batch {statistics.fmean(batch_sizes or [0]):.2f}")
     unbatched, batched = results[1]["throughput"], results[app.PREDICT_BATCH_SIZE]["throughput"]
     print(f"batched / unbatched throughput: {batched / unbatched:.2f}")
+    service.predict_inputs = run_batch
+    print(batching_ceiling(service, app.PREDICT_BATCH_SIZE, rounds=requests))
+
+
+def batching_ceiling(service: PneumoLensService, batch_size: int, rounds: int) -> str:
+    """What batching can gain on this machine at best, measured in-process without the server.
+
+    Batching shares one forward pass between requests; decoding, preprocessing and the server's own
+    work stay per request. So the served throughput ratio cannot exceed the forward pass's own gain,
+    (time per image at batch 1) / (time per image at `batch_size`), even if everything else were free.
+    """
+    inputs = [service.model_input(app.EXAMPLES[i % len(app.EXAMPLES)]) for i in range(batch_size)]
+    begin = time.perf_counter()
+    for i in range(rounds):
+        service.model_input(app.EXAMPLES[i % len(app.EXAMPLES)])
+    decode = (time.perf_counter() - begin) / rounds
+    per_image = {}
+    for size in (1, batch_size):
+        service.predict_inputs(inputs[:size])  # warm-up at this shape
+        times = []
+        for _ in range(rounds):
+            begin = time.perf_counter()
+            service.predict_inputs(inputs[:size])
+            times.append((time.perf_counter() - begin) / size)
+        per_image[size] = statistics.median(times)
+    one, many = per_image[1], per_image[batch_size]
+    return (f"in-process, per image: decode + preprocess {decode * 1e3:.1f} ms; forward pass at batch 1 "
+            f"{one * 1e3:.1f} ms, at batch {batch_size} {many * 1e3:.1f} ms: the forward pass alone gains "
+            f"{one / many:.2f}x from batching, the ceiling of the served ratio; with decoding counted "
+            f"{(decode + one) / (decode + many):.2f}x")
 
 
 def explain_overhead(service: PneumoLensService, requests: int) -> None:
+    """The fused model call against single-client /explain, twice: served from this process (the client
+    shares its interpreter with the server) and from `python3 app.py` in a process of its own, as a
+    Space's visitors see it. Interleaved round by round, so both meet the same machine."""
+    import tempfile
+
     from gradio_client import Client, handle_file
 
+    from benchmarks.served_app import ServedApp
+
     example = app.EXAMPLES[0]
-    model_times, served_times = [], []
-    with Served(service) as url:
-        client = Client(url, verbose=False)
+    times: dict[str, list[float]] = {"model": [], "in-process": [], "own process": []}
+    inputs = (handle_file(example), "predicted class", 0.45)
+    with Served(service) as url, tempfile.TemporaryDirectory() as temp, \
+            ServedApp(Path(temp) / "gradio", env={"MODEL_ID": service.source.name_or_path}) as server:
+        clients = {"in-process": Client(url, verbose=False), "own process": Client(server.url, verbose=False)}
+        for client in clients.values():
+            client.predict(*inputs, api_name="/explain")  # warm-up
         for _ in range(requests):
             begin = time.perf_counter()
             # The same maps /explain computes: those the app presents for this model.
             service.explainer.explain(example, None, service.explanation_options)
-            model_times.append(time.perf_counter() - begin)
-            begin = time.perf_counter()
-            client.predict(handle_file(example), "predicted class", 0.45, api_name="/explain")
-            served_times.append(time.perf_counter() - begin)
-    model, served = statistics.median(model_times), statistics.median(served_times)
-    print(f"{Path(example).name}: fused model call (decode, preprocess, forward, backward, maps) p50 {model:.3f} s; "
-          f"single-client /explain p50 {served:.3f} s; ratio {served / model:.2f} ({requests} rounds, interleaved)")
+            times["model"].append(time.perf_counter() - begin)
+            for name, client in clients.items():
+                begin = time.perf_counter()
+                client.predict(*inputs, api_name="/explain")
+                times[name].append(time.perf_counter() - begin)
+    p50 = {name: statistics.median(values) for name, values in times.items()}
+    print(f"{Path(example).name}: fused model call (decode, preprocess, forward, backward, maps) p50 "
+          f"{p50['model']:.3f} s; single-client /explain p50 {p50['in-process']:.3f} s served in-process "
+          f"(ratio {p50['in-process'] / p50['model']:.2f}), {p50['own process']:.3f} s from app.py in its own "
+          f"process (ratio {p50['own process'] / p50['model']:.2f}); {requests} rounds, interleaved")
 
 
 def main() -> None:
