@@ -13,8 +13,6 @@ and insertion curves of the shown maps).
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import time
@@ -27,6 +25,7 @@ import gradio as gr
 from pneumolens.batching import MicroBatcher
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
+from pneumolens.memory import trim_soon
 from pneumolens.preprocessing import input_size
 from pneumolens.service import PneumoLensService, display_size, record_json
 
@@ -113,7 +112,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             result = _safely(batcher.submit, pixels)
             return {label: round(p, 6) for label, p in result["probabilities"].items()}
         finally:
-            return_freed_memory()
+            trim_soon()
 
     def preview(file_path):
         """The upload as decoded, and no downloads: those of an earlier image no longer apply."""
@@ -127,7 +126,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
             return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
         finally:
-            return_freed_memory()
+            trim_soon()
 
     def forget_downloads():
         return None
@@ -136,7 +135,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         try:
             return _safely(service.faithfulness_curves, _path(file_path), target_of(explained_class))
         finally:
-            return_freed_memory()
+            trim_soon()
 
     def target_of(explained_class):
         return None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
@@ -145,7 +144,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         try:
             return page_outputs(file_path, explained_class, opacity)
         finally:  # the full-resolution analysis is freed by now
-            return_freed_memory()
+            trim_soon()
 
     def page_outputs(file_path, explained_class, opacity):
         analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
@@ -314,28 +313,6 @@ async def cache_cleanup(server_app):
     finally:
         if task:
             task.cancel()
-
-
-def _glibc():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, Windows, musl): nothing to trim
-        return None
-
-
-_LIBC = _glibc()
-
-
-def return_freed_memory() -> None:
-    """Hand the heap pages freed by a request back to the operating system.
-
-    glibc keeps freed memory in per-thread arenas, and Gradio runs each request on one of many worker
-    threads, so the tens of MB a full-resolution analysis allocates stay resident in every arena it
-    touched (benchmarks/soak.py measured the growth per session with and without this).
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
 
 
 def _path(file_path) -> str:
