@@ -8,12 +8,12 @@
 Launches the app in this process (the bundled model unless --model), then prints errors (must be 0),
 p50/p95 latency and throughput. --compare_batching serves /predict unbatched (one image per forward
 pass) and batched (PREDICT_BATCH_SIZE) in one run, with the same clients, and prints the ratio; then
-the ceiling of that ratio on this machine, measured in-process: the forward pass's own gain from
-batching (requests share nothing else).
+the most batching could reach on this machine: the forward pass per image at batch 1 and batched, and
+decoding, measured in-process, give the throughput of a server that did nothing else.
 --explain_overhead times the fused model call (`Explainer.explain`) and single-client /explain on the
 same image, interleaved, and prints the ratios: served in this process, and by `python3 app.py` in its
-own process (what a Space's visitor meets: the client does not share the server's interpreter). Traffic goes to 127.0.0.1 only; every run is bounded by
-clients x requests.
+own process (what a Space's visitor meets: the client does not share the server's interpreter).
+Traffic goes to 127.0.0.1 only; every run is bounded by clients x requests.
 """
 
 from __future__ import annotations
@@ -122,15 +122,15 @@ def compare_batching(service: PneumoLensService, clients: int, requests: int) ->
     unbatched, batched = results[1]["throughput"], results[app.PREDICT_BATCH_SIZE]["throughput"]
     print(f"batched / unbatched throughput: {batched / unbatched:.2f}")
     service.predict_inputs = run_batch
-    print(batching_ceiling(service, app.PREDICT_BATCH_SIZE, rounds=requests))
+    print(batching_ceiling(service, app.PREDICT_BATCH_SIZE, rounds=requests, unbatched_throughput=unbatched))
 
 
-def batching_ceiling(service: PneumoLensService, batch_size: int, rounds: int) -> str:
-    """What batching can gain on this machine at best, measured in-process without the server.
+def batching_ceiling(service: PneumoLensService, batch_size: int, rounds: int, unbatched_throughput: float) -> str:
+    """What batching could reach on this machine at best, from figures measured in-process, no server.
 
-    Batching shares one forward pass between requests; decoding, preprocessing and the server's own
-    work stay per request. So the served throughput ratio cannot exceed the forward pass's own gain,
-    (time per image at batch 1) / (time per image at `batch_size`), even if everything else were free.
+    Batching shares the forward pass between requests; decoding and preprocessing stay per request (one
+    core each), and so does the server's own work. Even if that work cost nothing, batches of
+    `batch_size` could serve at most 1 / (forward time per image in such a batch + decoding time / cores).
     """
     inputs = [service.model_input(app.EXAMPLES[i % len(app.EXAMPLES)]) for i in range(batch_size)]
     begin = time.perf_counter()
@@ -147,10 +147,13 @@ def batching_ceiling(service: PneumoLensService, batch_size: int, rounds: int) -
             times.append((time.perf_counter() - begin) / size)
         per_image[size] = statistics.median(times)
     one, many = per_image[1], per_image[batch_size]
-    return (f"in-process, per image: decode + preprocess {decode * 1e3:.1f} ms; forward pass at batch 1 "
-            f"{one * 1e3:.1f} ms, at batch {batch_size} {many * 1e3:.1f} ms: the forward pass alone gains "
-            f"{one / many:.2f}x from batching, the ceiling of the served ratio; with decoding counted "
-            f"{(decode + one) / (decode + many):.2f}x")
+    cores = os.cpu_count() or 1
+    best = 1.0 / (many + decode / cores)
+    return (f"in-process, per image: decode + preprocess {decode * 1e3:.1f} ms (one core); forward pass at batch 1 "
+            f"{one * 1e3:.1f} ms, at batch {batch_size} {many * 1e3:.1f} ms (batching changes the model's cost per "
+            f"image by {one / many:.2f}x). Even with no server work at all, batches of {batch_size} could serve at "
+            f"most 1 / ({many * 1e3:.1f} + {decode * 1e3:.1f} / {cores} cores) ms = {best:.2f} requests/s: "
+            f"{best / unbatched_throughput:.2f}x the unbatched throughput above")
 
 
 def explain_overhead(service: PneumoLensService, requests: int) -> None:

@@ -45,6 +45,7 @@ def main() -> None:
             Client(server.url, verbose=False).predict(handle_file(args.image), "predicted class", 0.45,
                                                       api_name="/explain")
             if session + 1 == half:
+                time.sleep(1)  # the app hands freed memory back shortly after a request (memory.DELAY_S)
                 rss_half = server.rss()
         time.sleep(2)  # let the last responses' files land
         rss_after, temp_after = server.rss(), server.temp_bytes()
