@@ -252,7 +252,8 @@ def main() -> None:
     with save_atomically(output_dir) as staging:
         model.to(getattr(torch, model_args.save_dtype)).save_pretrained(staging)
         processor.save_pretrained(staging)
-    model = load_model(ModelSource(str(output_dir)), attention="sdpa")
+    # Scored where it trained: the stress suite and the detector fit take minutes on a CPU, seconds on a GPU.
+    model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
 
     # Operating threshold: Youden's J on the carved validation split and its stressed copies pooled, so
     # the operating point holds when framing, text or exposure change
