@@ -6,6 +6,7 @@ The best run is the one with the highest selection metric (the Trainer's best_me
 carved validation split and its stressed copies), so choosing among recipes uses validation data only.
 """
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,13 +40,14 @@ def describe(run: Path, reference: dict | None) -> float | None:
 def main() -> None:
     runs, out = Path(sys.argv[1]), Path(sys.argv[2])
     reference = json.loads(Path(sys.argv[3]).read_text()) if len(sys.argv) > 3 else None
-    scored = [(metric, run) for run in sorted(p for p in runs.iterdir() if p.is_dir() and p.name != "smoke")
+    scored = [(metric, run) for run in sorted(p for p in runs.iterdir() if p.is_dir())
               if (metric := describe(run, reference)) is not None]
     if scored:
         best = max(scored, key=lambda pair: pair[0])[1]
         print(f"packing {best.name}")
-        subprocess.run(f"tar -C {best.parent} --exclude='checkpoint-*' -cf - {best.name} | split -b 15m - {out}/best.tar.part-",
-                       shell=True, check=True)
+        parts = shlex.quote(f"{out}/best.tar.part-")
+        subprocess.run(f"tar -C {shlex.quote(str(best.parent))} --exclude='checkpoint-*' -cf - {shlex.quote(best.name)}"
+                       f" | split -b 15m - {parts}", shell=True, check=True)
 
 
 if __name__ == "__main__":
