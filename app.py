@@ -4,10 +4,10 @@
     MODEL_ID=you/your-model python app.py
 
 Endpoints (see README): /predict (probabilities only, fast; concurrent requests share batched forward
-passes), /explain (probabilities, decision, out-of-distribution warning and the explanation maps that
-passed this model's faithfulness test, most faithful first), /report (on demand: the HTML report, the
-raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's deletion
-and insertion curves of the shown maps).
+passes), /explain (probabilities, decision, out-of-distribution warning and every explanation map, each
+with its measured faithfulness verdict, most faithful first on the page), /report (on demand: the HTML
+report, the raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's
+deletion and insertion curves of every map and of the random maps they are judged against).
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
 MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREVIEW_MAX_SIDE = 640
+# The page at 1440x900 shows the decision, the probabilities and every map after Analyse without
+# scrolling (the browser test's screenshot): these heights are what keeps it so.
+PREVIEW_HEIGHT = 230
+MAP_HEIGHT = 250
 # /predict requests that arrive while the model is busy share its next forward pass, up to this many
 # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
 PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))
@@ -65,6 +69,11 @@ DELETE_CACHE = (max(1, min(5 * 60, CACHE_MAX_AGE_S // 3)), CACHE_MAX_AGE_S)
 # fill the queue for everyone.
 MAX_WAITING_PER_CLIENT = 4
 
+PAGE_CSS = """
+#header h2 { margin: 0 0 2px 0; }
+#header p { margin: 0; font-size: 0.9em; }
+.map-caption { font-size: 0.8em; line-height: 1.25; }
+"""
 DISCLAIMER = (
     "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
     "validated for clinical use: do not use it to diagnose, treat or triage anyone."
@@ -117,19 +126,21 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def preview(file_path):
         """The upload as decoded, and no downloads: those of an earlier image no longer apply."""
         if not file_path:
-            return None, "", None
+            return None, "", no_downloads()
         image, details = _safely(service.preview, _path(file_path))
-        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), None
+        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), no_downloads()
 
     def report(file_path, explained_class, opacity):
         try:
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
-            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
+            files = _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
+            return gr.File(value=files, visible=True)
         finally:
             trim_soon()
 
-    def forget_downloads():
-        return None
+    def no_downloads():
+        # Hidden while empty: an empty download box would push the maps below the fold.
+        return gr.File(value=None, visible=False)
 
     def faithfulness_curves(file_path, explained_class):
         try:
@@ -150,7 +161,9 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity)
-        captions = [_caption(standings[method], analysis.explanation.unavailable) for method in METHODS]
+        explanation = analysis.explanation
+        captions = [_caption(standings[method], explanation.unavailable, explanation.variants.get(method, ""))
+                    for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
         return (
@@ -170,46 +183,53 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         return [overlays.get(method) for method in METHODS]
 
     with gr.Blocks(title=TITLE, delete_cache=delete_cache) as demo:
-        gr.Markdown(f"# {TITLE}")
-        gr.Markdown(DISCLAIMER)
+        gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=300):
                 # No file_types filter: DICOM files often have no extension; the content decides.
-                upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath")
+                upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath",
+                                      height=110)
                 shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
-                                 height=360, elem_id="preview")
+                                 height=PREVIEW_HEIGHT, elem_id="preview")
                 shown_details = gr.Markdown(elem_id="preview-details")
-                explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
-                                              label="Explain the class")
-                opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
+                with gr.Row():
+                    explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
+                                                  label="Explain the class", min_width=120)
+                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", min_width=120)
                 run = gr.Button("Analyse", variant="primary")
                 gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
-            with gr.Column(scale=1):
-                decision = gr.Markdown(elem_id="decision")
-                warning = gr.Markdown(elem_id="ood-warning")
-                probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels))
-                # Made on demand: most people never download, and the full-resolution maps cost a
-                # second pass only to those who do.
-                make_report = gr.Button("Report and raw maps", elem_id="make-report")
+            with gr.Column(scale=3):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        decision = gr.Markdown(elem_id="decision")
+                        warning = gr.Markdown(elem_id="ood-warning")
+                    probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels), scale=1)
+                # Every map, most faithful first, each with its verdict; answered in registry order, by
+                # name (EXPLAIN_OUTPUTS).
+                image_of, caption_of = {}, {}
+                with gr.Row():
+                    for standing in service.standings:
+                        with gr.Column(min_width=180):
+                            image_of[standing.name] = gr.Image(
+                                label=f"{TITLES[standing.name]} ({standing.verdict})", type="pil", format="jpeg",
+                                height=MAP_HEIGHT, elem_id=f"map-{standing.name}")
+                            caption_of[standing.name] = gr.Markdown(_caption(standing, {}),
+                                                                    elem_id=f"caption-{standing.name}",
+                                                                    elem_classes="map-caption")
+                images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
+                with gr.Row():
+                    # Made on demand: most people never download, and the full-resolution maps cost a
+                    # second pass only to those who do.
+                    make_report = gr.Button("Report and raw maps", elem_id="make-report", size="sm")
                 downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
-                                    file_count="multiple", elem_id="downloads")
+                                    file_count="multiple", elem_id="downloads", visible=False)
                 with gr.Accordion("Result (JSON)", open=False):
                     result = gr.JSON(show_label=False)
-        # Laid out most faithful first (a map that failed the faithfulness test is not drawn at all);
-        # answered in registry order, by name (EXPLAIN_OUTPUTS).
-        image_of, caption_of = {}, {}
-        with gr.Row():
-            for standing in service.standings:
-                with gr.Column(min_width=200):  # four maps still fit one row of a laptop screen
-                    image_of[standing.name] = gr.Image(label=TITLES[standing.name], type="pil", format="jpeg",
-                                                       elem_id=f"map-{standing.name}", visible=standing.shown)
-                    caption_of[standing.name] = gr.Markdown(_caption(standing, {}), elem_id=f"caption-{standing.name}")
-        images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
         with gr.Accordion("How faithful are these maps for this image?", open=False):
-            gr.Markdown("Deletion and insertion curves of the shown maps and of a random map for the uploaded "
-                        "image: a faithful map makes the explained class's log-odds fall fastest when its "
-                        "pixels are removed first, and rise fastest when they are revealed first. About "
-                        "100 forward passes: a few seconds.")
+            gr.Markdown("Deletion and insertion curves of every map and of the random maps they are judged "
+                        "against, for the uploaded image: a faithful map makes the explained class's log-odds "
+                        "fall fastest when its pixels are removed first, and rise fastest when they are revealed "
+                        "first. About 150 forward passes: a few seconds.")
             make_curves = gr.Button("Measure on this image", elem_id="make-curves")
             curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
         with gr.Accordion("About the model", open=False):
@@ -218,7 +238,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
 
         upload.change(preview, upload, [shown, shown_details, downloads], api_visibility="private",
                       concurrency_limit=2, concurrency_id="preview")
-        explained_class.change(forget_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
+        explained_class.change(no_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         run.click(explain, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
@@ -336,13 +356,16 @@ def _safely(function, *args):
         raise gr.Error(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
-def _caption(standing, unavailable: dict) -> str:
+VERDICT_MARKS = {True: "✓ passed", False: "✗ failed", None: "not measured"}
+
+
+def _caption(standing, unavailable: dict, variant: str = "") -> str:
+    """What a map is, how to read it, the settings that made it and its faithfulness verdict."""
     title, how = TITLES[standing.name], HOW_TO_READ[standing.name]
     if standing.name in unavailable:
         return f"**{title}: not available for this model.** {unavailable[standing.name]}"
-    if not standing.shown:
-        return f"**{title}: not shown.** {standing.note}"
-    return f"**{title}.** {how}  \n*{standing.note}*"
+    made = f" *({variant})*" if variant else ""
+    return f"**{title}: {VERDICT_MARKS[standing.passes]}.**{made} {how}  \n*{standing.note}*"
 
 
 def _decision_markdown(analysis) -> str:
@@ -373,7 +396,7 @@ def _downloads(analysis, report_html: str) -> list[str]:
 
 def launch_options() -> dict:
     return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-            "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}}
+            "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}, "css": PAGE_CSS}
 
 
 if __name__ == "__main__":

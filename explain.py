@@ -6,9 +6,13 @@ rollout, gradient saliency, Grad-CAM), and measure how far the maps can be trust
         Per image: one overlay PNG per method, the raw maps (.npy) and a side-by-side figure.
     python explain.py sanity IMAGE... [--model ID_OR_DIR] [--out FILE.json]
         Model-parameter randomisation check: do the maps change when the weights are random?
+    python explain.py select --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
+        Choose Grad-CAM's layer and CAM and rollout's head fusion and discard ratio by faithfulness on the
+        selection half of the carved validation split; writes MODEL/eval/explanation_settings.json.
     python explain.py faithfulness --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
-        Log-odds deletion / insertion (blur and mean fills) and ROAD per method, against a random map,
-        with paired bootstrap 95 % intervals, on the carved validation split.
+        Log-odds deletion / insertion (blur and mean fills) and ROAD per method, against random maps of
+        the map's own granularity and per pixel, with paired bootstrap 95 % intervals, on the confirmation
+        half of the carved validation split (disjoint from the images `select` chose on).
     python explain.py artifacts --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
         High-norm artifact tokens and the share of rollout's and attribution's mass they hold.
     python explain.py markings --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
@@ -34,18 +38,21 @@ from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, ExplanationOptions, overlay
-from pneumolens.data import image_name, image_sources
+from pneumolens.data import VALIDATION_PARTS, image_name, image_sources
 from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
                                            pairs_table)
 from pneumolens.explain.artifacts import NORM_RATIO, artifact_markdown, artifact_report
 from pneumolens.explain.markings import MARKINGS, marking_report, markings_table
+from pneumolens.explain.gradcam import CAMS
+from pneumolens.explain.options import SETTINGS_FILE, options_for
 from pneumolens.explain.rollout import HEAD_FUSIONS
+from pneumolens.explain.selection import candidates, select_settings, selection_table
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.modeling import ModelSource, decide_by_label, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
 
-SUBCOMMANDS = ("sanity", "faithfulness", "artifacts", "markings", "report")
+SUBCOMMANDS = ("sanity", "select", "faithfulness", "artifacts", "markings", "report")
 CARVED = "carved_validation"
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -66,8 +73,13 @@ def maps_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", type=int, default=None, help="Class index to explain (default: predicted).")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
-    parser.add_argument("--head_fusion", default="mean", choices=HEAD_FUSIONS, help="Rollout head fusion.")
-    parser.add_argument("--discard_ratio", type=float, default=0.0, help="Rollout: share of weakest attention dropped.")
+    stored = f"default: the model's {SETTINGS_FILE}, else "
+    parser.add_argument("--head_fusion", default=None, choices=HEAD_FUSIONS, help=f"Rollout head fusion ({stored}mean).")
+    parser.add_argument("--discard_ratio", type=float, default=None,
+                        help=f"Rollout: share of weakest attention dropped ({stored}0).")
+    parser.add_argument("--gradcam_layer", default=None, help=f"Grad-CAM layer BLOCK.PART, block counted from 0, e.g. 10.norm2 ({stored}"
+                        "the last block's norm1 or the last stage).")
+    parser.add_argument("--cam", default=None, choices=list(CAMS), help=f"Which CAM of the grad-cam package ({stored}gradcam).")
     parser.add_argument("--gradient_rollout", action="store_true", help="Class-specific, gradient-weighted rollout.")
     parser.add_argument("--smoothgrad", type=int, default=0, help="SmoothGrad noisy copies (0: vanilla gradient).")
     return parser
@@ -82,12 +94,15 @@ def sanity_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def dataset_arguments(parser: argparse.ArgumentParser, num_images: int = 120) -> None:
+def dataset_arguments(parser: argparse.ArgumentParser, num_images: int = 120, part: str = "all") -> None:
     parser.add_argument("--dataset_name_or_dir", required=True,
                         help="Hub data set id or local imagefolder directory (as train_hf.py takes it).")
     parser.add_argument("--split", default=CARVED,
                         help=f"'{CARVED}' (the split train_hf.py carves with --validation_fraction and --seed) "
                              "or a split of the data set. Never tune anything on a test split.")
+    parser.add_argument("--part", default=part, choices=["all", *VALIDATION_PARTS],
+                        help="Of the carved split: all of it, or one of its two disjoint halves (by patient): "
+                             "'select' chooses settings on 'selection', 'faithfulness' confirms on 'confirmation'.")
     parser.add_argument("--validation_fraction", type=float, default=0.15, help="As given to train_hf.py.")
     parser.add_argument("--seed", type=int, default=42, help="As given to train_hf.py; also picks the images.")
     model_arguments(parser)
@@ -116,11 +131,30 @@ def markings_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def select_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explain.py select", description=(
+        "Choose each method's settings by faithfulness (the candidate whose worst 95 %% lower bound over the "
+        "deletion and insertion curves, against the random map of its granularity, is highest) and store "
+        f"them in MODEL/{SETTINGS_FILE}, where the app, the command line and the reports read them."))
+    dataset_arguments(parser, num_images=24, part="selection")
+    parser.add_argument("--gradcam_layers", nargs="+", default=None,
+                        help="Grad-CAM layer candidates BLOCK.PART, block counted from 0 (default: every part of the last three blocks, "
+                             "or the last three ConvNeXt stages).")
+    parser.add_argument("--cams", nargs="+", default=["gradcam"], choices=list(CAMS), help="CAM candidates.")
+    parser.add_argument("--head_fusions", nargs="+", default=["mean", "max"], choices=HEAD_FUSIONS)
+    parser.add_argument("--discard_ratios", nargs="+", type=float, default=[0.0, 0.5])
+    parser.add_argument("--steps", type=int, default=8, help="Steps on each deletion / insertion curve.")
+    parser.add_argument("--out", default=None, help=f"Where to write the settings (default: MODEL/{SETTINGS_FILE} "
+                        "for a local model directory).")
+    return parser
+
+
 def faithfulness_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explain.py faithfulness", description=(
         "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
-        "per method and for a random map, with paired bootstrap 95 % intervals."))
-    dataset_arguments(parser)
+        "per method and for random maps (of each map's own granularity, and per pixel), with paired "
+        "bootstrap 95 % intervals. The maps are made with the model's stored settings."))
+    dataset_arguments(parser, part="confirmation")
     parser.add_argument("--steps", type=int, default=10, help="Steps on each deletion / insertion curve.")
     parser.add_argument("--road_percentiles", type=int, nargs="*", default=[30, 50, 70],
                         help="ROAD keeps this %% of the pixels in turn (none: no ROAD; its imputation is slow).")
@@ -148,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         run_reports(report_parser().parse_args(argv[1:]))
     elif command in SUBCOMMANDS:
         parser, run = {"sanity": (sanity_parser, run_sanity), "faithfulness": (faithfulness_parser, run_faithfulness),
+                       "select": (select_parser, run_select),
                        "artifacts": (artifacts_parser, run_artifacts),
                        "markings": (markings_parser, run_markings)}[command]
         args = parser().parse_args(argv[1:])
@@ -167,9 +202,10 @@ def run_maps(args) -> None:
         raise PneumoLensError(f"--opacity must be in [0, 1], not {args.opacity}")
     model, processor = load(args)
     explainer = Explainer(model, processor)
-    options = ExplanationOptions(methods=tuple(args.methods), head_fusion=args.head_fusion,
-                                 discard_ratio=args.discard_ratio, gradient_rollout=args.gradient_rollout,
-                                 smoothgrad_samples=args.smoothgrad)
+    given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
+             if getattr(args, name) is not None}
+    options = options_for(ModelSource(args.model, args.revision), methods=tuple(args.methods),
+                          gradient_rollout=args.gradient_rollout, smoothgrad_samples=args.smoothgrad, **given)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for image_path in args.images:
@@ -182,7 +218,8 @@ def run_maps(args) -> None:
         side_by_side(explanation, model.config, args.opacity).savefig(figure_path)
         summary = {"image": image_path, "probabilities": explanation.probabilities,
                    "decision": decide_by_label(model.config, explanation.probabilities),
-                   "explained_class": explanation.target_label, "unavailable": explanation.unavailable}
+                   "explained_class": explanation.target_label, "settings": explanation.variants,
+                   "unavailable": explanation.unavailable}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
@@ -289,13 +326,54 @@ def run_faithfulness(args) -> None:
     labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
     settings = FaithfulnessSettings(steps=args.steps, road_percentiles=tuple(args.road_percentiles), seed=args.seed)
     report = evaluate_faithfulness(Explainer(model, processor), image_sources(dataset), labels, settings=settings,
-                                   progress=lambda items: tqdm(items, desc="faithfulness", unit="image"))
+                                   progress=lambda items: tqdm(items, desc="faithfulness", unit="image"),
+                                   options=options_for(ModelSource(args.model, args.revision)))
     result = report.to_json()
     for record, name in zip(result["images"], (image_name(image) for image in dataset.with_format(None)["image"])):
         record["image"] = name or record["image"]
     text = faithfulness_markdown(result, args)
     print(text)
     write_outputs(args, result, "Explanations: faithfulness", text)
+
+
+def run_select(args) -> None:
+    from tqdm.auto import tqdm
+
+    from pneumolens.explain import anatomy_of
+    from pneumolens.preprocessing import input_size
+
+    dataset = sampled_images(args)
+    model, processor = load(args)
+    names = dataset.features["label"].names
+    labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
+    anatomy = anatomy_of(model, input_size(processor))
+    found = candidates(anatomy.kind, len(anatomy.blocks), args.gradcam_layers, args.cams, args.head_fusions,
+                       args.discard_ratios)
+    for candidate in found:  # a misspelt layer fails now, not after an hour of curves
+        anatomy.cam_layer(dict(candidate.settings).get("gradcam_layer"))
+    settings = FaithfulnessSettings(steps=args.steps, road_percentiles=(), seed=args.seed)
+    selection = select_settings(Explainer(model, processor), image_sources(dataset), labels, found, settings,
+                                progress=lambda items: tqdm(items, desc="select", unit="image"))
+    selection["image_names"] = [image_name(image) for image in dataset.with_format(None)["image"]]
+    stored = {"settings": selection.pop("settings"), "selection": {**selection, "data": _data_description(args),
+                                                                   "command": args.command_line}}
+    text = selection_markdown(stored, args)
+    print(text)
+    out = args.out or (str(Path(args.model) / SETTINGS_FILE) if Path(args.model).is_dir() else None)
+    write_outputs(argparse.Namespace(**{**vars(args), "out": out}), stored, "Explanations: method settings", text)
+    if out:
+        logger.info("Wrote the chosen settings %s to %s", stored["settings"], out)
+
+
+def selection_markdown(stored: dict, args) -> str:
+    selection = stored["selection"]
+    chosen = ", ".join(f"`{key}`" for key in selection["chosen"].values())
+    return (f"Chosen per model by faithfulness on {selection['images']} images of {selection['data']}, part "
+            f"'{args.part}' (the 'confirmation' part, disjoint by patient, is where `explain.py faithfulness` "
+            f"then measures them): {chosen}. Each candidate's improvement over the random map of its own "
+            f"granularity in log-odds area ({selection['faithfulness_settings']['steps']} steps, paired bootstrap "
+            "95 % interval; positive: better); per method the candidate with the highest worst lower bound wins "
+            f"(bold).\n\n{selection_table(selection)}\n\nCommand: `{args.command_line}`")
 
 
 def run_artifacts(args) -> None:
@@ -328,16 +406,19 @@ def run_markings(args) -> None:
 
 def _data_description(args) -> str:
     if args.split == CARVED:
+        part = "" if getattr(args, "part", "all") == "all" else f", its '{args.part}' half"
         return (f"the carved validation split of `{args.dataset_name_or_dir}` (fraction {args.validation_fraction}, "
-                f"seed {args.seed})")
+                f"seed {args.seed}{part})")
     return f"split `{args.split}` of `{args.dataset_name_or_dir}`"
 
 
 def sampled_images(args):
-    from pneumolens.data import balanced_sample, carved_validation, load_image_dataset
+    from pneumolens.data import balanced_sample, carved_validation, load_image_dataset, validation_parts
 
     if args.split == CARVED:
         dataset = carved_validation(args.dataset_name_or_dir, args.validation_fraction, args.seed)
+        if args.part != "all":
+            dataset = validation_parts(dataset, args.seed)[args.part]
     else:
         if args.split == "test":
             logger.warning("Measuring on the test split: report it, never choose methods or settings by it.")

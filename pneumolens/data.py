@@ -218,6 +218,18 @@ def carved_validation(name_or_dir: str, validation_fraction: float = 0.15, seed:
     return split_by_patient(drop_unreadable(dataset["train"], "train"), validation_fraction, seed)[1]
 
 
+VALIDATION_PARTS = ("selection", "confirmation")
+
+
+def validation_parts(dataset: Dataset, seed: int) -> dict[str, Dataset]:
+    """Two disjoint halves of a validation split, stratified by label, each patient in one: settings are
+    chosen on "selection" (`explain.py select`) and confirmed on "confirmation" (`explain.py faithfulness`)."""
+    labels = np.asarray(dataset["label"])
+    folds = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed)
+    first, second = next(folds.split(np.zeros(len(labels)), labels, patient_groups(dataset)))
+    return dict(zip(VALIDATION_PARTS, (dataset.select(sorted(first)), dataset.select(sorted(second)))))
+
+
 def balanced_sample(dataset: Dataset, num_images: int, seed: int) -> Dataset:
     """Up to `num_images` images, split between the classes as evenly as they allow, chosen with `seed`."""
     labels = np.asarray(dataset["label"])

@@ -2,8 +2,8 @@
 
 Everything is inside the file (images as data: URIs, no scripts, no links to fetch), so it opens the same
 offline, in a mail attachment or years later: the image, the three maps, the probabilities, the decision
-at the operating threshold, the out-of-distribution verdict, which model (id and revision) made it, when,
-and the disclaimer.
+at the operating threshold, the out-of-distribution verdict, each map's measured faithfulness verdict and
+the settings that made it, which model (id and revision) made it, when, and the disclaimer.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
     ood = record["out_of_distribution"]
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{p:.1%}</td></tr>"
                    for label, p in record["probabilities"].items())
-    maps = "".join(_figure(overlays[method], TITLES[method], HOW_TO_READ[method]) for method in METHODS
-                   if method in overlays)  # in the app's order
+    described = record["maps"]
+    order = [*described, *(method for method in METHODS if method not in described)]  # the app's order
+    maps = "".join(_figure(overlays[method], TITLES[method], HOW_TO_READ[method], described.get(method, {}))
+                   for method in order if method in overlays)
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
                     "</figcaption></figure>" for m, why in record["maps_unavailable"].items())
     if not ood.get("available"):
@@ -79,9 +81,11 @@ figcaption{{font-size:0.85em}}table{{border-collapse:collapse}}td,th{{border:1px
 """
 
 
-def _figure(image: Image.Image, title: str, how_to_read: str) -> str:
+def _figure(image: Image.Image, title: str, how_to_read: str, described: dict) -> str:
+    settings = f" ({html.escape(described['settings'])})" if described.get("settings") else ""
+    note = f"<br><i>{html.escape(described['note'])}</i>" if described.get("note") else ""
     return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}">'
-            f"<figcaption><b>{html.escape(title)}.</b> {html.escape(how_to_read)}</figcaption></figure>")
+            f"<figcaption><b>{html.escape(title)}{settings}.</b> {html.escape(how_to_read)}{note}</figcaption></figure>")
 
 
 def _data_uri(image: Image.Image) -> str:

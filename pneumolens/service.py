@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,8 @@ from PIL import Image
 
 from .explain import TITLES, Explainer, Explanation, ExplanationOptions
 from .explain import faithfulness
-from .explain.standing import load_faithfulness, method_standings
+from .explain.options import options_for
+from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
 from .explain.overlay import overlay
 from .images import describe_file, load_image
@@ -40,6 +41,7 @@ class Analysis:
     decision: str
     threshold: float
     ood: dict
+    standings: list[MethodStanding] = field(default_factory=list)  # every method, in the order presented
 
     def record(self) -> dict:
         """The JSON-serialisable result: everything but the maps."""
@@ -49,6 +51,9 @@ class Analysis:
             "threshold": self.threshold,
             "explained_class": self.explanation.target_label,
             "out_of_distribution": self.ood,
+            "maps": {standing.name: {"faithfulness": standing.verdict, "note": standing.note,
+                                     "settings": self.explanation.variants.get(standing.name, "")}
+                     for standing in self.standings if standing.name in self.explanation.input_maps},
             "maps_unavailable": self.explanation.unavailable,
         }
 
@@ -131,9 +136,10 @@ class PneumoLensService:
         self.ood_detector = OODDetector.load(self.source)
         self.config = self.model.config
         self.labels = self.explainer.labels
-        # Which maps the app presents, and in which order: from the faithfulness measured for this model.
+        # Every method, ordered and given its verdict by the faithfulness measured for this model; made
+        # with the settings chosen for it (`explain.py select`), stored beside that measurement.
         self.standings = method_standings(load_faithfulness(self.source))
-        self.explanation_options = ExplanationOptions(methods=tuple(s.name for s in self.standings if s.shown))
+        self.explanation_options = options_for(self.source)
         # The explainer hooks the model while it runs: a batched prediction and an analysis must not
         # share it at the same moment (they run on different threads in the app).
         self._model_lock = threading.Lock()
@@ -163,24 +169,22 @@ class PneumoLensService:
                  "out_of_distribution": self._ood(features, row)} for row, p in enumerate(probabilities)]
 
     def analyse(self, image, target: int | None = None, options: ExplanationOptions | None = None) -> Analysis:
-        """Probabilities, decision, OOD verdict and the maps (by default those presented), from one
-        forward and one backward pass."""
+        """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
         with self._model_lock, captured_features(self.model) as features:
             explanation = self.explainer.explain(image, target, options or self.explanation_options)
         decision = decide_by_label(self.config, explanation.probabilities)
-        return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features))
+        return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features), self.standings)
 
     def faithfulness_curves(self, image, target: int | None = None, steps: int = 10) -> Image.Image:
-        """This image's deletion and insertion curves (log-odds, blur fill) for the presented maps and a
-        random map, as a figure: how faithful the maps are here, not on average."""
+        """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
+        maps they are judged against, as a figure: how faithful the maps are here, not on average."""
         settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
         rng = np.random.default_rng(settings.seed)
         with self._model_lock:
             explanation, pixels, maps = faithfulness.explained_with_random_map(
                 self.explainer, image, target, self.explanation_options, rng)
             curves = faithfulness.curves(self.model, pixels, maps, explanation.target, settings, rng)
-        titles = {**TITLES, faithfulness.RANDOM: "random map"}
-        return faithfulness.curves_figure(curves, titles, explanation.target_label)
+        return faithfulness.curves_figure(curves, TITLES, explanation.target_label)
 
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is

@@ -130,19 +130,18 @@ def faithfulness_summary_file(directory: Path) -> None:
     (directory / FAITHFULNESS_FILE).write_text(json.dumps(report.to_json(resamples=300)))
 
 
-def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_not_shown(model_with_ood, tmp_path):
+def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_shown_with_its_verdict(
+        model_with_ood, tmp_path):
     directory = tmp_path / "vetted"
     shutil.copytree(model_with_ood, directory)
     faithfulness_summary_file(directory)
     service = PneumoLensService(ModelSource(str(directory)))
     demo = app.build_demo(service)
-    laid_out = [c["props"]["elem_id"] for c in demo.config["components"]
-                if str(c["props"].get("elem_id", "")).startswith("map-")]
-    assert laid_out == ["map-attribution", "map-gradcam", "map-rollout", "map-saliency"]
-    visible = {c["props"]["elem_id"]: c["props"].get("visible", True) for c in demo.config["components"]
-               if str(c["props"].get("elem_id", "")).startswith("map-")}
-    assert visible["map-saliency"] is False and visible["map-attribution"] is True
-    assert "saliency" not in service.analyse(app.EXAMPLES[0]).explanation.maps  # not even computed
+    maps = [c["props"] for c in demo.config["components"] if str(c["props"].get("elem_id", "")).startswith("map-")]
+    assert [props["elem_id"] for props in maps] == ["map-attribution", "map-gradcam", "map-rollout", "map-saliency"]
+    assert all(props.get("visible", True) is True for props in maps)  # nothing is hidden
+    assert maps[-1]["label"] == "Gradient saliency (failed)" and maps[0]["label"] == "Transformer attribution (passed)"
+    assert set(service.analyse(app.EXAMPLES[0]).explanation.maps) == set(METHODS)  # the failing one too
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
@@ -151,12 +150,61 @@ def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_not_s
         curves = client.predict(handle_file(app.EXAMPLES[0]), "predicted class", api_name="/faithfulness")
     finally:
         demo.close()
-    assert outputs["map_saliency"] is None
-    assert "not shown" in outputs["caption_saliency"] and "does not beat a random map" in outputs["caption_saliency"]
-    assert "Faithfulness: 1 of 3" in outputs["caption_attribution"] and outputs["map_attribution"] is not None
-    assert "Faithfulness: 3 of 3" in outputs["caption_rollout"]
+    assert outputs["map_saliency"] is not None
+    caption = outputs["caption_saliency"]
+    assert "✗ failed" in caption and "did not beat a random per-pixel map on" in caption and "[" in caption
+    assert "✓ passed" in outputs["caption_attribution"] and "1 of 4" in outputs["caption_attribution"]
+    assert "3 of 4" in outputs["caption_rollout"] and outputs["map_attribution"] is not None
+    assert outputs["record"]["maps"]["saliency"]["faithfulness"] == "failed"
+    assert outputs["record"]["maps"]["attribution"]["faithfulness"] == "passed"
+    assert "block 2 of 2, norm1" in outputs["caption_gradcam"]  # the settings that made the map
     figure = Image.open(curves)
     assert figure.width >= 800 and np.asarray(figure).std() > 10  # a drawn figure, not a blank
+
+
+def varied_inputs(real_images) -> dict[str, bytes]:
+    """One radiograph in each format the app takes: what a person or a program uploads."""
+    from tests.test_images import _dicom
+
+    grey = Image.open(real_images["PNEUMONIA"][0]).convert("L")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    gif = io.BytesIO()
+    grey.save(gif, format="GIF", save_all=True, append_images=[Image.new("L", grey.size, 0)])
+    ramp16 = (np.asarray(grey, dtype=np.uint16) * 257)
+    twelve_bit = np.asarray(grey, dtype=np.float64) * 16
+    return {
+        "radiograph.jpeg": encoded(grey, "JPEG"),
+        "cmyk.jpeg": encoded(grey.convert("CMYK"), "JPEG"),
+        "rgba.png": encoded(grey.convert("RGBA"), "PNG"),
+        "sixteen-bit.png": encoded(Image.fromarray(ramp16), "PNG"),
+        "rotated.jpeg": encoded(grey, "JPEG", exif=exif),
+        "animated.gif": gif.getvalue(),
+        "monochrome1": _dicom(4095 - twelve_bit, photometric="MONOCHROME1"),
+        "monochrome2.dcm": _dicom(twelve_bit),
+        "wide.png": encoded(grey.resize((700, 150)), "PNG"),
+        "tiny.png": encoded(grey.resize((9, 13)), "PNG"),
+    }
+
+
+def test_every_map_comes_back_for_every_input_format(client, tiny_trained_dirs, real_images, tmp_path):
+    convnext = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
+    _, url, _ = convnext.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        for name, data in varied_inputs(real_images).items():
+            upload = write(tmp_path, name, data)
+            transformer = app.named_outputs(client.predict(upload, "predicted class", 0.5, api_name="/explain"))
+            assert all(transformer[f"map_{m}"] is not None for m in METHODS), name
+            convolutional = app.named_outputs(Client(url, verbose=False).predict(upload, "predicted class", 0.5,
+                                                                                   api_name="/explain"))
+            for method in METHODS:
+                if REGISTRY[method].architectures == (TRANSFORMER,):
+                    assert convolutional[f"map_{method}"] is None, (name, method)
+                    assert "not available" in convolutional[f"caption_{method}"], (name, method)
+                else:
+                    assert convolutional[f"map_{method}"] is not None, (name, method)
+    finally:
+        convnext.close()
 
 
 def test_explaining_the_other_class(client):

@@ -20,13 +20,16 @@ from pneumolens.explain.method import Needs
 from pneumolens.explain import sanity
 from pneumolens.explain.geometry import input_box
 from pneumolens.explain.sanity import randomization_check
-from pneumolens.modeling import CONVOLUTIONAL, TRANSFORMER, ModelSource, family, load_image_processor, load_model
+from pneumolens.modeling import (CONVOLUTIONAL, TRANSFORMER, ModelSource, backbone_blocks, family, load_image_processor,
+                                 load_model)
 
 MODEL_TYPES = ["vit", "dinov2", "convnext"]
 OPTION_SETS = [
     ExplanationOptions(),
     ExplanationOptions(head_fusion="max", discard_ratio=0.6, gradient_rollout=True, smoothgrad_samples=4),
     ExplanationOptions(head_fusion="min", methods=("rollout", "gradcam")),
+    ExplanationOptions(gradcam_layer="0.output", cam="gradcam++"),
+    ExplanationOptions(gradcam_layer="-2.output", cam="layercam", methods=("gradcam", "saliency")),
 ]
 
 
@@ -53,7 +56,8 @@ def test_maps_are_unit_range_arrays_at_the_image_resolution(model_type, explaine
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-@pytest.mark.parametrize("options", OPTION_SETS, ids=["default", "max-discard-gradient-smoothgrad", "min"])
+@pytest.mark.parametrize("options", OPTION_SETS, ids=["default", "max-discard-gradient-smoothgrad", "min",
+                                                     "first-stage-gradcam++", "layercam"])
 def test_fused_pass_equals_separate_reference_passes(model_type, options, explainers, real_images):
     explainer = explainers[model_type]
     fused = explainer.explain(real_images["NORMAL"][2], options=options)
@@ -148,6 +152,43 @@ def test_grad_cam_layer_and_grid_follow_config_and_input_size(explainers):
         anatomy_of(model, (30, 32))
 
 
+def test_grad_cam_layer_specs_name_the_block_part_and_its_grid(explainers):
+    vit, dinov2, convnext = (explainers[kind].model for kind in ("vit", "dinov2", "convnext"))
+    vit_blocks, dinov2_blocks = backbone_blocks(vit), backbone_blocks(dinov2)
+    anatomy = anatomy_of(vit, (32, 32))
+    assert anatomy.cam_layer("0.norm1").module is vit_blocks[0].layernorm_before
+    assert anatomy.cam_layer("-1.norm2").module is vit_blocks[-1].layernorm_after
+    assert anatomy.cam_layer().module is vit_blocks[-1].layernorm_before  # the default without a choice
+    assert anatomy_of(dinov2, (32, 32)).cam_layer("1.norm2").module is dinov2_blocks[1].norm2
+    assert anatomy_of(dinov2, (32, 32)).cam_layer("0.output").module is dinov2_blocks[0]
+    assert anatomy.cam_layer("1.output").grid == anatomy.grid and anatomy.layer_title("1.norm2") == "block 2 of 2, norm2"
+    stages = anatomy_of(convnext, (32, 32))
+    assert stages.cam_layer("0.output").grid == (8, 8) and stages.cam_layer("1.output").grid == (4, 4)
+    assert stages.cam_layer().module is backbone_blocks(convnext)[-1] and stages.layer_title() == "stage 2 of 2"
+    for spec, message in (("2.norm1", "BLOCK in -2..1"), ("norm1", "not BLOCK.PART"), ("1.attention", "part 'attention'")):
+        with pytest.raises(PneumoLensError, match=message):
+            anatomy.cam_layer(spec)
+    with pytest.raises(PneumoLensError, match="part 'norm1' does not exist on convnext"):
+        stages.cam_layer("0.norm1")
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_each_map_says_its_granularity_and_settings(model_type, explainers, real_images):
+    explainer = explainers[model_type]
+    options = ExplanationOptions(gradcam_layer="0.output", cam="hirescam", head_fusion="max", discard_ratio=0.5)
+    explanation = explainer.explain(real_images["NORMAL"][1], options=options)
+    anatomy = anatomy_of(explainer.model, (32, 32))
+    assert explanation.granularity["saliency"] is None  # a map per pixel
+    assert explanation.granularity["gradcam"] == anatomy.cam_layer("0.output").grid
+    assert explanation.variants["gradcam"] == f"HiResCAM at {anatomy.layer_title('0.output')}"
+    if anatomy.kind == TRANSFORMER:
+        assert explanation.granularity["rollout"] == explanation.granularity["attribution"] == anatomy.grid
+        assert explanation.variants["rollout"] == "max over heads, weakest 50% discarded"
+    # A different layer makes a different map (the setting is used, not just recorded).
+    other = explainer.explain(real_images["NORMAL"][1], options=ExplanationOptions(gradcam_layer="-1.output"))
+    assert not np.allclose(other.input_maps["gradcam"], explanation.input_maps["gradcam"], atol=1e-3)
+
+
 def test_non_eager_model_is_switched_to_eager(tiny_trained_dirs):
     from transformers import AutoModelForImageClassification
 
@@ -209,7 +250,7 @@ def test_maps_at_display_size_match_the_full_resolution_maps_scaled_down(crop, e
 def test_hooks_are_released_and_memory_stays_flat(explainers):
     explainer = explainers["vit"]
     image = Image.new("L", (40, 40), 100)
-    layer = anatomy_of(explainer.model, (32, 32)).target_layer
+    layer = anatomy_of(explainer.model, (32, 32)).cam_layer().module
     explainer.explain(image)
 
     def live_tensors():

@@ -85,7 +85,7 @@ def test_the_map_of_the_evidence_beats_random_and_the_wrong_map_does_not():
         records.append(ImageRecord(f"image-{seed}", 1, 1, image_scores(QuadrantModel(), bright_image(seed), maps, 1, settings, rng)))
     summary = summarise(records, ["right", "wrong"], settings.metrics(), seed=0, resamples=500)
     assert summary["verdicts"]["right"]["passes"], summary["verdicts"]["right"]
-    assert not summary["verdicts"]["wrong"]["passes"] and "does not beat a random map" in summary["verdicts"]["wrong"]["reason"]
+    assert not summary["verdicts"]["wrong"]["passes"] and "does not beat a random per-pixel map" in summary["verdicts"]["wrong"]["reason"]
     assert summary["ranking"] == ["right", "wrong"]
     for metric in settings.metrics():  # including ROAD
         assert summary["pairs"]["right vs wrong"][metric]["low"] > 0, metric
@@ -124,7 +124,7 @@ def test_command_line_measures_every_method_writes_json_and_card(tiny_trained_di
                       "--out", str(out), "--card"])
     result = json.loads(out.read_text())
     assert result["summary"]["all"]["images"] == 4 and len(result["images"]) == 4
-    assert set(result["images"][0]["scores"]) == {*METHODS, RANDOM}
+    assert set(result["images"][0]["scores"]) == {*METHODS, RANDOM, "random@4x4"}  # the 32 px input in 8 px patches
     assert set(result["images"][0]["scores"][RANDOM]) == {"deletion_blur", "insertion_blur", "deletion_mean",
                                                          "insertion_mean", "road"}
     assert all(record["image"].endswith(".jpeg") for record in result["images"])
@@ -143,3 +143,115 @@ def test_curves_share_their_ends_and_match_the_direct_computation():
         direct = log_odds_of(model, _switched(image, filled, order, 4), 1, 8)
         assert np.allclose(result["right"][f"deletion_{fill}"], direct, atol=1e-5)
         assert result["wrong"][f"insertion_{fill}"][0] == pytest.approx(direct[-1], abs=1e-5)  # starts at the fill
+
+
+def test_a_random_map_of_a_grid_is_constant_in_spirit_on_its_cells_and_the_baselines_follow_granularity():
+    from pneumolens.explain.faithfulness import baseline_name, random_map
+
+    rng = np.random.default_rng(0)
+    coarse, fine = random_map((32, 32), (4, 4), rng), random_map((32, 32), None, rng)
+    # Upsampled from 4x4: neighbouring pixels nearly agree; per-pixel noise does not.
+    assert np.abs(np.diff(coarse, axis=1)).mean() < 0.1 < np.abs(np.diff(fine, axis=1)).mean()
+    maps = with_random_map({"patchy": coarse, "pixelwise": fine}, rng, {"patchy": (4, 4), "pixelwise": None})
+    assert set(maps) == {"patchy", "pixelwise", RANDOM, "random@4x4"}
+    assert baseline_name((4, 4)) == "random@4x4" and baseline_name(None) == RANDOM
+
+
+def test_the_verdict_is_decided_against_the_random_map_of_the_same_granularity():
+    """A coarse map that beats a random map of its own grid passes even where per-pixel noise scores
+    higher on insertion, and both comparisons are kept."""
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(40):
+        noise = rng.normal(0, 0.2, 3)
+        scores = {"coarse": {"deletion_blur": 2.0 + noise[0], "insertion_blur": 4.0 + noise[1]},
+                  RANDOM: {"deletion_blur": 3.0, "insertion_blur": 4.5 + noise[2]},
+                  "random@4x4": {"deletion_blur": 3.0, "insertion_blur": 3.0}}
+        records.append(ImageRecord(f"image-{index}", 1, 1, scores))
+    summary = summarise(records, ["coarse"], ["deletion_blur", "insertion_blur"], seed=0, resamples=500,
+                        baselines={"coarse": "random@4x4"})
+    assert summary["verdicts"]["coarse"]["passes"] and "4x4 grid" in summary["verdicts"]["coarse"]["reason"]
+    assert summary["vs_baseline"]["coarse"]["insertion_blur"]["low"] > 0
+    assert summary["vs_random"]["coarse"]["insertion_blur"]["high"] < 0  # per pixel it would have failed
+    unmatched = summarise(records, ["coarse"], ["deletion_blur", "insertion_blur"], seed=0, resamples=500)
+    assert not unmatched["verdicts"]["coarse"]["passes"] and unmatched["verdicts"]["coarse"]["failed"] == ["insertion_blur"]
+
+
+def test_the_map_of_the_evidence_beats_its_grid_random_map_on_the_quadrant_model():
+    settings = FaithfulnessSettings(steps=8, road_percentiles=(), seed=0)
+    rng = np.random.default_rng(0)
+    records = []
+    for seed in range(12):
+        coarse = quadrant_maps()  # a 2x2 map upsampled is still the quadrant
+        maps = with_random_map(coarse, rng, {"right": (2, 2), "wrong": (2, 2)})
+        records.append(ImageRecord(f"image-{seed}", 1, 1, image_scores(QuadrantModel(), bright_image(seed), maps, 1, settings, rng)))
+    summary = summarise(records, ["right", "wrong"], settings.metrics(), 0, 500, {"right": "random@2x2", "wrong": "random@2x2"})
+    assert summary["verdicts"]["right"]["passes"] and not summary["verdicts"]["wrong"]["passes"]
+    assert summary["baselines"] == {"right": "random@2x2", "wrong": "random@2x2"}
+
+
+def test_validation_parts_are_disjoint_by_patient_and_hold_both_classes(real_imagefolder):
+    from pneumolens.data import patient_groups, validation_parts
+
+    validation = carved_validation(str(real_imagefolder), 0.3, seed=42)
+    parts = validation_parts(validation, seed=42)
+    selection, confirmation = parts["selection"], parts["confirmation"]
+    assert len(selection) + len(confirmation) == len(validation)
+    assert not set(patient_groups(selection)) & set(patient_groups(confirmation))
+    assert sorted(set(selection["label"])) == sorted(set(confirmation["label"])) == [0, 1]
+    assert validation_parts(validation, seed=42)["selection"]["label"] == selection["label"]  # seeded
+
+
+def test_the_candidate_with_the_highest_worst_lower_bound_is_chosen():
+    from pneumolens.explain.selection import Candidate, choose
+
+    def intervals(*lows):
+        return {m: {"mean": low + 0.5, "low": low, "high": low + 1} for m, low in
+                zip(("deletion_blur", "insertion_blur", "deletion_mean", "insertion_mean"), lows)}
+
+    found = [Candidate("gradcam", (("gradcam_layer", "0.norm1"),)), Candidate("gradcam", (("gradcam_layer", "1.norm2"),)),
+             Candidate("rollout", (("head_fusion", "mean"),))]
+    summary = {"vs_baseline": {found[0].key: intervals(3.0, -0.1, 2.0, 2.0),  # great on three, fails one
+                               found[1].key: intervals(0.2, 0.3, 0.2, 0.4),  # modest, passes all
+                               found[2].key: intervals(0.1, 0.1, 0.1, 0.1)}}
+    chosen = choose(summary, found)
+    assert chosen == {"gradcam": found[1], "rollout": found[2]}
+
+
+def test_select_stores_settings_that_the_cli_the_app_and_the_confirmation_use(
+        tiny_trained_dirs, real_imagefolder, copy_of, tmp_path, real_images):
+    from pneumolens.explain.options import SETTINGS_FILE, options_for
+    from pneumolens.modeling import ModelSource
+    from pneumolens.service import PneumoLensService
+
+    model = copy_of(tiny_trained_dirs["dinov2"])
+    common = ["--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3", "--num_images", "4",
+              "--steps", "3", "--model", str(model)]
+    explain_cli.main(["select", *common, "--gradcam_layers", "0.norm2", "1.output", "--cams", "gradcam", "hirescam",
+                      "--head_fusions", "mean", "max", "--discard_ratios", "0", "--card"])
+    stored = json.loads((model / SETTINGS_FILE).read_text())
+    selection = stored["selection"]
+    assert len(selection["candidates"]) == 2 * 2 + 2 and selection["images"] == 4
+    chosen_gradcam = next(c for c in selection["candidates"] if c["key"] == selection["chosen"]["gradcam"])
+    assert chosen_gradcam["margin"] == max(c["margin"] for c in selection["candidates"] if c["method"] == "gradcam")
+    assert stored["settings"] == {**chosen_gradcam["settings"],
+                                  **next(c["settings"] for c in selection["candidates"] if c["key"] == selection["chosen"]["rollout"])}
+    assert "Explanations: method settings" in (model / "README.md").read_text()
+
+    options = options_for(ModelSource(str(model)))
+    assert (options.gradcam_layer, options.cam) == (stored["settings"]["gradcam_layer"], stored["settings"]["cam"])
+    served = PneumoLensService(ModelSource(str(model))).analyse(real_images["NORMAL"][0])
+    layer_words = {"0.norm2": "block 1 of 2, norm2", "1.output": "block 2 of 2, output"}[options.gradcam_layer]
+    assert layer_words in served.explanation.variants["gradcam"] and layer_words in served.record()["maps"]["gradcam"]["settings"]
+    out = tmp_path / "maps"
+    explain_cli.main([str(real_images["NORMAL"][0]), "--model", str(model), "--out", str(out)])
+    printed = json.loads((out / f"{real_images['NORMAL'][0].stem}_explanation.json").read_text())
+    assert layer_words in printed["settings"]["gradcam"]
+
+    # Confirmed on the other half: none of the images that chose the settings.
+    measured = tmp_path / "faithfulness.json"
+    explain_cli.main(["faithfulness", *common, "--road_percentiles", "--out", str(measured)])
+    result = json.loads(measured.read_text())
+    assert not {r["image"] for r in result["images"]} & set(selection["image_names"])
+    assert result["baselines"]["saliency"] == RANDOM and result["baselines"]["gradcam"].startswith("random@")
+    assert layer_words in result["variants"]["gradcam"]

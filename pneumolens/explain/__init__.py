@@ -8,7 +8,8 @@ new file with a `@register`ed `ExplanationMethod` and its line here.
 
 from . import rollout, attribution, saliency, gradcam  # noqa: F401  (registers the methods, in this order)
 from .anatomy import anatomy_of
-from .explainer import Explainer, Explanation, ExplanationOptions
+from .explainer import Explainer, Explanation
+from .options import ExplanationOptions
 from .method import REGISTRY, ExplanationMethod, MethodUnavailable, method
 from .overlay import overlay
 

@@ -45,6 +45,9 @@ class TransformerAttribution(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(attentions=True, attention_gradients=True)
 
+    def granularity(self, anatomy, options):
+        return anatomy.grid
+
     def from_pass(self, shared, anatomy, options):
         return self._map(shared.attentions, shared.attention_gradients, anatomy, shared.pixels)
 

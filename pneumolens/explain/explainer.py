@@ -21,23 +21,10 @@ from .anatomy import Anatomy, anatomy_of
 from .geometry import input_box, normalise, scaled_box, to_original
 from .gradcam import grad_cam
 from .method import REGISTRY, ExplanationMethod, MethodUnavailable, Needs, SharedPass, as_array, method
+from .options import ExplanationOptions
 from .saliency import smoothgrad_copies
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExplanationOptions:
-    methods: tuple[str, ...] | None = None  # None: every registered method
-    head_fusion: str = "mean"  # attention rollout: how heads are fused (mean, max, min)
-    discard_ratio: float = 0.0  # attention rollout: share of the weakest attention weights dropped
-    gradient_rollout: bool = False  # class-specific rollout: attention weighted by its gradient
-    smoothgrad_samples: int = 0  # saliency: 0 = vanilla gradient, N = SmoothGrad over N noisy copies
-    noise_level: float = 0.15  # SmoothGrad noise, as a share of the input's value range
-    seed: int = 0
-
-    def method_names(self) -> tuple[str, ...]:
-        return tuple(REGISTRY) if self.methods is None else tuple(self.methods)
 
 
 @dataclass
@@ -49,6 +36,9 @@ class Explanation:
     input_maps: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W) at model input size, [0, 1]
     unavailable: dict[str, str] = field(default_factory=dict)  # method -> why it cannot be given
     box: tuple[float, float, float, float] | None = None  # the part of `image` the model input shows
+    # Per map: the grid it was made on (None: per pixel), and the settings that made it, in words.
+    granularity: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    variants: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def maps(self) -> dict[str, np.ndarray]:
@@ -105,14 +95,14 @@ class Explainer:
     def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, anatomy: Anatomy, target: int | None = None,
                          options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """`explain` of an image already `prepare`d, for callers that need its model input as well."""
-        return self._result(rgb, *self.fused_maps(pixels, anatomy, target, options))
+        return self._result(rgb, anatomy, options, *self.fused_maps(pixels, anatomy, target, options))
 
     def explain_separately(self, image: ImageSource, target: int | None = None,
                            options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
         rollout pass. Slower; kept as the reference the fused `explain` must equal."""
         rgb, pixels, anatomy = self.prepare(image)
-        return self._result(rgb, *self.separate_maps(pixels, anatomy, target, options))
+        return self._result(rgb, anatomy, options, *self.separate_maps(pixels, anatomy, target, options))
 
     def fused_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
         """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
@@ -127,7 +117,7 @@ class Explainer:
         smoothgrad = needs.input_gradient and options.smoothgrad_samples > 0
         batch = torch.cat([pixels, smoothgrad_copies(pixels, options)]) if smoothgrad else pixels
         batch = batch.detach().requires_grad_(True)
-        with grad_cam(self.model, anatomy, keep_attentions=needs.attentions) as cam:
+        with grad_cam(self.model, anatomy, options, keep_attentions=needs.attentions) as cam:
             logits = cam.activations_and_grads(batch)
             probabilities = torch.softmax(logits[0].detach().float(), dim=-1)
             target = self._target(target, probabilities)
@@ -154,7 +144,7 @@ class Explainer:
     @staticmethod
     def _available(options: ExplanationOptions, anatomy: Anatomy) -> tuple[list[ExplanationMethod], dict[str, str]]:
         methods, unavailable = [], {}
-        for name in options.method_names():
+        for name in (REGISTRY if options.methods is None else options.methods):
             candidate = method(name)
             try:
                 candidate.check(anatomy)
@@ -176,7 +166,7 @@ class Explainer:
     def _by_label(self, probabilities: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
-    def _result(self, rgb, probabilities, target, raw, unavailable) -> Explanation:
+    def _result(self, rgb, anatomy, options, probabilities, target, raw, unavailable) -> Explanation:
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),
@@ -185,4 +175,6 @@ class Explainer:
             input_maps={name: normalise(as_array(m)) for name, m in raw.items()},
             unavailable=unavailable,
             box=input_box(self.processor, rgb.size),
+            granularity={name: REGISTRY[name].granularity(anatomy, options) for name in raw},
+            variants={name: REGISTRY[name].variant(anatomy, options) for name in raw},
         )

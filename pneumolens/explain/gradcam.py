@@ -1,4 +1,6 @@
-"""Grad-CAM through the `grad-cam` package, on Hugging Face classifiers."""
+"""Grad-CAM through the `grad-cam` package, on Hugging Face classifiers: the layer it reads and the CAM
+that weighs that layer's activations by its gradients are settings (`ExplanationOptions.gradcam_layer`,
+`.cam`), chosen per model by measured faithfulness (`explain.py select`)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,28 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from ..errors import PneumoLensError
 from ..modeling import CONVOLUTIONAL, TRANSFORMER
 from .anatomy import Anatomy
 from .method import ExplanationMethod, Needs, register
+from .options import ExplanationOptions
+
+# The package's CAMs that need nothing but one forward and backward pass (so they fit the fused pass);
+# Score-CAM and Ablation-CAM run hundreds of passes of their own and are left out.
+CAMS = {"gradcam": GradCAM, "hirescam": HiResCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM,
+        "layercam": LayerCAM}
+CAM_TITLES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+              "layercam": "LayerCAM"}
+
+
+def cam_class(name: str):
+    try:
+        return CAMS[name]
+    except KeyError:
+        raise PneumoLensError(f"Unknown CAM '{name}'; choose from {', '.join(CAMS)}.") from None
 
 
 class LogitsOf(torch.nn.Module):
@@ -38,15 +56,18 @@ class LogitsOf(torch.nn.Module):
 
 
 @contextmanager
-def grad_cam(model: torch.nn.Module, anatomy: Anatomy, keep_attentions: bool = False) -> Iterator[GradCAM]:
-    """A `GradCAM` on the anatomy's target layer, its hooks removed and its captures dropped on exit.
+def grad_cam(model: torch.nn.Module, anatomy: Anatomy, options: ExplanationOptions = ExplanationOptions(),
+             keep_attentions: bool = False) -> Iterator[GradCAM]:
+    """The options' CAM on the options' layer, its hooks removed and its captures dropped on exit.
 
     The gradient hook that grad-cam puts on the layer's output refers back to the wrapper, which holds
     the attention tensors whose graph holds that hook: a cycle through autograd that Python's garbage
     collector cannot see. Dropping the attentions breaks it, so memory stays flat call after call.
     """
     wrapper = LogitsOf(model, keep_attentions)
-    cam = GradCAM(model=wrapper, target_layers=[anatomy.target_layer], reshape_transform=anatomy.reshape_transform)
+    layer = anatomy.cam_layer(options.gradcam_layer)
+    cam = cam_class(options.cam)(model=wrapper, target_layers=[layer.module],
+                                 reshape_transform=anatomy.reshape_transform)
     try:
         yield cam
     finally:
@@ -55,9 +76,9 @@ def grad_cam(model: torch.nn.Module, anatomy: Anatomy, keep_attentions: bool = F
 
 
 def grad_cam_reference(model: torch.nn.Module, anatomy: Anatomy, pixel_values: torch.Tensor,
-                       target: int) -> np.ndarray:
+                       target: int, options: ExplanationOptions = ExplanationOptions()) -> np.ndarray:
     """Grad-CAM the plain way: the package's own forward, backward and CAM, (H, W) in [0, 1]."""
-    with grad_cam(model, anatomy) as cam:
+    with grad_cam(model, anatomy, options) as cam:
         return cam(input_tensor=pixel_values, targets=[ClassifierOutputTarget(target)])[0]
 
 
@@ -78,8 +99,14 @@ class GradCAMMethod(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(layer=True)
 
+    def granularity(self, anatomy, options):
+        return anatomy.cam_layer(options.gradcam_layer).grid
+
+    def variant(self, anatomy, options) -> str:
+        return f"{CAM_TITLES[options.cam]} at {anatomy.layer_title(options.gradcam_layer)}"
+
     def from_pass(self, shared, anatomy, options):
         return cam_from_captured(shared.cam, shared.pixels, shared.target)
 
     def reference(self, model, pixels, target, anatomy, options):
-        return grad_cam_reference(model, anatomy, pixels, target)
+        return grad_cam_reference(model, anatomy, pixels, target, options)

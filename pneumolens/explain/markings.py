@@ -17,7 +17,8 @@ from ..images import load_image
 from ..preprocessing import input_size
 from ..stress import stress_change
 from .artifacts import mass_share
-from .explainer import Explainer, ExplanationOptions
+from .explainer import Explainer
+from .options import ExplanationOptions
 from .geometry import input_box
 
 MARKINGS = ("text_laterality", "text_timestamp", "text_device")

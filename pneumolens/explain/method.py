@@ -18,10 +18,10 @@ import torch
 
 from ..errors import PneumoLensError
 from ..modeling import CONVOLUTIONAL, TRANSFORMER
+from .options import ExplanationOptions
 
 if TYPE_CHECKING:
     from .anatomy import Anatomy
-    from .explainer import ExplanationOptions
 
 
 def attention_pass(model, pixels: torch.Tensor, target: int | None = None, gradients: bool = True, **outputs):
@@ -77,15 +77,24 @@ class ExplanationMethod:
     how_to_read: ClassVar[str]
     architectures: ClassVar[tuple[str, ...]] = (TRANSFORMER, CONVOLUTIONAL)
 
-    def needs(self, options: "ExplanationOptions") -> Needs:
+    def needs(self, options: ExplanationOptions) -> Needs:
         raise NotImplementedError
 
-    def from_pass(self, shared: SharedPass, anatomy: "Anatomy", options: "ExplanationOptions"):
+    def granularity(self, anatomy: "Anatomy", options: ExplanationOptions) -> tuple[int, int] | None:
+        """The grid (rows, columns) the map is made on before it is scaled to the input, or None for a map
+        made per pixel: the faithfulness test compares a map with a random map of the same grid."""
+        return None
+
+    def variant(self, anatomy: "Anatomy", options: ExplanationOptions) -> str:
+        """The settings that made the map, in words for its caption ("" where there are none)."""
+        return ""
+
+    def from_pass(self, shared: SharedPass, anatomy: "Anatomy", options: ExplanationOptions):
         """The (H, W) map at model input size from the shared pass."""
         raise NotImplementedError
 
     def reference(self, model: torch.nn.Module, pixels: torch.Tensor, target: int, anatomy: "Anatomy",
-                  options: "ExplanationOptions"):
+                  options: ExplanationOptions):
         """The same map the plain way, with passes of its own."""
         raise NotImplementedError
 

@@ -88,6 +88,13 @@ class AttentionRollout(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(attentions=True, attention_gradients=options.gradient_rollout)
 
+    def granularity(self, anatomy, options):
+        return anatomy.grid
+
+    def variant(self, anatomy, options) -> str:
+        kind = "gradient-weighted, " if options.gradient_rollout else ""
+        return f"{kind}{options.head_fusion} over heads, weakest {options.discard_ratio:.0%} discarded"
+
     def from_pass(self, shared, anatomy, options):
         gradients = shared.attention_gradients if options.gradient_rollout else None
         return self._map(shared.attentions, gradients, anatomy, shared.pixels, options)

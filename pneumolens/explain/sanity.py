@@ -15,7 +15,8 @@ from scipy.stats import spearmanr
 from transformers import AutoModelForImageClassification
 
 from ..modeling import is_transformer
-from .explainer import Explainer, ExplanationOptions
+from .explainer import Explainer
+from .options import ExplanationOptions
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,112 @@
+"""Method settings chosen by measurement, per model: which layer and CAM Grad-CAM uses, how rollout fuses
+heads and what it discards.
+
+Every candidate's maps are scored on the same images with the same curves as `faithfulness` (each map
+against the random map of its own granularity), and per method the candidate whose worst 95 % interval
+lower bound over the deletion and insertion curves is highest wins: the verdict asks every one of those
+intervals to clear zero, so that is the margin a choice has. Choose on one part of the carved validation
+split and confirm with `explain.py faithfulness` on the other part (`data.validation_parts`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from itertools import product
+
+import numpy as np
+
+from ..modeling import TRANSFORMER
+from .anatomy import LAYER_PARTS
+from .faithfulness import (CURVES, FaithfulnessSettings, ImageRecord, baseline_name, image_scores, summarise,
+                           with_random_map)
+from .options import ExplanationOptions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    method: str
+    settings: tuple[tuple[str, object], ...]  # (name, value) pairs of `options.TUNABLE` settings
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}[{', '.join(f'{name}={value}' for name, value in self.settings)}]"
+
+    def options(self, base: ExplanationOptions = ExplanationOptions()) -> ExplanationOptions:
+        return replace(base, methods=(self.method,), **dict(self.settings))
+
+
+def candidates(kind: str, blocks: int, gradcam_layers=None, cams=("gradcam",), head_fusions=("mean", "max"),
+               discard_ratios=(0.0, 0.5)) -> list[Candidate]:
+    """Grad-CAM on every (layer, CAM) pair and, for transformers, rollout on every (fusion, discard) pair.
+
+    Default layers: every part of the last three blocks (transformers), the last three stages (ConvNeXt).
+    """
+    if gradcam_layers is None:
+        last = range(max(0, blocks - 3), blocks)
+        gradcam_layers = [f"{block}.{part}" for block in last for part in LAYER_PARTS[kind]]
+    found = [Candidate("gradcam", (("gradcam_layer", layer), ("cam", cam))) for layer, cam in product(gradcam_layers, cams)]
+    if kind == TRANSFORMER:
+        found += [Candidate("rollout", (("head_fusion", fusion), ("discard_ratio", float(ratio))))
+                  for fusion, ratio in product(head_fusions, discard_ratios)]
+    return found
+
+
+def margin(intervals: dict[str, dict]) -> tuple[float, float]:
+    """(the lowest 95 % lower bound over the deletion and insertion curves, their mean improvement)."""
+    curves = [metric for metric in intervals if metric.split("_")[0] in CURVES]
+    return (min(intervals[m]["low"] for m in curves), float(np.mean([intervals[m]["mean"] for m in curves])))
+
+
+def choose(summary: dict, found: list[Candidate]) -> dict[str, Candidate]:
+    """Per method, the candidate whose worst lower bound against its random map is highest."""
+    return {method: max((c for c in found if c.method == method), key=lambda c: margin(summary["vs_baseline"][c.key]))
+            for method in dict.fromkeys(candidate.method for candidate in found)}
+
+
+def select_settings(explainer, images, labels, found: list[Candidate],
+                    settings: FaithfulnessSettings = FaithfulnessSettings(steps=8, road_percentiles=()),
+                    progress=None, resamples: int = 2000) -> dict:
+    """Score every candidate on `images` and return the chosen settings with every candidate's scores."""
+    rng = np.random.default_rng(settings.seed)
+    records, baselines = [], {}
+    for index in (progress or iter)(range(len(images))):
+        rgb, pixels, anatomy = explainer.prepare(images[index])
+        maps, granularity, target = {}, {}, None
+        for candidate in found:
+            explanation = explainer.explain_prepared(rgb, pixels, anatomy, None, candidate.options())
+            maps[candidate.key] = explanation.input_maps[candidate.method]
+            granularity[candidate.key] = explanation.granularity[candidate.method]
+            target = explanation.target
+        baselines.update({key: baseline_name(grid) for key, grid in granularity.items()})
+        scores = image_scores(explainer.model, pixels, with_random_map(maps, rng, granularity), target, settings, rng)
+        label = None if labels is None or labels[index] is None else int(labels[index])
+        records.append(ImageRecord(f"image-{index}", label, target, scores))
+    keys = [candidate.key for candidate in found]
+    summary = summarise(records, keys, settings.metrics(), settings.seed, resamples, baselines)
+    chosen = choose(summary, found)
+    return {
+        "settings": {name: value for candidate in chosen.values() for name, value in candidate.settings},
+        "chosen": {method: candidate.key for method, candidate in chosen.items()},
+        "candidates": [{"method": c.method, "settings": dict(c.settings), "key": c.key,
+                        "baseline": baselines[c.key], "margin": margin(summary["vs_baseline"][c.key])[0],
+                        "means": summary["means"][c.key], "vs_baseline": summary["vs_baseline"][c.key],
+                        "vs_random": summary["vs_random"][c.key]} for c in found],
+        "images": len(records),
+        "faithfulness_settings": {"steps": settings.steps, "fills": list(settings.fills), "seed": settings.seed},
+    }
+
+
+def selection_table(selection: dict) -> str:
+    """Markdown: every candidate's improvement over its random map per curve, the chosen ones in bold."""
+    metrics = [m for m in selection["candidates"][0]["vs_baseline"]]
+    rows = ["| candidate | " + " | ".join(metrics) + " | worst lower bound |", "|---|" + "---:|" * (len(metrics) + 1)]
+    chosen = set(selection["chosen"].values())
+    for entry in sorted(selection["candidates"], key=lambda e: (e["method"], -e["margin"])):
+        name = f"**{entry['key']}**" if entry["key"] in chosen else entry["key"]
+        cells = [f"{entry['vs_baseline'][m]['mean']:+.2f} [{entry['vs_baseline'][m]['low']:+.2f}, "
+                 f"{entry['vs_baseline'][m]['high']:+.2f}]" for m in metrics]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {entry['margin']:+.2f} |")
+    return "\n".join(rows)
