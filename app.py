@@ -72,7 +72,7 @@ MAX_WAITING_PER_CLIENT = 4
 PAGE_CSS = """
 #header h2 { margin: 0 0 2px 0; }
 #header p { margin: 0; font-size: 0.9em; }
-.map-caption { font-size: 0.8em; line-height: 1.25; }
+.map-caption, .map-caption * { font-size: 13px !important; line-height: 1.3 !important; }
 """
 DISCLAIMER = (
     "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
@@ -133,14 +133,16 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def report(file_path, explained_class, opacity):
         try:
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
-            files = _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
-            return gr.File(value=files, visible=True)
+            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
         finally:
             trim_soon()
 
     def no_downloads():
         # Hidden while empty: an empty download box would push the maps below the fold.
-        return gr.File(value=None, visible=False)
+        return gr.update(value=None, visible=False)
+
+    def show_downloads():
+        return gr.update(visible=True)
 
     def faithfulness_curves(file_path, explained_class):
         try:
@@ -211,7 +213,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                     for standing in service.standings:
                         with gr.Column(min_width=180):
                             image_of[standing.name] = gr.Image(
-                                label=f"{TITLES[standing.name]} ({standing.verdict})", type="pil", format="jpeg",
+                                label=TITLES[standing.name], type="pil", format="jpeg",
                                 height=MAP_HEIGHT, elem_id=f"map-{standing.name}")
                             caption_of[standing.name] = gr.Markdown(_caption(standing, {}),
                                                                     elem_id=f"caption-{standing.name}",
@@ -244,8 +246,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
         make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
                           concurrency_limit=1, concurrency_id="model")
+        # The API answers the files alone; the page then shows the box that holds them.
         make_report.click(report, [upload, explained_class, opacity], downloads, api_name="report",
-                          concurrency_limit=1, concurrency_id="model")
+                          concurrency_limit=1, concurrency_id="model").success(
+            show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         # Queued like everything else, but in its own group: a redraw never waits for the model.
         opacity.release(redraw, [state, opacity], images, api_visibility="private", concurrency_limit=2,
                         concurrency_id="redraw")

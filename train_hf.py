@@ -146,6 +146,17 @@ class ModelArguments:
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
     )
+    explanation_settings_images: int = field(
+        default=0,
+        metadata={"help": "After training, choose Grad-CAM's layer and rollout's settings by faithfulness on this "
+                          "many images of one half of the carved validation split (what `explain.py select` "
+                          "does) and measure every map's faithfulness on --faithfulness_images of the other "
+                          "half; both are stored with the model, where the app reads them. 0: skip (hours on "
+                          "a CPU, minutes on a GPU)."},
+    )
+    faithfulness_images: int = field(
+        default=100, metadata={"help": "Images that confirm the chosen settings (with --explanation_settings_images)."}
+    )
 
 
 @dataclass
@@ -292,6 +303,11 @@ def main() -> None:
     example = image_sources(official_validation)[0] if official_validation is not None else None
     stress = run_stress_suite(model, processor, suite_split, output_dir / "eval" / "stress",
                               probabilities=probabilities, seed=training_args.seed, example=example) if changes else None
+    if model_args.explanation_settings_images > 0:
+        from pneumolens.explain.selection import choose_and_confirm
+
+        choose_and_confirm(output_dir, validation_split, training_args.seed, model_args.explanation_settings_images,
+                           model_args.faithfulness_images)
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation,

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 import torch  # noqa: E402
 
-from pneumolens.explain import Explainer, ExplanationOptions  # noqa: E402
+from pneumolens.explain import METHODS, Explainer  # noqa: E402
+from pneumolens.explain.options import options_for  # noqa: E402
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -36,11 +37,11 @@ SHARED = REPO.parent / "shared"
 def load(model_arg: str | None):
     if model_arg or BUNDLED_MODEL.is_dir():
         source = ModelSource(model_arg or str(BUNDLED_MODEL))
-        return source.name_or_path, load_model(source), load_image_processor(source)
+        return source, load_model(source), load_image_processor(source)
     source = ModelSource(str(SHARED / "models" / "dinov2-small"))
     model = load_model(source, num_labels=2, id2label={0: "NORMAL", 1: "PNEUMONIA"},
                        label2id={"NORMAL": 0, "PNEUMONIA": 1})
-    return f"{source.name_or_path} (new head)", model, load_image_processor(source)
+    return source, model, load_image_processor(source)
 
 
 def images(count: int) -> list[Path]:
@@ -74,9 +75,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="Rounds over the images per variant.")
     args = parser.parse_args()
 
-    name, model, processor = load(args.model)
+    source, model, processor = load(args.model)
+    name = source.name_or_path
     explainer = Explainer(model, processor)
-    options = ExplanationOptions()
+    options = options_for(source)  # the maps as the app makes them: the model's chosen settings
     paths = images(args.images)
     prepared = [explainer.prepare(path) for path in paths]
     inputs = [(pixels, anatomy) for _, pixels, anatomy in prepared]
@@ -102,7 +104,7 @@ def main() -> None:
     for label, seconds in medians.items():
         print(f"  {label:14s} median {seconds * 1000:8.1f} ms")
     print(f"  {'end-to-end':14s} median {end_to_end * 1000:8.1f} ms  (decode + preprocess + fused)")
-    print(f"  methods: {', '.join(options.method_names())}")
+    print(f"  methods: {', '.join(METHODS)}; settings: {options.tuned()}")
     a, b, c = medians["fused (a)"], medians["separate (b)"], medians["floor (c)"]
     print(f"a/c = {a / c:.2f}  (target <= 1.15)")
     print(f"b/a = {b / a:.2f}  (target >= 2)")

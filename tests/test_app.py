@@ -140,7 +140,9 @@ def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_shown
     maps = [c["props"] for c in demo.config["components"] if str(c["props"].get("elem_id", "")).startswith("map-")]
     assert [props["elem_id"] for props in maps] == ["map-attribution", "map-gradcam", "map-rollout", "map-saliency"]
     assert all(props.get("visible", True) is True for props in maps)  # nothing is hidden
-    assert maps[-1]["label"] == "Gradient saliency (failed)" and maps[0]["label"] == "Transformer attribution (passed)"
+    captions = {c["props"]["elem_id"]: c["props"]["value"] for c in demo.config["components"]
+                if str(c["props"].get("elem_id", "")).startswith("caption-")}
+    assert "✗ failed" in captions["caption-saliency"] and "✓ passed" in captions["caption-attribution"]
     assert set(service.analyse(app.EXAMPLES[0]).explanation.maps) == set(METHODS)  # the failing one too
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
@@ -222,7 +224,8 @@ def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, 
     dataset.PatientName, dataset.PatientID, dataset.BodyPartExamined = "Doe^Jane", "SECRET-123", "CHEST"
     dataset.save_as(tmp_path / "IM0001")
     image, details, downloads = preview(str(tmp_path / "IM0001"))
-    assert image.size == (pixels.shape[1], pixels.shape[0]) and downloads is None
+    assert image.size == (pixels.shape[1], pixels.shape[0])
+    assert downloads["value"] is None and downloads["visible"] is False  # an earlier image's downloads go, box and all
     # MONOCHROME1 is shown inverted, as the model sees it: the preview equals the decoded image.
     assert np.array_equal(np.asarray(image), np.asarray(load_image(str(tmp_path / "IM0001"))))
     assert "DICOM" in details and "Modality CR" in details and "BodyPartExamined CHEST" in details

@@ -60,6 +60,23 @@ def test_processor_is_saved_with_square_resize(tmp_path, small_imagefolder, tiny
     assert processor["size"] == {"height": 32, "width": 32}
 
 
+def test_training_can_end_by_choosing_and_confirming_the_explanation_settings(tmp_path, small_imagefolder,
+                                                                           tiny_backbone_dirs):
+    from pneumolens.explain import METHODS
+    from pneumolens.explain.options import SETTINGS_FILE, options_for
+    from pneumolens.explain.standing import FAITHFULNESS_FILE
+    from pneumolens.modeling import ModelSource
+
+    output = tmp_path / "model"
+    train_tiny(small_imagefolder, tiny_backbone_dirs["dinov2"], output, "--max_steps", "2",
+               "--explanation_settings_images", "4", "--faithfulness_images", "4")
+    stored = json.loads((output / SETTINGS_FILE).read_text())
+    measured = json.loads((output / FAITHFULNESS_FILE).read_text())
+    assert set(stored["selection"]["chosen"]) == {"gradcam", "rollout"}
+    assert options_for(ModelSource(str(output))).gradcam_layer == stored["settings"]["gradcam_layer"]
+    assert set(measured["summary"]["all"]["verdicts"]) == set(METHODS) and measured["summary"]["all"]["images"] == 4
+
+
 def test_float16_storage_round_trips(tmp_path, small_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
     train_tiny(small_imagefolder, tiny_backbone_dirs["vit"], output, "--save_dtype", "float16",

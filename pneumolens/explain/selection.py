@@ -110,3 +110,49 @@ def selection_table(selection: dict) -> str:
                  f"{entry['vs_baseline'][m]['high']:+.2f}]" for m in metrics]
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {entry['margin']:+.2f} |")
     return "\n".join(rows)
+
+
+def choose_and_confirm(model_dir, validation, seed: int, selection_images: int, confirmation_images: int,
+                       steps: int = 8, progress=None) -> tuple[dict, dict]:
+    """What `explain.py select` then `explain.py faithfulness` do, for `train_hf.py` at the end of training:
+    settings chosen on the selection half of `validation` (the carved split), measured on the
+    confirmation half, both stored in `model_dir` (`options.SETTINGS_FILE`, `standing.FAITHFULNESS_FILE`)."""
+    import json
+    from pathlib import Path
+
+    from ..data import balanced_sample, image_sources, validation_parts
+    from ..modeling import ModelSource, load_image_processor, load_model
+    from ..preprocessing import input_size
+    from .anatomy import anatomy_of
+    from .explainer import Explainer
+    from .faithfulness import evaluate_faithfulness
+    from .options import SETTINGS_FILE
+    from .standing import FAITHFULNESS_FILE
+
+    source = ModelSource(str(model_dir))
+    model, processor = load_model(source), load_image_processor(source)
+    explainer = Explainer(model, processor)
+    anatomy = anatomy_of(model, input_size(processor))
+    parts = validation_parts(validation, seed)
+    names = validation.features["label"].names
+
+    def sample(part: str, count: int):
+        images = balanced_sample(parts[part], count, seed)
+        return image_sources(images), [model.config.label2id.get(names[label]) for label in images["label"]]
+
+    settings = FaithfulnessSettings(steps=steps, road_percentiles=(), seed=seed)
+    selection = select_settings(explainer, *sample("selection", selection_images),
+                                candidates(anatomy.kind, len(anatomy.blocks)), settings, progress)
+    stored = {"settings": selection.pop("settings"), "selection": {**selection, "data": "the carved validation "
+                                                                   "split's 'selection' half (train_hf.py)"}}
+    options = ExplanationOptions().with_settings(stored["settings"])
+    report = evaluate_faithfulness(explainer, *sample("confirmation", confirmation_images), settings=settings,
+                                   progress=progress, options=options)
+    measured = report.to_json()
+    for name, result in ((SETTINGS_FILE, stored), (FAITHFULNESS_FILE, measured)):
+        path = Path(model_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+    logger.info("Explanation settings %s; faithfulness verdicts %s", stored["settings"],
+                {m: v["passes"] for m, v in measured["summary"]["all"]["verdicts"].items()})
+    return stored, measured
