@@ -231,7 +231,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             gr.Markdown("Deletion and insertion curves of every map and of the random maps they are judged "
                         "against, for the uploaded image: a faithful map makes the explained class's log-odds "
                         "fall fastest when its pixels are removed first, and rise fastest when they are revealed "
-                        "first. About 150 forward passes: a few seconds.")
+                        "first. About 110 forward passes: several seconds on a CPU.")
             make_curves = gr.Button("Measure on this image", elem_id="make-curves")
             curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
         with gr.Accordion("About the model", open=False):

@@ -438,10 +438,15 @@ def faithfulness_markdown(result: dict, args) -> str:
         f"predicted class. Scores are areas under the explained class's **log-odds** curve as the pixels a map "
         f"ranks highest are removed first (deletion, lower is better) or revealed first (insertion, higher is "
         f"better), in {settings['steps']} steps, onto a strong blur or the image's mean grey; ROAD (Rong et al. "
-        f"2022) removes pixels by noisy linear imputation at {_percentages(settings['road_percentiles'])} kept. Under each "
-        "mean: the paired bootstrap 95 % interval of how much better than a random map the method does on the "
-        "same images (positive: better). A method *passes* when every deletion and insertion interval is "
-        "above zero; the app does not show a map that fails, and orders the others as ranked here.",
+        f"2022) removes pixels by noisy linear imputation{_road_text(settings['road_percentiles'])}. Under each mean: "
+        "the paired bootstrap 95 % interval of how much better the method does than the random map of its own "
+        "granularity on the same images (positive: better): a random map on the same grid, upsampled the same "
+        "way, for the patch-level maps (named in brackets), one random value per pixel for saliency. In "
+        "parentheses below it, for the patch-level maps: the same against the per-pixel random map, which is kept "
+        "for comparison but does not decide, because scattered random pixels restore the whole image's texture "
+        "at once on insertion, which a map drawn on a 16x16 grid cannot do whatever it ranks. A method *passes* "
+        "when every deletion and insertion interval against its own baseline is above zero. The app shows every "
+        "map with its verdict, in the order ranked here." + _variants_text(result),
         "", faithfulness_table(summary["all"], TITLES)]
     if "correct" in summary and summary["correct"]["images"]:
         parts += ["", f"Correctly classified images only ({summary['correct']['images']}):", "",
@@ -459,6 +464,18 @@ def faithfulness_markdown(result: dict, args) -> str:
 
 def _percentages(values) -> str:
     return ", ".join(f"{value} %" for value in values)
+
+
+def _road_text(percentiles) -> str:
+    return f" at {_percentages(percentiles)} kept" if percentiles else " (not measured in this run)"
+
+
+def _variants_text(result: dict) -> str:
+    variants = result.get("variants") or {}
+    if not variants:
+        return ""
+    return " Settings of the maps (`eval/explanation_settings.json`): " + "; ".join(
+        f"{TITLES.get(m, m)}: {text}" for m, text in variants.items()) + "."
 
 
 def write_outputs(args, report: dict, card_heading: str, card_body: str) -> None:

@@ -14,7 +14,7 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import TITLES, Explainer, Explanation, ExplanationOptions
+from .explain import REGISTRY, TITLES, Explainer, Explanation, ExplanationOptions, anatomy_of
 from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
@@ -25,7 +25,7 @@ from .modeling import (
     ModelSource, attention_kernel, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
     operating_threshold, positive_index,
 )
-from .preprocessing import pixel_values
+from .preprocessing import input_size, pixel_values
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
 
@@ -229,7 +229,18 @@ class PneumoLensService:
         results = self._results(card)
         if results:
             lines.append("**Measured:** " + "; ".join(results) + ".")
+        lines.append(f"**Maps:** {self._map_settings()}.")
         return "  \n".join(lines)
+
+    def _map_settings(self) -> str:
+        anatomy = anatomy_of(self.model, input_size(self.processor))
+        verdicts = {standing.name: standing.verdict for standing in self.standings}
+        parts = []
+        for name, method in REGISTRY.items():
+            if anatomy.kind in method.architectures:
+                made = method.variant(anatomy, self.explanation_options)
+                parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
+        return "; ".join(parts)
 
     def _card(self) -> ModelCard | None:
         # The card of the same revision as the weights, not whatever the main branch holds now.
