@@ -23,6 +23,7 @@ from pathlib import Path
 import gradio as gr
 
 from pneumolens.batching import MicroBatcher
+from pneumolens.device import gpu_call, on_zero_gpu
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
 from pneumolens.memory import trim_soon
@@ -109,7 +110,12 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                predict_batch_size: int = PREDICT_BATCH_SIZE,
                max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model."""
-    batcher = MicroBatcher(service.predict_inputs, predict_batch_size)
+    # On ZeroGPU a GPU is attached only inside a `spaces.GPU` call, so each /predict runs its own pass
+    # there instead of sharing the batcher's thread.
+    batcher = None if on_zero_gpu() else MicroBatcher(service.predict_inputs, predict_batch_size)
+
+    def predict_one(pixels):
+        return service.predict_inputs([pixels])[0] if batcher is None else batcher.submit(pixels)
     standings = {standing.name: standing for standing in service.standings}
     model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
@@ -118,7 +124,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             # Decoded and preprocessed in the request's own thread: in parallel with other requests,
             # and a bad upload fails alone, never a shared batch.
             pixels = _safely(service.model_input, _path(file_path))
-            result = _safely(batcher.submit, pixels)
+            result = _safely(predict_one, pixels)
             return {label: round(p, 6) for label, p in result["probabilities"].items()}
         finally:
             trim_soon()
@@ -183,6 +189,9 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             return [gr.skip()] * len(METHODS)
         overlays = displayed.overlays(opacity)
         return [overlays.get(method) for method in METHODS]
+
+    # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
+    predict, report, faithfulness_curves, explain = map(gpu_call, (predict, report, faithfulness_curves, explain))
 
     with gr.Blocks(title=TITLE, delete_cache=delete_cache) as demo:
         gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")

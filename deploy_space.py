@@ -4,6 +4,7 @@
     python3 deploy_space.py --space_id you/pneumolens                       # with the bundled model
     python3 deploy_space.py --space_id you/pneumolens --model_id you/pneumolens-dinov2-small \\
         --model_revision <commit>                                           # serving a Hub model
+    python3 deploy_space.py --space_id you/pneumolens --zero_gpu            # on ZeroGPU hardware
 
 Needs a write token (HF_TOKEN or `hf auth login`). `HF_ENDPOINT` chooses the Hub, as for every client.
 """
@@ -33,6 +34,12 @@ class SpaceArguments:
                           "as MODEL_REVISION, so the Space keeps serving what you checked."},
     )
     private: bool = field(default=False, metadata={"help": "Create the Space as private."})
+    zero_gpu: bool = field(
+        default=False,
+        metadata={"help": "For a ZeroGPU Space: add the `spaces` package to its requirements (the app then runs "
+                          "every model call under spaces.GPU) and suggest ZeroGPU hardware in its card. Choose "
+                          "the hardware in the Space's settings."},
+    )
     token: str | None = field(default=None, metadata={"help": "Write token; default HF_TOKEN or your login."})
 
 
@@ -40,7 +47,7 @@ def main() -> None:
     (args,) = HfArgumentParser(SpaceArguments).parse_args_into_dataclasses()
     cli.setup_logging()
     url = deploy_space(args.space_id, ServedModel(args.model_id, args.model_revision), resolve_token(args.token),
-                       private=args.private)
+                       private=args.private, zero_gpu=args.zero_gpu)
     print(url)
 
 

@@ -20,6 +20,7 @@ from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
 from .explain.overlay import overlay
+from .device import serving_device
 from .images import describe_file, load_image
 from .modeling import (
     ModelSource, attention_kernel, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
@@ -130,7 +131,8 @@ class PneumoLensService:
 
     def __init__(self, source: ModelSource | None = None):
         self.source = source or default_model_source()
-        self.model = load_model(self.source)
+        self.device = serving_device()
+        self.model = load_model(self.source).to(self.device)
         self.processor = load_image_processor(self.source)
         self.explainer = Explainer(self.model, self.processor)
         self.ood_detector = OODDetector.load(self.source)
@@ -143,8 +145,8 @@ class PneumoLensService:
         # The explainer hooks the model while it runs: a batched prediction and an analysis must not
         # share it at the same moment (they run on different threads in the app).
         self._model_lock = threading.Lock()
-        logger.info("Serving %s (%s); out-of-distribution detector: %s", self.source.name_or_path,
-                    self.config.model_type, "yes" if self.ood_detector else "none")
+        logger.info("Serving %s (%s) on %s; out-of-distribution detector: %s", self.source.name_or_path,
+                    self.config.model_type, self.device, "yes" if self.ood_detector else "none")
 
     def predict(self, image) -> dict:
         """Probabilities, the decision at the model's threshold and the OOD verdict (one forward pass)."""
@@ -209,7 +211,7 @@ class PneumoLensService:
     def _ood(self, features, row: int = 0) -> dict:
         if self.ood_detector is None or not features:
             return {"available": False, "warning": None}
-        score = float(self.ood_detector.distance(features[0][row:row + 1].numpy())[0])
+        score = float(self.ood_detector.distance(features[0][row:row + 1].float().cpu().numpy())[0])
         flagged = score > self.ood_detector.threshold
         warning = OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold) if flagged else None
         return {"available": True, "score": score, "threshold": self.ood_detector.threshold,
@@ -221,7 +223,7 @@ class PneumoLensService:
         base = (card.data.base_model if card else None) or "unknown"
         lines = [f"**Model:** `{self.source.name_or_path}` ({self.config.model_type}, "
                  f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters), "
-                 f"fine-tuned from `{base}`.",
+                 f"fine-tuned from `{base}`, served on `{self.device}` (float32).",
                  f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
                  f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}."]
         if card and card.data.datasets:

@@ -41,8 +41,12 @@ class ServedModel:
         return self.model_id is None
 
 
-def space_card(model: ServedModel, requirements: str) -> str:
-    """The Space's README.md: the front matter the Hub reads (SDK, version, app file) and a short text."""
+ZERO_GPU_HARDWARE = "zero-a10g"
+
+
+def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) -> str:
+    """The Space's README.md: the front matter the Hub reads (SDK, version, app file, and with `zero_gpu`
+    the suggested ZeroGPU hardware) and a short text."""
     gradio_version = re.search(r"^gradio==([\w.]+)", requirements, re.MULTILINE)
     data = SpaceCardData(
         title="PneumoLens", sdk="gradio", sdk_version=gradio_version[1] if gradio_version else None,
@@ -50,25 +54,30 @@ def space_card(model: ServedModel, requirements: str) -> str:
         models=None if model.bundled else [model.model_id], datasets=["hf-vision/chest-xray-pneumonia"],
         short_description="Explainable pneumonia detection on chest X-rays",
         tags=["medical-imaging", "explainability", "chest-x-ray"],
+        **({"suggested_hardware": ZERO_GPU_HARDWARE} if zero_gpu else {}),
     )
     served = ("the model bundled in `models/pneumolens-dinov2-small`" if model.bundled
               else f"[`{model.model_id}`](https://huggingface.co/{model.model_id}) at commit `{model.revision}` "
                    "(Space variables `MODEL_ID` and `MODEL_REVISION`)")
-    body = (f"# PneumoLens\n\nExplainable pneumonia detection on pediatric chest X-rays: label probabilities with "
-            f"attention rollout, gradient saliency and Grad-CAM maps. Serves {served}.\n\n"
+    body = (f"# PneumoLens\n\nExplainable pneumonia detection on pediatric chest X-rays: the decision and label "
+            "probabilities with attention rollout, gradient saliency, Grad-CAM and transformer attribution maps, "
+            f"each with its measured faithfulness verdict. Serves {served}"
+            f"{', on ZeroGPU (the model calls run under `spaces.GPU`)' if zero_gpu else ''}.\n\n"
             "> **Not a medical device.** A research and teaching demo; never use it to diagnose, treat or triage "
             "anyone.\n\nAPI: `gradio_client.Client(\"<this space>\").predict(handle_file(\"xray.jpeg\"), "
             "api_name=\"/predict\")`.\n")
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
-def space_requirements(requirements: str) -> str:
+def space_requirements(requirements: str, zero_gpu: bool = False) -> str:
+    """The project's requirements without the development tools; with `zero_gpu`, the `spaces` package
+    that attaches a ZeroGPU to each model call."""
     keep = [line for line in requirements.splitlines()
             if not line.strip().lower().startswith(DEVELOPMENT_REQUIREMENTS)]
-    return "\n".join(keep) + "\n"
+    return "\n".join(keep + (["spaces"] if zero_gpu else [])) + "\n"
 
 
-def space_operations(model: ServedModel, repo: Path = REPO) -> list[CommitOperationAdd]:
+def space_operations(model: ServedModel, repo: Path = REPO, zero_gpu: bool = False) -> list[CommitOperationAdd]:
     """Every file of the Space as commit operations: app files from `repo`, a generated card and
     requirements, and the bundled model's published files when it is the one served."""
     requirements = (repo / "requirements.txt").read_text()
@@ -80,13 +89,13 @@ def space_operations(model: ServedModel, repo: Path = REPO) -> list[CommitOperat
         files += sorted({path for pattern in PUBLISHED_FILES for path in model_dir.glob(pattern) if path.is_file()})
     operations = [CommitOperationAdd(str(path.relative_to(repo)), str(path)) for path in files
                   if "__pycache__" not in path.parts]
-    operations += [CommitOperationAdd("requirements.txt", space_requirements(requirements).encode()),
-                   CommitOperationAdd("README.md", space_card(model, requirements).encode())]
+    operations += [CommitOperationAdd("requirements.txt", space_requirements(requirements, zero_gpu).encode()),
+                   CommitOperationAdd("README.md", space_card(model, requirements, zero_gpu).encode())]
     return operations
 
 
 def deploy_space(space_id: str, model: ServedModel, token: str, private: bool | None = None,
-                 endpoint: str | None = None) -> str:
+                 endpoint: str | None = None, zero_gpu: bool = False) -> str:
     """Create (if needed) and update the Space in one commit; return the commit's URL.
 
     A Hub model is pinned: its revision (default main) is resolved to a commit now, so the Space keeps
@@ -97,7 +106,7 @@ def deploy_space(space_id: str, model: ServedModel, token: str, private: bool | 
         if not model.bundled:
             model = ServedModel(model.model_id, api.model_info(model.model_id, revision=model.revision).sha)
         url = api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-        operations = space_operations(model)
+        operations = space_operations(model, zero_gpu=zero_gpu)
         if not model.bundled and any(path.startswith("models/") for path in api.list_repo_files(
                 url.repo_id, repo_type="space")):
             # A Space that served the bundled model before: its weights would only take space.

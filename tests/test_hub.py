@@ -232,6 +232,25 @@ def test_deploying_the_space_with_the_bundled_model(tmp_path):
     assert not hub.repos[("space", "pneumolens/demo")].variables
 
 
+def test_a_zero_gpu_space_gets_the_spaces_package_and_suggests_zero_gpu_hardware(tmp_path):
+    from huggingface_hub import SpaceCard
+
+    from pneumolens.space import ServedModel, space_operations
+
+    def contents(operations):
+        return {op.path_in_repo: op.path_or_fileobj for op in operations
+                if op.path_in_repo in ("README.md", "requirements.txt")}
+
+    plain = contents(space_operations(ServedModel()))
+    zero = contents(space_operations(ServedModel(), zero_gpu=True))
+    requirements = zero["requirements.txt"].decode().splitlines()
+    assert "spaces" in requirements and "spaces" not in plain["requirements.txt"].decode().splitlines()
+    assert "pytest==9.0.3" not in requirements and any(line.startswith("torch==") for line in requirements)
+    card = SpaceCard(zero["README.md"].decode())  # parses: valid front matter
+    assert card.data.suggested_hardware == "zero-a10g" and card.data.sdk == "gradio" and card.data.app_file == "app.py"
+    assert "suggested_hardware" not in plain["README.md"].decode() and "ZeroGPU" in zero["README.md"].decode()
+
+
 def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model(pushed, tmp_path, real_images):
     hub, first, _, model_dir = pushed
     env = hub_env(hub, tmp_path)

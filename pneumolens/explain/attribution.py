@@ -27,7 +27,7 @@ def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Seque
     attentions, gradients: per layer (B, heads, T, T) attention probabilities and d target / d attention.
     """
     with torch.no_grad():
-        identity = torch.eye(attentions[0].shape[-1], dtype=torch.float64)
+        identity = torch.eye(attentions[0].shape[-1], dtype=torch.float64, device=attentions[0].device)
         # R <- R + A R over the layers is R = (I + A_L) ... (I + A_1); only the class token's row is read.
         layers = [identity + (gradient[0].double() * attention[0].double()).clamp(min=0).mean(dim=0)
                   for attention, gradient in zip(attentions, gradients, strict=True)]

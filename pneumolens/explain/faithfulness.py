@@ -96,7 +96,7 @@ def _switched(start: torch.Tensor, finish: torch.Tensor, order: np.ndarray, step
     height, width = start.shape[-2:]
     position = np.empty(order.size, dtype=np.int64)
     position[order] = np.arange(order.size)  # how early each pixel switches
-    switched_by = torch.as_tensor(position.reshape(1, height, width))
+    switched_by = torch.as_tensor(position.reshape(1, height, width), device=start.device)
     counts = [round(step / steps * order.size) for step in range(steps + 1)]
     return torch.stack([torch.where(switched_by < count, finish[0], start[0]) for count in counts])
 

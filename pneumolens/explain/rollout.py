@@ -32,7 +32,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], special_tokens: int, g
         raise ValueError(f"discard_ratio must be in [0, 1), not {discard_ratio}")
     with torch.no_grad():
         tokens = attentions[0].shape[-1]
-        identity = torch.eye(tokens, dtype=torch.float64)
+        identity = torch.eye(tokens, dtype=torch.float64, device=attentions[0].device)
         layers = []
         for index, attention in enumerate(attentions):
             layer = attention[0].double()
@@ -50,7 +50,7 @@ def cls_row_of_product(layers: Sequence[torch.Tensor], special_tokens: int) -> t
     Only that row is read, so it is carried as a vector from the last layer down: T^2 work per layer
     instead of the T^3 of multiplying the full matrices (257 tokens for DINOv2-S at 224 px).
     """
-    row = torch.zeros(layers[0].shape[-1], dtype=layers[0].dtype)
+    row = torch.zeros(layers[0].shape[-1], dtype=layers[0].dtype, device=layers[0].device)
     row[0] = 1.0
     for layer in reversed(layers):
         row = row @ layer

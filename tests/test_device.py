@@ -1,0 +1,90 @@
+"""Where the model serves: the choice of device (availability faked only for the choice itself) and the
+ZeroGPU wrapper, applied where the `spaces` package is importable and absent elsewhere."""
+
+import sys
+import types
+
+import pytest
+import torch
+from gradio_client import Client, handle_file
+
+import app
+from pneumolens import device as device_module
+from pneumolens.device import DEVICE_VARIABLE, ZERO_GPU_VARIABLE, gpu_call, serving_device
+from pneumolens.errors import PneumoLensError
+from pneumolens.modeling import ModelSource
+from pneumolens.service import PneumoLensService
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Fake which accelerators the machine has, for `serving_device` only."""
+    def have(cuda=False, mps=False, cuda_count=1):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_count if cuda else 0)
+        monkeypatch.setattr(device_module, "_mps_works", lambda: mps)
+    return have
+
+
+def test_cuda_first_then_mps_then_the_cpu(machine):
+    machine(cuda=True, mps=True)
+    assert serving_device({}) == torch.device("cuda")
+    machine(cuda=False, mps=True)
+    assert serving_device({}) == torch.device("mps")
+    machine()
+    assert serving_device({}) == torch.device("cpu")
+
+
+def test_the_environment_names_the_device_and_a_missing_one_is_refused(machine):
+    machine(cuda=True, cuda_count=2)
+    assert serving_device({DEVICE_VARIABLE: "cpu"}) == torch.device("cpu")
+    assert serving_device({DEVICE_VARIABLE: "cuda:1"}) == torch.device("cuda:1")
+    with pytest.raises(PneumoLensError, match="no cuda device"):
+        serving_device({DEVICE_VARIABLE: "cuda:2"})
+    machine()
+    with pytest.raises(PneumoLensError, match="PNEUMOLENS_DEVICE='cuda', but this machine has no cuda"):
+        serving_device({DEVICE_VARIABLE: "cuda"})
+    with pytest.raises(PneumoLensError, match="is not a device"):
+        serving_device({DEVICE_VARIABLE: "gpu please"})
+
+
+def test_zero_gpu_loads_the_model_for_cuda_at_start_up(machine):
+    machine()  # ZeroGPU attaches the GPU per call: at start-up CUDA may not report itself yet
+    assert serving_device({ZERO_GPU_VARIABLE: "true"}) == torch.device("cuda")
+
+
+def test_without_spaces_the_handlers_are_unchanged():
+    assert "spaces" not in sys.modules  # not installed here
+    function = lambda: 1  # noqa: E731
+    assert gpu_call(function) is function
+
+
+def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs, monkeypatch):
+    wrapped, calls = [], []
+
+    def gpu(function):
+        wrapped.append(function.__name__)
+
+        def on_gpu(*args, **kwargs):
+            calls.append(function.__name__)
+            return function(*args, **kwargs)
+        return on_gpu
+
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
+    monkeypatch.setenv(ZERO_GPU_VARIABLE, "true")
+    monkeypatch.setenv(DEVICE_VARIABLE, "cpu")  # no GPU here: the wrapper is what is tested
+    service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
+    assert service.device == torch.device("cpu") and "served on `cpu`" in service.summary()
+    demo = app.build_demo(service)
+    assert sorted(wrapped) == ["explain", "faithfulness_curves", "predict", "report"]
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        client = Client(url, verbose=False)
+        label = client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"]
+        outputs = app.named_outputs(client.predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
+                                                   api_name="/explain"))
+    finally:
+        demo.close()
+    assert calls == ["predict", "explain"]
+    assert label in service.labels  # answered by the handler run under the wrapper
+    assert outputs["map_gradcam"] is not None
