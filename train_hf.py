@@ -111,6 +111,11 @@ class ModelArguments:
                           "here ../shared/models/dinov2-small stands in for facebook/dinov2-small."},
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub model revision."})
+    card_title: str | None = field(
+        default=None,
+        metadata={"help": "The model's name in its card title and model-index (default: --hub_model_id, else "
+                          "pneumolens-<base model name>; never the output directory)."},
+    )
     card_base_model: str | None = field(
         default=None,
         metadata={"help": "Hub id written as base_model in the card when --model_name_or_path is a local "
@@ -356,6 +361,12 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
+def card_title(model_args, training_args) -> str:
+    """What the card calls the model: its own id, not where a run happened to write it."""
+    base = Path((model_args.card_base_model or model_args.model_name_or_path).rstrip("/")).name
+    return model_args.card_title or training_args.hub_model_id or f"pneumolens-{base}"
+
+
 def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
                 stress, pooled, split_rule) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -386,7 +397,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
     procedure += (f"\n\nTraining took {minutes:.1f} minutes on {_hardware()} "
                   f"(torch {torch.__version__}).")
     return CardFacts(
-        model_name=Path(training_args.output_dir).name,
+        model_name=card_title(model_args, training_args),
         base_model=model_args.card_base_model or model_args.model_name_or_path,
         dataset_id="hf-vision/chest-xray-pneumonia" if Path(data_args.dataset_name_or_dir).exists()
         else data_args.dataset_name_or_dir,

@@ -77,6 +77,16 @@ def test_training_can_end_by_choosing_and_confirming_the_explanation_settings(tm
     assert set(measured["summary"]["all"]["verdicts"]) == set(METHODS) and measured["summary"]["all"]["images"] == 4
 
 
+def test_the_card_names_the_model_by_its_id_not_its_output_directory(tmp_path, small_imagefolder, tiny_backbone_dirs):
+    output = tmp_path / "r2_z85_cons5"  # a sweep's run directory
+    train_tiny(small_imagefolder, tiny_backbone_dirs["vit"], output, "--max_steps", "2",
+               "--hub_model_id", "someone/pneumolens-tiny-vit")
+    card = ModelCard.load(output / "README.md")
+    assert card.data.model_name == "someone/pneumolens-tiny-vit"
+    assert "model-index:\n- name: someone/pneumolens-tiny-vit" in (output / "README.md").read_text()
+    assert "# someone/pneumolens-tiny-vit" in card.text and "r2_z85_cons5" not in card.text.split("## Training")[0]
+
+
 def test_float16_storage_round_trips(tmp_path, small_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
     train_tiny(small_imagefolder, tiny_backbone_dirs["vit"], output, "--save_dtype", "float16",
