@@ -307,7 +307,7 @@ def side_by_side(explanation, config, opacity: float):
 
 def run_sanity(args) -> None:
     model, processor = load(args)
-    report = randomization_check(model, processor, args.images)
+    report = randomization_check(model, processor, args.images, options=options_for(ModelSource(args.model, args.revision)))
     table = sanity_table(report)
     print(table)
     write_outputs(args, report, "Explanations: sanity check", (
@@ -394,6 +394,7 @@ def run_markings(args) -> None:
     dataset = sampled_images(args)
     model, processor = load(args)
     report = marking_report(Explainer(model, processor), image_sources(dataset), args.markings, args.seed,
+                            options_for(ModelSource(args.model, args.revision)),
                             progress=lambda items: tqdm(items, desc="markings", unit="image"))
     text = (f"Burned-in text from the stress suite ({', '.join(args.markings)}) pasted onto "
             f"{args.num_images} images of {_data_description(args)}; each explains its predicted class. Per "

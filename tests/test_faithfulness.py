@@ -255,3 +255,16 @@ def test_select_stores_settings_that_the_cli_the_app_and_the_confirmation_use(
     assert not {r["image"] for r in result["images"]} & set(selection["image_names"])
     assert result["baselines"]["saliency"] == RANDOM and result["baselines"]["gradcam"].startswith("random@")
     assert layer_words in result["variants"]["gradcam"]
+
+
+def test_default_candidates_cover_the_last_blocks_or_stages_and_rollout_only_for_transformers():
+    from pneumolens.explain.selection import candidates
+    from pneumolens.modeling import CONVOLUTIONAL, TRANSFORMER
+
+    vit = candidates(TRANSFORMER, 12)
+    layers = {dict(c.settings)["gradcam_layer"] for c in vit if c.method == "gradcam"}
+    assert layers == {f"{block}.{part}" for block in (9, 10, 11) for part in ("norm1", "norm2", "output")}
+    assert {c.method for c in vit} == {"gradcam", "rollout"} and len({c.key for c in vit}) == len(vit)
+    convnext = candidates(CONVOLUTIONAL, 2, cams=("gradcam", "hirescam"))
+    assert {c.key for c in convnext} == {f"gradcam[gradcam_layer={s}.output, cam={cam}]" for s in (0, 1)
+                                         for cam in ("gradcam", "hirescam")}

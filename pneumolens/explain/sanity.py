@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from scipy.stats import spearmanr
@@ -32,11 +34,12 @@ def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def randomization_check(model, processor, images, methods=None, seed: int = 0,
-                        max_spearman: float = MAX_SPEARMAN) -> dict[str, dict]:
+                        max_spearman: float = MAX_SPEARMAN,
+                        options: ExplanationOptions = ExplanationOptions()) -> dict[str, dict]:
     """Per method: mean and per-image Spearman correlation of trained vs random-weight maps, and
     whether the method passes (mean correlation below `max_spearman`)."""
     trained, random = Explainer(model, processor), Explainer(randomized_copy(model, seed), processor)
-    options = ExplanationOptions(methods=tuple(methods) if methods else None)
+    options = replace(options, methods=tuple(methods)) if methods else options
     correlations: dict[str, list[float]] = {}
     unavailable = {}
     for image in images:
