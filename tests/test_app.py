@@ -381,7 +381,8 @@ def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with
 def test_every_event_is_queued(model_with_ood):
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
     handlers = {fn.name: fn.queue for fn in demo.fns.values() if fn.name != "load_example"}  # Gradio's own
-    assert set(handlers) == {"explain", "redraw", "predict", "preview", "report", "faithfulness_curves", "forget_downloads"}
+    assert set(handlers) == {"explain", "redraw", "predict", "preview", "report", "faithfulness_curves", "no_downloads",
+                             "show_downloads"}
     assert all(handlers.values())
 
 

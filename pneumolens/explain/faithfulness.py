@@ -15,7 +15,7 @@ usual fill, looks like aerated lung on a radiograph.
 A fair baseline has the map's own granularity. A map made on the 16x16 patch grid and upsampled moves
 whole patches at once; one random value per pixel scatters the revealed pixels over the whole image,
 and on insertion that restores the image's texture everywhere at once, which the model responds to
-whatever a map ranks (measured on the bundled model: a random patch-grid map scores 1.1 log-odds lower
+whatever a map ranks (measured on the bundled model: a random patch-grid map scores 1.0-1.3 log-odds lower
 on insertion than a random pixel map). So each map is compared with a random map drawn on its own grid
 and upsampled the same way (`random@ROWSxCOLS`; per-pixel maps such as saliency with the per-pixel one,
 `random`), and that comparison decides its verdict; the per-pixel comparison is kept beside it.
