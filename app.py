@@ -369,16 +369,14 @@ def _safely(function, *args):
         raise gr.Error(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
-VERDICT_MARKS = {True: "✓ passed", False: "✗ failed", None: "not measured"}
-
-
 def _caption(standing, unavailable: dict, variant: str = "") -> str:
     """What a map is, how to read it, the settings that made it and its faithfulness verdict."""
     title, how = TITLES[standing.name], HOW_TO_READ[standing.name]
     if standing.name in unavailable:
         return f"**{title}: not available for this model.** {unavailable[standing.name]}"
     made = f" *({variant})*" if variant else ""
-    return f"**{title}: {VERDICT_MARKS[standing.passes]}.**{made} {how}  \n*{standing.note}*"
+    mark = {True: "✓ ", False: "✗ "}.get(standing.passes, "")
+    return f"**{title}: {mark}{standing.verdict}.**{made} {how}  \n*{standing.note}*"
 
 
 def _decision_markdown(analysis) -> str:

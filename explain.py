@@ -37,8 +37,8 @@ import numpy as np
 from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, ExplanationOptions, overlay
-from pneumolens.data import VALIDATION_PARTS, image_name, image_sources
+from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, anatomy_of, overlay
+from pneumolens.data import VALIDATION_PARTS, image_name, image_sources, model_label_ids
 from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
                                            pairs_table)
 from pneumolens.explain.artifacts import NORM_RATIO, artifact_markdown, artifact_report
@@ -48,6 +48,7 @@ from pneumolens.explain.options import SETTINGS_FILE, options_for
 from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.selection import candidates, select_settings, selection_table
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
+from pneumolens.preprocessing import input_size
 from pneumolens.modeling import ModelSource, decide_by_label, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
@@ -192,8 +193,12 @@ def main(argv: list[str] | None = None) -> None:
         run_maps(maps_parser().parse_args(argv))
 
 
+def source_of(args) -> ModelSource:
+    return ModelSource(args.model, args.revision)
+
+
 def load(args):
-    source = ModelSource(args.model, args.revision)
+    source = source_of(args)
     return load_model(source), load_image_processor(source)
 
 
@@ -204,7 +209,7 @@ def run_maps(args) -> None:
     explainer = Explainer(model, processor)
     given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
              if getattr(args, name) is not None}
-    options = options_for(ModelSource(args.model, args.revision), methods=tuple(args.methods),
+    options = options_for(source_of(args), methods=tuple(args.methods),
                           gradient_rollout=args.gradient_rollout, smoothgrad_samples=args.smoothgrad, **given)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +240,7 @@ def run_reports(args) -> None:
     if not 0.0 <= args.opacity <= 1.0:
         raise PneumoLensError(f"--opacity must be in [0, 1], not {args.opacity}")
     images = image_files(args.images)
-    service = PneumoLensService(ModelSource(args.model, args.revision))
+    service = PneumoLensService(source_of(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -307,7 +312,7 @@ def side_by_side(explanation, config, opacity: float):
 
 def run_sanity(args) -> None:
     model, processor = load(args)
-    report = randomization_check(model, processor, args.images, options=options_for(ModelSource(args.model, args.revision)))
+    report = randomization_check(model, processor, args.images, options=options_for(source_of(args)))
     table = sanity_table(report)
     print(table)
     write_outputs(args, report, "Explanations: sanity check", (
@@ -322,12 +327,11 @@ def run_faithfulness(args) -> None:
 
     dataset = sampled_images(args)
     model, processor = load(args)
-    names = dataset.features["label"].names
-    labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
+    labels = model_label_ids(dataset, model.config)
     settings = FaithfulnessSettings(steps=args.steps, road_percentiles=tuple(args.road_percentiles), seed=args.seed)
     report = evaluate_faithfulness(Explainer(model, processor), image_sources(dataset), labels, settings=settings,
                                    progress=lambda items: tqdm(items, desc="faithfulness", unit="image"),
-                                   options=options_for(ModelSource(args.model, args.revision)))
+                                   options=options_for(source_of(args)))
     result = report.to_json()
     for record, name in zip(result["images"], (image_name(image) for image in dataset.with_format(None)["image"])):
         record["image"] = name or record["image"]
@@ -339,24 +343,20 @@ def run_faithfulness(args) -> None:
 def run_select(args) -> None:
     from tqdm.auto import tqdm
 
-    from pneumolens.explain import anatomy_of
-    from pneumolens.preprocessing import input_size
-
     dataset = sampled_images(args)
     model, processor = load(args)
-    names = dataset.features["label"].names
-    labels = [model.config.label2id.get(names[label]) for label in dataset["label"]]
+    labels = model_label_ids(dataset, model.config)
     anatomy = anatomy_of(model, input_size(processor))
     found = candidates(anatomy.kind, len(anatomy.blocks), args.gradcam_layers, args.cams, args.head_fusions,
                        args.discard_ratios)
     for candidate in found:  # a misspelt layer fails now, not after an hour of curves
         anatomy.cam_layer(dict(candidate.settings).get("gradcam_layer"))
     settings = FaithfulnessSettings(steps=args.steps, road_percentiles=(), seed=args.seed)
-    selection = select_settings(Explainer(model, processor), image_sources(dataset), labels, found, settings,
-                                progress=lambda items: tqdm(items, desc="select", unit="image"))
-    selection["image_names"] = [image_name(image) for image in dataset.with_format(None)["image"]]
-    stored = {"settings": selection.pop("settings"), "selection": {**selection, "data": _data_description(args),
-                                                                   "command": args.command_line}}
+    stored = select_settings(Explainer(model, processor), image_sources(dataset), labels, found, settings,
+                             progress=lambda items: tqdm(items, desc="select", unit="image"),
+                             data=_data_description(args))
+    stored["selection"].update(image_names=[image_name(image) for image in dataset.with_format(None)["image"]],
+                               command=args.command_line)
     text = selection_markdown(stored, args)
     print(text)
     out = args.out or (str(Path(args.model) / SETTINGS_FILE) if Path(args.model).is_dir() else None)
@@ -394,7 +394,7 @@ def run_markings(args) -> None:
     dataset = sampled_images(args)
     model, processor = load(args)
     report = marking_report(Explainer(model, processor), image_sources(dataset), args.markings, args.seed,
-                            options_for(ModelSource(args.model, args.revision)),
+                            options_for(source_of(args)),
                             progress=lambda items: tqdm(items, desc="markings", unit="image"))
     text = (f"Burned-in text from the stress suite ({', '.join(args.markings)}) pasted onto "
             f"{args.num_images} images of {_data_description(args)}; each explains its predicted class. Per "

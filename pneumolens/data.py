@@ -218,6 +218,12 @@ def carved_validation(name_or_dir: str, validation_fraction: float = 0.15, seed:
     return split_by_patient(drop_unreadable(dataset["train"], "train"), validation_fraction, seed)[1]
 
 
+def model_label_ids(dataset: Dataset, config) -> list[int | None]:
+    """Each image's class as the model's index, matched by name (None where the model has no such class)."""
+    names = dataset.features["label"].names
+    return [config.label2id.get(names[label]) for label in dataset["label"]]
+
+
 VALIDATION_PARTS = ("selection", "confirmation")
 
 

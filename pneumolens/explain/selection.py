@@ -10,17 +10,23 @@ split and confirm with `explain.py faithfulness` on the other part (`data.valida
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 
-from ..modeling import TRANSFORMER
-from .anatomy import LAYER_PARTS
-from .faithfulness import (CURVES, FaithfulnessSettings, ImageRecord, baseline_name, image_scores, summarise,
-                           with_random_map)
-from .options import ExplanationOptions
+from ..data import balanced_sample, image_sources, model_label_ids, validation_parts
+from ..modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
+from ..preprocessing import input_size
+from .anatomy import LAYER_PARTS, anatomy_of
+from .explainer import Explainer
+from .faithfulness import (CURVES, FaithfulnessSettings, ImageRecord, baseline_name, evaluate_faithfulness,
+                           image_scores, summarise, with_random_map)
+from .options import SETTINGS_FILE, ExplanationOptions
+from .standing import FAITHFULNESS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +74,9 @@ def choose(summary: dict, found: list[Candidate]) -> dict[str, Candidate]:
 
 def select_settings(explainer, images, labels, found: list[Candidate],
                     settings: FaithfulnessSettings = FaithfulnessSettings(steps=8, road_percentiles=()),
-                    progress=None, resamples: int = 2000) -> dict:
-    """Score every candidate on `images` and return the chosen settings with every candidate's scores."""
+                    progress=None, resamples: int = 2000, data: str = "") -> dict:
+    """Score every candidate on `images`; return what `options.SETTINGS_FILE` stores: the chosen settings,
+    and under "selection" every candidate's scores and `data`, where the images came from."""
     rng = np.random.default_rng(settings.seed)
     records, baselines = [], {}
     for index in (progress or iter)(range(len(images))):
@@ -87,16 +94,14 @@ def select_settings(explainer, images, labels, found: list[Candidate],
     keys = [candidate.key for candidate in found]
     summary = summarise(records, keys, settings.metrics(), settings.seed, resamples, baselines)
     chosen = choose(summary, found)
-    return {
-        "settings": {name: value for candidate in chosen.values() for name, value in candidate.settings},
-        "chosen": {method: candidate.key for method, candidate in chosen.items()},
-        "candidates": [{"method": c.method, "settings": dict(c.settings), "key": c.key,
-                        "baseline": baselines[c.key], "margin": margin(summary["vs_baseline"][c.key])[0],
-                        "means": summary["means"][c.key], "vs_baseline": summary["vs_baseline"][c.key],
-                        "vs_random": summary["vs_random"][c.key]} for c in found],
-        "images": len(records),
-        "faithfulness_settings": {"steps": settings.steps, "fills": list(settings.fills), "seed": settings.seed},
-    }
+    scored = [{"method": c.method, "settings": dict(c.settings), "key": c.key, "baseline": baselines[c.key],
+               "margin": margin(summary["vs_baseline"][c.key])[0], "means": summary["means"][c.key],
+               "vs_baseline": summary["vs_baseline"][c.key], "vs_random": summary["vs_random"][c.key]} for c in found]
+    selection = {"chosen": {method: candidate.key for method, candidate in chosen.items()}, "candidates": scored,
+                 "images": len(records), "data": data,
+                 "faithfulness_settings": {"steps": settings.steps, "fills": list(settings.fills), "seed": settings.seed}}
+    return {"settings": {name: value for candidate in chosen.values() for name, value in candidate.settings},
+            "selection": selection}
 
 
 def selection_table(selection: dict) -> str:
@@ -117,34 +122,20 @@ def choose_and_confirm(model_dir, validation, seed: int, selection_images: int, 
     """What `explain.py select` then `explain.py faithfulness` do, for `train_hf.py` at the end of training:
     settings chosen on the selection half of `validation` (the carved split), measured on the
     confirmation half, both stored in `model_dir` (`options.SETTINGS_FILE`, `standing.FAITHFULNESS_FILE`)."""
-    import json
-    from pathlib import Path
-
-    from ..data import balanced_sample, image_sources, validation_parts
-    from ..modeling import ModelSource, load_image_processor, load_model
-    from ..preprocessing import input_size
-    from .anatomy import anatomy_of
-    from .explainer import Explainer
-    from .faithfulness import evaluate_faithfulness
-    from .options import SETTINGS_FILE
-    from .standing import FAITHFULNESS_FILE
-
     source = ModelSource(str(model_dir))
     model, processor = load_model(source), load_image_processor(source)
     explainer = Explainer(model, processor)
     anatomy = anatomy_of(model, input_size(processor))
     parts = validation_parts(validation, seed)
-    names = validation.features["label"].names
 
     def sample(part: str, count: int):
         images = balanced_sample(parts[part], count, seed)
-        return image_sources(images), [model.config.label2id.get(names[label]) for label in images["label"]]
+        return image_sources(images), model_label_ids(images, model.config)
 
     settings = FaithfulnessSettings(steps=steps, road_percentiles=(), seed=seed)
-    selection = select_settings(explainer, *sample("selection", selection_images),
-                                candidates(anatomy.kind, len(anatomy.blocks)), settings, progress)
-    stored = {"settings": selection.pop("settings"), "selection": {**selection, "data": "the carved validation "
-                                                                   "split's 'selection' half (train_hf.py)"}}
+    stored = select_settings(explainer, *sample("selection", selection_images),
+                             candidates(anatomy.kind, len(anatomy.blocks)), settings, progress,
+                             data="the carved validation split's 'selection' half (train_hf.py)")
     options = ExplanationOptions().with_settings(stored["settings"])
     report = evaluate_faithfulness(explainer, *sample("confirmation", confirmation_images), settings=settings,
                                    progress=progress, options=options)
