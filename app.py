@@ -3,8 +3,8 @@
     python app.py                      # serves MODEL_ID, or the bundled model
     MODEL_ID=you/your-model python app.py
 
-Endpoints (see README): /predict (probabilities only, fast; concurrent requests share batched forward
-passes), /explain (probabilities, decision, out-of-distribution warning and every explanation map, each
+Endpoints (see README): /predict (the decision and the probabilities, fast; concurrent requests share
+batched forward passes), /explain (probabilities, decision, out-of-distribution warning and every explanation map, each
 with its measured faithfulness verdict, most faithful first on the page), /report (on demand: the HTML
 report, the raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's
 deletion and insertion curves of every map and of the random maps they are judged against).
@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.label import LabelConfidence, LabelData
 
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import gpu_call, on_zero_gpu
@@ -28,7 +29,7 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
 from pneumolens.memory import trim_soon
 from pneumolens.preprocessing import input_size
-from pneumolens.service import PneumoLensService, display_size, record_json
+from pneumolens.service import NOT_A_RADIOGRAPH, PneumoLensService, display_size, record_json
 
 logger = logging.getLogger("app")
 
@@ -101,6 +102,26 @@ class UploadedFile(gr.File):
         return super().move_resource_to_block_cache(url_or_file_path)
 
 
+class DecisionLabel(gr.Label):
+    """A label whose headline is the model's decision rather than its most probable class: the two differ
+    between 0.5 and the operating threshold, and a flagged image's headline is "not a chest radiograph".
+    Its value is `decision_value(...)`; a client receives {"label": decision, "confidences": [...]}."""
+
+    def get_block_name(self) -> str:
+        return "label"
+
+    def postprocess(self, value):
+        if isinstance(value, dict) and "decision" in value:
+            ranked = sorted(value["probabilities"].items(), key=lambda item: item[1], reverse=True)
+            return LabelData(label=value["decision"],
+                             confidences=[LabelConfidence(label=label, confidence=p) for label, p in ranked])
+        return super().postprocess(value)
+
+
+def decision_value(decision: str, probabilities: dict[str, float]) -> dict:
+    return {"decision": decision, "probabilities": probabilities}
+
+
 def _refuse_url(url_or_file_path) -> None:
     if url_or_file_path is not None and "://" in str(url_or_file_path):
         raise gr.Error("Only uploaded files are accepted: this app does not fetch URLs.")
@@ -125,7 +146,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             # and a bad upload fails alone, never a shared batch.
             pixels = _safely(service.model_input, _path(file_path))
             result = _safely(predict_one, pixels)
-            return {label: round(p, 6) for label, p in result["probabilities"].items()}
+            return decision_value(result["decision"], {label: round(p, 6) for label, p in result["probabilities"].items()})
         finally:
             trim_soon()
 
@@ -174,8 +195,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                     for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
+        # A flagged image's probabilities are in the headline's small print, not beside it as bars.
+        shown = {} if analysis.withheld else analysis.explanation.probabilities
         return (
-            analysis.explanation.probabilities,
+            decision_value(analysis.decision, shown),
             _decision_markdown(analysis),
             warning,
             *[overlays.get(method) for method in METHODS],
@@ -214,7 +237,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                     with gr.Column(scale=2):
                         decision = gr.Markdown(elem_id="decision")
                         warning = gr.Markdown(elem_id="ood-warning")
-                    probabilities = gr.Label(label="Probabilities", num_top_classes=len(service.labels), scale=1)
+                    probabilities = DecisionLabel(label="Decision and probabilities",
+                                                  num_top_classes=len(service.labels), scale=1)
                 # Every map, most faithful first, each with its verdict; answered in registry order, by
                 # name (EXPLAIN_OUTPUTS).
                 image_of, caption_of = {}, {}
@@ -263,7 +287,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         opacity.release(redraw, [state, opacity], images, api_visibility="private", concurrency_limit=2,
                         concurrency_id="redraw")
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
-        hidden_probabilities = gr.Label(visible=False)
+        hidden_probabilities = DecisionLabel(visible=False)
         # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
         gr.Button(visible=False).click(predict, upload, hidden_probabilities, api_name="predict",
                                        concurrency_limit=predict_batch_size, concurrency_id="predict")
@@ -380,9 +404,15 @@ def _caption(standing, unavailable: dict, variant: str = "") -> str:
 
 
 def _decision_markdown(analysis) -> str:
+    explanation = analysis.explanation
+    if analysis.withheld:
+        probabilities = ", ".join(f"{label} {p:.0%}" for label, p in explanation.probabilities.items())
+        return (f"### Decision: {NOT_A_RADIOGRAPH}\n"
+                f"No class is decided. <small>The model's probabilities, not meaningful for this image: "
+                f"{probabilities}. Maps explain {explanation.target_label}.</small>")
     return (f"### Decision: {analysis.decision}\n"
-            f"at the model's operating threshold {analysis.threshold:.3f}, explaining "
-            f"**{analysis.explanation.target_label}**")
+            f"at the model's operating threshold {analysis.threshold:.3f} on the probability of "
+            f"{analysis.positive_label}, explaining **{explanation.target_label}**")
 
 
 def _fit(image, max_side: int):

@@ -49,7 +49,7 @@ from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.selection import candidates, select_settings, selection_table
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.preprocessing import input_size
-from pneumolens.modeling import ModelSource, decide_by_label, is_transformer, default_model_source, load_image_processor, load_model
+from pneumolens.modeling import ModelSource, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
 
@@ -205,8 +205,10 @@ def load(args):
 def run_maps(args) -> None:
     if not 0.0 <= args.opacity <= 1.0:
         raise PneumoLensError(f"--opacity must be in [0, 1], not {args.opacity}")
-    model, processor = load(args)
-    explainer = Explainer(model, processor)
+    from pneumolens.service import PneumoLensService
+
+    # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
+    service = PneumoLensService(source_of(args))
     given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
              if getattr(args, name) is not None}
     options = options_for(source_of(args), methods=tuple(args.methods),
@@ -214,17 +216,18 @@ def run_maps(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for image_path in args.images:
-        explanation = explainer.explain(image_path, args.target, options)
+        analysis = service.analyse(image_path, args.target, options)
+        explanation = analysis.explanation
         stem = Path(image_path).stem
         for method, heatmap in explanation.maps.items():
             overlay(explanation.image, heatmap, args.opacity).save(out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
-        side_by_side(explanation, model.config, args.opacity).savefig(figure_path)
-        summary = {"image": image_path, "probabilities": explanation.probabilities,
-                   "decision": decide_by_label(model.config, explanation.probabilities),
-                   "explained_class": explanation.target_label, "settings": explanation.variants,
-                   "unavailable": explanation.unavailable}
+        side_by_side(explanation, analysis.decision, args.opacity).savefig(figure_path)
+        record = analysis.record()
+        summary = {"image": image_path, **{key: record[key] for key in (
+            "decision", "probabilities", "threshold", "explained_class", "out_of_distribution")},
+                   "settings": explanation.variants, "unavailable": explanation.unavailable}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
@@ -282,7 +285,7 @@ def image_files(arguments: list[str]) -> list[Path]:
     return files
 
 
-def side_by_side(explanation, config, opacity: float):
+def side_by_side(explanation, decision: str, opacity: float):
     """A figure: the image, then each method's overlay with its caption; unavailable ones say why."""
     import matplotlib
 
@@ -293,7 +296,7 @@ def side_by_side(explanation, config, opacity: float):
     figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 4.6), dpi=100)
     probabilities = ", ".join(f"{label} {p:.1%}" for label, p in explanation.probabilities.items())
     axes[0].imshow(explanation.image)
-    axes[0].set_title(f"{probabilities}\nexplaining: {explanation.target_label}", fontsize=9)
+    axes[0].set_title(f"decision: {decision}\n{probabilities}; explaining: {explanation.target_label}", fontsize=9)
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
             axis.imshow(overlay(explanation.image, explanation.maps[method], opacity))

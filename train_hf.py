@@ -29,12 +29,14 @@ import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from pneumolens import cli
+from pneumolens.calibration import CALIBRATION_DIR, CALIBRATION_KEY, Calibration, calibrate, calibration_section, recalibrated
 from pneumolens.card import CardFacts, build_card
 from pneumolens.data import (
-    drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, split_by_patient,
+    drop_unreadable, grouping_note, hub_revision, image_name, image_sources, is_local, load_image_dataset, patient_id,
+    split_by_patient,
 )
 from pneumolens.errors import PneumoLensError
-from pneumolens.evaluation import evaluate_model
+from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
 from pneumolens.modeling import (
@@ -148,6 +150,12 @@ class ModelArguments:
                           "framing, text and exposure stop moving the score. 0: one view, no term. Doubles "
                           "the compute per image."},
     )
+    calibrate: bool = field(
+        default=True,
+        metadata={"help": "Fit Platt scaling of the probabilities on the carved validation split and fold the "
+                          "operating threshold into the classifier's bias, so the top label is the decision "
+                          "everywhere, a plain transformers pipeline included (pneumolens/calibration.py)."},
+    )
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
     )
@@ -231,6 +239,8 @@ def main() -> None:
     model = load_model(
         source, attention="sdpa", num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, **{POSITIVE_LABEL_KEY: data_args.positive_label},
+        # A PneumoLens model fine-tuned again starts without the old head's threshold and calibration.
+        **{THRESHOLD_KEY: None, CALIBRATION_KEY: None},
     )
     trainable = freeze_early_layers(model, model_args.freeze_layers)
     logger.info("%s: %.2f M of %.2f M parameters trainable", model.config.model_type, trainable / 1e6,
@@ -282,6 +292,10 @@ def main() -> None:
     pooled = [name for name in selection_changes if name in probabilities]
     setattr(model.config, THRESHOLD_KEY, robust_threshold(truth, probabilities, positive, pooled))
     model.config.save_pretrained(output_dir)
+    calibration = None
+    if model_args.calibrate:
+        model, probabilities, calibration = _calibrate(model, processor, validation_split, suite_split, probabilities,
+                                                       positive, output_dir, model_args, training_args)
 
     # Out-of-distribution detector: training images (and augmented copies) define the distribution
     if model_args.ood_num_train > 0:
@@ -318,7 +332,7 @@ def main() -> None:
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation,
               "test": test_split}
     card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
-                                  augmentation, stress, pooled, split_rule))
+                                  augmentation, stress, pooled, split_rule, calibration))
     card.save(output_dir / "README.md")
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
@@ -361,6 +375,23 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
+def _calibrate(model, processor, validation_split, suite_split, probabilities, positive, output_dir, model_args,
+               training_args):
+    """Platt scaling on the carved validation split, the decision folded into the saved classifier, and the
+    stress suite's probabilities re-expressed as the calibrated ones the folded model shows (same decisions)."""
+    clean = probabilities[CLEAN] if suite_split is validation_split else predict_probabilities(
+        model, processor, validation_split, training_args.per_device_eval_batch_size)
+    truth = np.array(validation_split["label"]) == positive
+    groups = [patient_id(image_name(image)) for image in validation_split["image"]]
+    storage_dtype = getattr(torch, model_args.save_dtype)
+    record = calibrate(model, truth, clean, groups, output_dir / CALIBRATION_DIR, storage_dtype)
+    with save_atomically(output_dir) as staging:
+        model.to(storage_dtype).save_pretrained(staging)
+    model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
+    fitted = Calibration(**record["fitted"])
+    return model, {name: recalibrated(p, fitted, positive) for name, p in probabilities.items()}, record
+
+
 def card_title(model_args, training_args) -> str:
     """What the card calls the model: its own id, not where a run happened to write it."""
     base = Path((model_args.card_base_model or model_args.model_name_or_path).rstrip("/")).name
@@ -368,7 +399,7 @@ def card_title(model_args, training_args) -> str:
 
 
 def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
-                stress, pooled, split_rule) -> CardFacts:
+                stress, pooled, split_rule, calibration) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
@@ -410,7 +441,12 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
         training_procedure=procedure, split_sizes=split_sizes, results=results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
-        extra_sections=[_figures_section(results), *([_stress_section(stress)] if stress else [])],
+        calibrated=calibration is not None,
+        softmax_threshold=calibration["threshold_before"] if calibration else None,
+        extra_sections=[_figures_section(results),
+                        *([f"### Calibration\n\n{calibration_section(calibration, 'python ' + shlex.join(sys.argv))}"]
+                          if calibration else []),
+                        *([_stress_section(stress)] if stress else [])],
     )
 
 

@@ -39,6 +39,8 @@ class CardFacts:
     repo_id: str = "PATH_OR_HUB_ID"
     license: str = "apache-2.0"
     extra_sections: list[str] = field(default_factory=list)
+    calibrated: bool = False  # Platt-scaled probabilities, the decision folded into the classifier
+    softmax_threshold: float | None = None  # where the threshold was chosen, before calibration
 
 
 def build_card(facts: CardFacts) -> ModelCard:
@@ -71,10 +73,50 @@ def build_card(facts: CardFacts) -> ModelCard:
         threshold=f"{facts.threshold:.4f}",
         threshold_rule=facts.threshold_rule,
         positive_label=facts.positive_label,
+        threshold_note=threshold_note(facts),
+        how_to_decide=how_to_decide(facts.positive_label, facts.calibrated, facts.repo_id),
         results_table=results_table(facts.results),
         extra_sections="\n\n".join(facts.extra_sections),
         repo_id=facts.repo_id,
     )
+
+
+def threshold_note(facts: CardFacts) -> str:
+    if not facts.calibrated:
+        return ""
+    return (f" It was chosen at {facts.softmax_threshold:.4f} on the softmax, before calibration; "
+            f"{facts.threshold:.4f} is the same point on the calibrated probability (see Calibration), and the "
+            "classifier's bias is shifted so that the two logits are equal there.")
+
+
+def how_to_decide(positive_label: str, calibrated: bool, repo_id: str) -> str:
+    """What the card's "How to use" says of the pipeline's scores and the decision."""
+    if not calibrated:
+        return (f"The `pipeline` returns the softmax; to decide, compare the {positive_label} probability with "
+                "`classifier.model.config.operating_threshold` (the top label is not the decision).")
+    code = "\n".join([
+        "```python",
+        "import torch",
+        "from PIL import Image",
+        "from transformers import AutoImageProcessor, AutoModelForImageClassification",
+        "",
+        f'model = AutoModelForImageClassification.from_pretrained("{repo_id}")',
+        f'processor = AutoImageProcessor.from_pretrained("{repo_id}")',
+        "with torch.no_grad():",
+        '    logits = model(**processor(Image.open("chest_xray.jpeg").convert("RGB"), return_tensors="pt")).logits[0]',
+        f'positive = model.config.label2id["{positive_label}"]',
+        "calibration = model.config.probability_calibration",
+        'probability = torch.sigmoid(calibration["scale"] * (logits[positive] - logits[1 - positive]) + calibration["bias"])',
+        "decision = model.config.id2label[int(logits.argmax())]  # the same as probability >= operating_threshold",
+        "```",
+    ])
+    return (
+        "The `pipeline`'s top label is the model's decision: the operating threshold is folded into the "
+        "classifier, so that the two logits are equal there. Its scores are *decision scores*, 0.5 at the "
+        "threshold, not the calibrated probabilities; those, which the PneumoLens app shows, are:\n\n"
+        f"{code}\n\n"
+        "The app also withholds the decision (\"not a chest radiograph\") where the out-of-distribution "
+        "detector saved with the model flags the image; the pipeline has no such check.")
 
 
 def results_table(results: dict[str, dict]) -> str:

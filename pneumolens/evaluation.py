@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from .calibration import shown_probabilities  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
@@ -39,18 +40,20 @@ def predict_probabilities(model, processor, dataset: Dataset, batch_size: int = 
 
 @torch.no_grad()
 def class_probabilities(model, pixel_values: torch.Tensor) -> np.ndarray:
-    """Softmax probabilities (N, num_labels) of one preprocessed batch."""
+    """The shown (calibrated, where the model has a calibration) probabilities (N, num_labels) of one
+    preprocessed batch."""
     inputs = pixel_values.to(model.device, model.dtype)
-    return torch.softmax(model(pixel_values=inputs).logits.float(), dim=-1).cpu().numpy()
+    return shown_probabilities(model.config, model(pixel_values=inputs).logits).cpu().numpy()
 
 
 def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, split_name: str,
                    threshold: float | None = None, batch_size: int = 32,
-                   probabilities: np.ndarray | None = None) -> dict:
+                   probabilities: np.ndarray | None = None, bootstrap_samples: int = 0) -> dict:
     """Score `dataset` and write metrics.json, predictions.csv, roc_curve.png, confusion_matrix.png.
 
     The threshold defaults to the model's saved operating threshold; `probabilities` already computed
-    for `dataset` by `predict_probabilities` are used instead of a new pass. Labels are compared by name, so
+    for `dataset` by `predict_probabilities` are used instead of a new pass. With `bootstrap_samples`, the
+    metrics carry their 95 % bootstrap intervals (`intervals`). Labels are compared by name, so
     a data set whose class folders are ordered differently from the model's labels is still scored
     correctly.
     """
@@ -65,7 +68,7 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     if probabilities is None:
         probabilities = predict_probabilities(model, processor, dataset, batch_size)
     scores = probabilities[:, positive]
-    metrics = binary_metrics(truth, scores, threshold)
+    metrics = binary_metrics(truth, scores, threshold, bootstrap_samples)
     metrics.update(split=split_name, num_images=len(dataset), positive_label=positive_name)
 
     out = Path(out_dir)
@@ -77,6 +80,17 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     logger.info("%s: accuracy %.4f, ROC-AUC %.4f at threshold %.3f (%d images) -> %s",
                 split_name, metrics["accuracy"], metrics["roc_auc"], threshold, len(dataset), out)
     return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """The scalar metrics, one per line, with their 95 % intervals where `metrics` has them."""
+    intervals = metrics.get("intervals", {})
+    lines = []
+    for name in ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1"):
+        low, high = intervals.get(name, (None, None))
+        interval = f"  95 % CI [{low:.4f}, {high:.4f}]" if low is not None else ""
+        lines.append(f"{name:<12} {metrics[name]:.4f}{interval}")
+    return "\n".join(lines)
 
 
 def _write_predictions(path, dataset, class_names, probabilities, config, threshold):

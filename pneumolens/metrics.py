@@ -1,14 +1,29 @@
-"""Binary classification metrics, computed with scikit-learn.
+"""Binary classification metrics: the project's `evaluate` module (`pneumolens/binary_metrics/`).
 
-One function, `binary_metrics`, serves the Trainer (through `trainer_metrics`) and the stand-alone
-evaluation, so the numbers in training logs, metrics files and the model card are the same numbers.
-`evaluate`'s metrics are not used: they download their code from the Hub at run time.
+One module serves the Trainer (through `trainer_metrics`), the stand-alone evaluation and the stress
+suite, so the numbers in training logs, metrics files and the model card are the same numbers. It is
+loaded from its folder with `evaluate.load`, which needs no network (a metric named by its Hub id, such
+as `evaluate.load("accuracy")`, would fetch its code from the Hub at run time).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
+
+METRIC_MODULE = Path(__file__).resolve().parent / "binary_metrics"
+
+
+@lru_cache(maxsize=1)
+def metric_module():
+    """The `evaluate` module, loaded once per process from its folder."""
+    import evaluate
+
+    # In memory: no Arrow cache files, which two processes computing at once would contend for.
+    return evaluate.load(str(METRIC_MODULE), keep_in_memory=True)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -17,28 +32,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def binary_metrics(labels, positive_scores, threshold: float = 0.5) -> dict:
+def binary_metrics(labels, positive_scores, threshold: float = 0.5, bootstrap_samples: int = 0,
+                   seed: int = 0) -> dict:
     """Metrics of the decision `score >= threshold` against `labels` (1 = positive class).
 
     Returns accuracy, precision, sensitivity (recall), specificity, F1, ROC-AUC (NaN when only one
-    class is present), the threshold and the confusion matrix as [[TN, FP], [FN, TP]].
+    class is present), the threshold and the confusion matrix as [[TN, FP], [FN, TP]]; with
+    `bootstrap_samples`, also `intervals`, each metric's 95 % percentile bootstrap interval.
     """
-    labels = np.asarray(labels).astype(int)
-    scores = np.asarray(positive_scores, dtype=np.float64)
-    predictions = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel().tolist()
-    precision = _ratio(tp, tp + fp)
-    sensitivity = _ratio(tp, tp + fn)
-    return {
-        "accuracy": _ratio(tp + tn, len(labels)),
-        "precision": precision,
-        "sensitivity": sensitivity,
-        "specificity": _ratio(tn, tn + fp),
-        "f1": _ratio(2 * precision * sensitivity, precision + sensitivity),
-        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan"),
-        "threshold": float(threshold),
-        "confusion_matrix": [[tn, fp], [fn, tp]],
-    }
+    return metric_module().compute(
+        references=np.asarray(labels).astype(int).tolist(),
+        predictions=np.asarray(positive_scores, dtype=np.float64).tolist(),
+        threshold=float(threshold), bootstrap_samples=bootstrap_samples, seed=seed)
 
 
 def youden_threshold(labels, positive_scores) -> float:
@@ -80,7 +85,3 @@ def scalar_metrics(metrics: dict) -> dict:
     tn_fp, fn_tp = metrics.pop("confusion_matrix")
     metrics.update(tn=tn_fp[0], fp=tn_fp[1], fn=fn_tp[0], tp=fn_tp[1])
     return metrics
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0

@@ -184,6 +184,15 @@ def decide(config: PretrainedConfig, positive_probability: float, threshold: flo
     return negative_label(config)
 
 
+def decision_index(config: PretrainedConfig, probabilities) -> int:
+    """The class index of the decision for one image's probabilities (by class index): the operating
+    threshold for a binary model, the most probable class otherwise."""
+    if config.num_labels != 2:
+        return int(max(range(len(probabilities)), key=lambda index: float(probabilities[index])))
+    label = decide(config, float(probabilities[positive_index(config)]))
+    return int(config.label2id[label])
+
+
 def negative_label(config: PretrainedConfig) -> str:
     """What a decision below the threshold is called: the other class of a binary model."""
     index = positive_index(config)

@@ -20,6 +20,7 @@ from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
 from .explain.overlay import overlay
+from .calibration import Calibration
 from .device import serving_device
 from .images import describe_file, load_image
 from .modeling import (
@@ -32,8 +33,17 @@ from .report import ModelIdentity, html_report
 
 logger = logging.getLogger(__name__)
 
+# What is decided for an image the out-of-distribution detector flags, in place of a class.
+NOT_A_RADIOGRAPH = "not a chest radiograph"
 OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
-               "(out-of-distribution score {score:.1f} > {threshold:.1f}). Its prediction is not meaningful.")
+               "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
+               "probabilities are kept for reference, but they are not meaningful for this image.")
+
+
+def gated_decision(config, probabilities: dict[str, float], ood: dict) -> str:
+    """The decision at the model's operating threshold, or `NOT_A_RADIOGRAPH` where the detector flags the
+    image: the one rule behind the page, the API, the report and the CLI."""
+    return NOT_A_RADIOGRAPH if ood.get("flagged") else decide_by_label(config, probabilities)
 
 
 @dataclass
@@ -43,6 +53,12 @@ class Analysis:
     threshold: float
     ood: dict
     standings: list[MethodStanding] = field(default_factory=list)  # every method, in the order presented
+    positive_label: str = ""  # the class whose probability the threshold applies to
+
+    @property
+    def withheld(self) -> bool:
+        """Whether no class was decided, because the image does not look like a chest radiograph."""
+        return self.decision == NOT_A_RADIOGRAPH
 
     def record(self) -> dict:
         """The JSON-serialisable result: everything but the maps."""
@@ -166,16 +182,21 @@ class PneumoLensService:
         (what the app's `MicroBatcher` calls)."""
         with self._model_lock, attention_kernel(self.model, "sdpa"), captured_features(self.model) as features:
             probabilities = self.explainer.predict_pixels(torch.cat(inputs))
-        return [{"probabilities": p, "decision": decide_by_label(self.config, p),
-                 "threshold": operating_threshold(self.config),
-                 "out_of_distribution": self._ood(features, row)} for row, p in enumerate(probabilities)]
+        results = []
+        for row, p in enumerate(probabilities):
+            ood = self._ood(features, row)
+            results.append({"decision": gated_decision(self.config, p, ood), "probabilities": p,
+                            "threshold": operating_threshold(self.config), "out_of_distribution": ood})
+        return results
 
     def analyse(self, image, target: int | None = None, options: ExplanationOptions | None = None) -> Analysis:
         """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
         with self._model_lock, captured_features(self.model) as features:
             explanation = self.explainer.explain(image, target, options or self.explanation_options)
-        decision = decide_by_label(self.config, explanation.probabilities)
-        return Analysis(explanation, decision, operating_threshold(self.config), self._ood(features), self.standings)
+        ood = self._ood(features)
+        decision = gated_decision(self.config, explanation.probabilities, ood)
+        return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
+                        self.config.id2label[positive_index(self.config)])
 
     def faithfulness_curves(self, image, target: int | None = None, steps: int = 10) -> Image.Image:
         """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
@@ -225,7 +246,8 @@ class PneumoLensService:
                  f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters), "
                  f"fine-tuned from `{base}`, served on `{self.device}` (float32).",
                  f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
-                 f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}."]
+                 f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}"
+                 f"{self._probabilities_note()}."]
         if card and card.data.datasets:
             lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
         results = self._results(card)
@@ -233,6 +255,13 @@ class PneumoLensService:
             lines.append("**Measured:** " + "; ".join(results) + ".")
         lines.append(f"**Maps:** {self._map_settings()}.")
         return "  \n".join(lines)
+
+    def _probabilities_note(self) -> str:
+        calibration = Calibration.of(self.config)
+        if calibration is None:
+            return " (probabilities: the softmax, not calibrated)"
+        return (f" (probabilities: calibrated by Platt scaling on the carved validation split, "
+                f"sigmoid({calibration.scale:.3f} d + {calibration.bias:.3f}) of the logit difference d)")
 
     def _map_settings(self) -> str:
         anatomy = anatomy_of(self.model, input_size(self.processor))
@@ -265,4 +294,5 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["Analysis", "DisplayedMaps", "PneumoLensService", "display_size", "record_json"]
+__all__ = ["NOT_A_RADIOGRAPH", "Analysis", "DisplayedMaps", "PneumoLensService", "display_size", "gated_decision",
+           "record_json"]

@@ -182,12 +182,15 @@ def selection_metrics(positive_index: int, stress_names) -> Callable:
 # --- The suite on a whole data set ------------------------------------------------------------------
 
 def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed: int = 0,
-                     batch_size: int = 32) -> dict[str, np.ndarray]:
+                     batch_size: int = 32, positions: list[int] | None = None) -> dict[str, np.ndarray]:
     """Class probabilities {change name: (N, num_labels)}, "none" for the unchanged images.
 
     Images (anything `load_image` takes) are decoded once per batch and every change is applied to
-    the decoded batch, so memory stays at one batch whatever the data set's resolution.
+    the decoded batch, so memory stays at one batch whatever the data set's resolution. A change's random
+    placement is seeded by `seed` and the image's position in the data set (`positions`, by default its
+    index in `images`), so a share of the data set gets the placements the whole of it would.
     """
+    positions = list(range(len(images))) if positions is None else positions
     from .evaluation import class_probabilities
     from .preprocessing import pixel_values
 
@@ -198,7 +201,7 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
         decoded = [load_image(image) for image in images[start:start + batch_size]]
         for name in names:
             batch = decoded if name == CLEAN else [
-                stress_change(name)(image, seed, start + offset) for offset, image in enumerate(decoded)]
+                stress_change(name)(image, seed, positions[start + offset]) for offset, image in enumerate(decoded)]
             chunks[name].append(class_probabilities(model, pixel_values(processor, batch)))
         logger.info("Stress suite: %d / %d images", min(start + batch_size, len(images)), len(images))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}

@@ -4,6 +4,8 @@ import io
 import os
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -552,3 +554,58 @@ def test_attention_methods_show_as_not_available_for_convnext(tiny_trained_dirs)
             assert outputs[f"map_{method}"] is None and "not available" in caption and "convolutional" in caption
         else:
             assert outputs[f"map_{method}"] is not None
+
+
+# -- no class decision for what is not a chest radiograph (the bundled model and its detector) ----------
+
+@pytest.fixture(scope="module")
+def bundled_service():
+    from pneumolens.modeling import BUNDLED_MODEL
+
+    return PneumoLensService(ModelSource(str(BUNDLED_MODEL)))
+
+
+def test_no_stress_change_of_the_suite_makes_a_radiograph_look_out_of_distribution(bundled_service):
+    from pneumolens.stress import STRESS_SUITE
+
+    for change in STRESS_SUITE:
+        changed = [change(Image.open(path).convert("RGB"), 0, index) for index, path in enumerate(app.EXAMPLES)]
+        results = bundled_service.predict_many(changed)
+        assert not any(r["out_of_distribution"]["flagged"] for r in results), change.name
+        assert all(r["decision"] in bundled_service.labels for r in results), change.name
+
+
+def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled_service, tmp_path):
+    from pneumolens.service import NOT_A_RADIOGRAPH
+
+    photo = tmp_path / "photo.jpeg"
+    Image.fromarray(_sample_photo()).save(photo)
+    demo = app.build_demo(bundled_service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        client = Client(url, verbose=False)
+        outputs = app.named_outputs(client.predict(handle_file(str(photo)), app.PREDICTED, 0.5, api_name="/explain"))
+        predicted = client.predict(handle_file(str(photo)), api_name="/predict")
+        files = client.predict(handle_file(str(photo)), app.PREDICTED, 0.5, api_name="/report")
+    finally:
+        demo.close()
+    record = outputs["record"]
+    assert record["out_of_distribution"]["flagged"] and "no class is decided" in outputs["warning"]
+    # The page: the large label and the headline give the verdict; the probabilities are only small print.
+    assert outputs["probabilities"]["label"] == NOT_A_RADIOGRAPH and not outputs["probabilities"]["confidences"]
+    assert outputs["decision"].splitlines()[0] == f"### Decision: {NOT_A_RADIOGRAPH}"
+    assert record["decision"] == NOT_A_RADIOGRAPH and set(record["probabilities"]) == set(bundled_service.labels)
+    # The API keeps the probabilities for those who want them, under the verdict.
+    assert predicted["label"] == NOT_A_RADIOGRAPH and len(predicted["confidences"]) == 2
+    assert json.loads(open(files[2]).read())["decision"] == NOT_A_RADIOGRAPH
+    assert f'<h2 id="decision">Decision: {NOT_A_RADIOGRAPH}</h2>' in open(files[0], encoding="utf-8").read()
+    # The command line: explain.py and its batch reports.
+    result = subprocess.run([sys.executable, "explain.py", str(photo), "--out", str(tmp_path / "maps")], cwd=app.REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["decision"] == NOT_A_RADIOGRAPH
+    result = subprocess.run([sys.executable, "explain.py", "report", str(photo), "--out", str(tmp_path / "reports")],
+                            cwd=app.REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = (tmp_path / "reports" / "summary.csv").read_text()
+    assert f",{NOT_A_RADIOGRAPH}," in summary and ",True," in summary

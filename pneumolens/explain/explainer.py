@@ -15,7 +15,8 @@ from PIL import Image
 
 from ..errors import PneumoLensError
 from ..images import ImageSource, load_image
-from ..modeling import is_transformer
+from ..calibration import shown_probabilities
+from ..modeling import decision_index, is_transformer
 from ..preprocessing import pixel_values
 from .anatomy import Anatomy, anatomy_of
 from .geometry import input_box, normalise, scaled_box, to_original
@@ -85,7 +86,7 @@ class Explainer:
         """Class probabilities of a batch of already preprocessed `pixel_values` (N, 3, H, W)."""
         with torch.no_grad():
             logits = self.model(pixel_values=pixels.to(self.model.device, self.model.dtype)).logits
-        return [self._by_label(row) for row in torch.softmax(logits.float(), dim=-1)]
+        return [self._by_label(row) for row in shown_probabilities(self.model.config, logits)]
 
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
@@ -119,7 +120,7 @@ class Explainer:
         batch = batch.detach().requires_grad_(True)
         with grad_cam(self.model, anatomy, options, keep_attentions=needs.attentions) as cam:
             logits = cam.activations_and_grads(batch)
-            probabilities = torch.softmax(logits[0].detach().float(), dim=-1)
+            probabilities = shown_probabilities(self.model.config, logits[0].detach())
             target = self._target(target, probabilities)
             shared = SharedPass(pixels, target, cam=cam)
             shared.attentions = cam.model.attentions if needs.attentions else ()
@@ -136,7 +137,7 @@ class Explainer:
         """Like `fused_maps`, one pass per method, the way a typical demo computes them."""
         methods, unavailable = self._available(options, anatomy)
         with torch.no_grad():
-            probabilities = torch.softmax(self.model(pixel_values=pixels).logits[0].float(), dim=-1)
+            probabilities = shown_probabilities(self.model.config, self.model(pixel_values=pixels).logits[0])
         target = self._target(target, probabilities)
         raw = {m.name: m.reference(self.model, pixels, target, anatomy, options) for m in methods}
         return probabilities, target, raw, unavailable
@@ -154,8 +155,8 @@ class Explainer:
         return methods, unavailable
 
     def _target(self, target: int | None, probabilities: torch.Tensor) -> int:
-        if target is None:
-            return int(probabilities.argmax())
+        if target is None:  # the model's decision, which is what "the predicted class" means everywhere
+            return decision_index(self.model.config, probabilities.tolist())
         if not 0 <= int(target) < len(self.labels):
             raise PneumoLensError(
                 f"Target class {target} is out of range: the model has {len(self.labels)} classes "

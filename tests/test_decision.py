@@ -1,0 +1,246 @@
+"""One decision everywhere, and probabilities that mean what they say (pneumolens/calibration.py).
+
+The decision test builds a tiny model whose three real radiographs fall below 0.5, between 0.5 and the
+operating threshold, and above it, and asks every way of using the model: the page's function, /predict,
+/explain, /report, `explain.py`, `evaluate_hf.py` and a plain transformers `pipeline` after a push to the
+test Hub.
+"""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+from sklearn.metrics import brier_score_loss
+
+import app
+from pneumolens.calibration import (
+    CALIBRATION_KEY, Calibration, calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated,
+    shown_probabilities, stored_dtype,
+)
+from pneumolens.evaluation import class_probabilities
+from pneumolens.modeling import THRESHOLD_KEY, ModelSource, decide, load_image_processor, load_model
+from pneumolens.preprocessing import pixel_values
+from pneumolens.service import PneumoLensService
+from tests.conftest import REPO
+from tests.hub_server import FakeHub
+from tests.test_hub import TOKEN, hub_env, run
+
+MODEL_ID = "pneumolens/tiny-decision"
+
+
+# -- calibration --------------------------------------------------------------------------------------------
+
+def test_platt_scaling_recovers_the_scale_and_bias_that_generated_the_labels():
+    rng = np.random.default_rng(0)
+    differences = rng.normal(0, 3, 20_000)
+    truth = rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * differences + 1.2)))
+    fitted = fit_platt(differences, truth)
+    assert fitted.scale == pytest.approx(0.5, abs=0.03) and fitted.bias == pytest.approx(1.2, abs=0.06)
+
+
+def test_calibration_metrics_by_hand_and_against_scikit_learn():
+    truth = np.array([0, 0, 1, 1, 1])
+    probabilities = np.array([0.1, 0.12, 0.9, 0.95, 0.5])
+    # 15 bins: [0.1, 0.12] share a bin (mean 0.11, observed 0), 0.5 alone (observed 1), 0.9 and 0.95 apart.
+    expected_ece = (2 * 0.11 + 1 * 0.5 + 1 * 0.1 + 1 * 0.05) / 5
+    measured = calibration_metrics(truth, probabilities)
+    assert measured["ece"] == pytest.approx(expected_ece)
+    assert measured["brier"] == pytest.approx(brier_score_loss(truth, probabilities))
+    rng = np.random.default_rng(1)
+    calibrated = rng.random(50_000)
+    assert calibration_metrics(rng.random(50_000) < calibrated, calibrated)["ece"] < 0.01
+    assert calibration_metrics(rng.random(50_000) < calibrated, calibrated ** 3)["ece"] > 0.15
+
+
+@pytest.mark.parametrize("storage", [torch.float32, torch.float16])
+def test_folding_keeps_every_decision_and_makes_the_top_logit_the_decision(tiny_trained_dirs, real_images, storage,
+                                                                           tmp_path):
+    source = ModelSource(str(tiny_trained_dirs["vit"]))
+    model, processor = load_model(source), load_image_processor(source)
+    images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
+    pixels = pixel_values(processor, images)
+    setattr(model.config, CALIBRATION_KEY, None)
+    with torch.no_grad():
+        logits = model(pixel_values=pixels).logits
+    softmax = torch.softmax(logits, -1).numpy()
+    # A threshold among these images' scores, so that folding has decisions to keep on both sides.
+    setattr(model.config, THRESHOLD_KEY, float(np.median(softmax[:, 1])) + 1e-4)
+    before = [decide(model.config, p) for p in softmax[:, 1]]
+    assert len(set(before)) == 2
+    calibration = Calibration(scale=1.7, bias=0.3)
+    fold_decision(model, calibration, storage)
+    model.to(storage).save_pretrained(tmp_path)
+    assert stored_dtype(tmp_path) == storage
+    folded = load_model(ModelSource(str(tmp_path)))
+    with torch.no_grad():
+        folded_logits = folded(pixel_values=pixels).logits
+    shown = shown_probabilities(folded.config, folded_logits).numpy()
+    assert [folded.config.id2label[int(i)] for i in folded_logits.argmax(-1)] == before
+    assert [decide(folded.config, p) for p in shown[:, 1]] == before
+    # What the app shows is the calibration of the logits before the fold, whatever the storage rounded.
+    expected = recalibrated(softmax, calibration, positive=1)
+    assert shown == pytest.approx(expected, abs=2e-3 if storage == torch.float16 else 1e-5)
+
+
+def test_calibrate_writes_figures_and_keeps_the_carved_split_metrics(tiny_trained_dirs, real_images, tmp_path):
+    source = ModelSource(str(tiny_trained_dirs["dinov2"]))
+    model, processor = load_model(source), load_image_processor(source)
+    setattr(model.config, CALIBRATION_KEY, None)
+    setattr(model.config, THRESHOLD_KEY, 0.5)
+    images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
+    truth = np.array([0] * len(real_images["NORMAL"]) + [1] * len(real_images["PNEUMONIA"]))
+    # Probabilities that are informative but overconfident: Platt scaling must lower the log loss.
+    rng = np.random.default_rng(0)
+    differences = (truth - 0.5) * 6 + rng.normal(0, 3, len(truth))
+    positive = 1 / (1 + np.exp(-differences))
+    probabilities = np.stack([1 - positive, positive], axis=1)
+    groups = [f"patient{i // 2}" for i in range(len(images))]
+    record = calibrate(model, truth, probabilities, groups, tmp_path)
+    assert record["after"]["log_loss"] < record["before"]["log_loss"]
+    assert record["decisions_changed"] == 0
+    assert (tmp_path / "reliability.png").stat().st_size > 5_000
+    assert json.loads((tmp_path / "calibration.json").read_text())["calibration"] == getattr(model.config, CALIBRATION_KEY)
+
+
+def test_a_model_that_cannot_be_calibrated_still_gets_its_decision_folded(tiny_trained_dirs, tmp_path):
+    model = load_model(ModelSource(str(tiny_trained_dirs["vit"])))
+    setattr(model.config, CALIBRATION_KEY, None)
+    setattr(model.config, THRESHOLD_KEY, 0.7)
+    truth = np.array([1, 1, 1, 1])  # one class only
+    probabilities = np.array([[0.2, 0.8], [0.4, 0.6], [0.1, 0.9], [0.35, 0.65]])
+    record = calibrate(model, truth, probabilities, ["a", "b", "c", "d"], tmp_path)
+    assert record["calibration"] is None and getattr(model.config, THRESHOLD_KEY) == 0.5
+    assert record["decisions_changed"] == 0
+
+
+def test_a_trained_model_ships_calibrated_with_its_decision_folded(tiny_trained_dirs):
+    for model_type, directory in tiny_trained_dirs.items():
+        config = json.loads((directory / "config.json").read_text())
+        assert THRESHOLD_KEY in config, model_type
+        assert (directory / "eval" / "calibration" / "reliability.png").is_file(), model_type
+        assert "### Calibration" in (directory / "README.md").read_text(), model_type
+
+
+# -- one decision everywhere ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def three_sided_model(tiny_trained_dirs, real_images, tmp_path_factory):
+    """The tiny DINOv2 classifier, its bias and calibration set so that three real radiographs have shown
+    P(PNEUMONIA) below 0.5, between 0.5 and the operating threshold, and above the threshold.
+    Yields (model directory, {side: image path}). No OOD detector: the test is about the threshold."""
+    directory = tmp_path_factory.mktemp("three-sided") / "model"
+    shutil.copytree(tiny_trained_dirs["dinov2"], directory)
+    (directory / "ood_detector.safetensors").unlink(missing_ok=True)
+    source = ModelSource(str(directory))
+    model, processor = load_model(source), load_image_processor(source)
+    images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values(processor, images)).logits
+    differences = (logits[:, 1] - logits[:, 0]).numpy()
+    order = np.argsort(differences)
+    low, middle, high = order[0], order[len(order) // 2], order[-1]
+    assert differences[low] < differences[middle] < differences[high]
+    # Move the equal-logit point between the middle and the high image, then calibrate so that 0.5 falls
+    # between the low and the middle one: the middle image is then above 0.5 and below the threshold.
+    centre = (differences[middle] + differences[high]) / 2
+    with torch.no_grad():
+        model.classifier.bias[1] -= float(centre)
+    bias = -((differences[low] + differences[middle]) / 2 - centre)
+    setattr(model.config, CALIBRATION_KEY, {"method": "platt", "scale": 1.0, "bias": float(bias)})
+    setattr(model.config, THRESHOLD_KEY, float(1 / (1 + np.exp(-bias))))
+    model.save_pretrained(directory)
+    return directory, {"below 0.5": images[low], "between": images[middle], "above": images[high]}
+
+
+def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model, tmp_path):
+    directory, images = three_sided_model
+    service = PneumoLensService(ModelSource(str(directory)))
+    threshold = service.predict(images["above"])["threshold"]
+    shown = {side: service.predict(path)["probabilities"]["PNEUMONIA"] for side, path in images.items()}
+    assert shown["below 0.5"] < 0.5 <= shown["between"] < threshold <= shown["above"], (shown, threshold)
+    expected = {"below 0.5": "NORMAL", "between": "NORMAL", "above": "PNEUMONIA"}
+    answers = {way: {} for way in ("page", "page label", "/predict", "/explain", "/report", "report file",
+                                   "explain.py", "explain.py report", "evaluate_hf.py", "pipeline")}
+
+    demo = app.build_demo(service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        client = Client(url, verbose=False)
+        for side, path in images.items():
+            outputs = app.named_outputs(client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/explain"))
+            answers["page label"][side] = outputs["probabilities"]["label"]  # the large label on the page
+            answers["page"][side] = outputs["decision"].split("\n")[0].removeprefix("### Decision: ")
+            answers["/explain"][side] = outputs["record"]["decision"]
+            answers["/predict"][side] = client.predict(handle_file(str(path)), api_name="/predict")["label"]
+            files = client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/report")
+            answers["/report"][side] = json.loads(open(files[2]).read())["decision"]
+            html = open(files[0], encoding="utf-8").read()
+            answers["report file"][side] = html.split('<h2 id="decision">Decision: ')[1].split("<")[0]
+    finally:
+        demo.close()
+
+    for side, path in images.items():
+        result = subprocess.run([sys.executable, "explain.py", str(path), "--model", str(directory), "--out",
+                                 str(tmp_path / "maps")], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        answers["explain.py"][side] = json.loads(result.stdout.strip().splitlines()[-1])["decision"]
+
+    folder = tmp_path / "images"
+    for side, path in images.items():
+        (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.parent.name / path.name)
+    run([sys.executable, "explain.py", "report", str(folder), "--model", str(directory), "--out",
+         str(tmp_path / "reports")], env=None)
+    by_name = {row["image"].rsplit("/", 1)[-1]: row["decision"]
+               for row in csv.DictReader(open(tmp_path / "reports" / "summary.csv"))}
+    run([sys.executable, "evaluate_hf.py", "--model", str(directory), "--data_dir", str(folder), "--output_dir",
+         str(tmp_path / "eval")], env=None)
+    predicted = {row["image"]: row["predicted"] for row in csv.DictReader(open(tmp_path / "eval" / "predictions.csv"))}
+    for side, path in images.items():
+        answers["explain.py report"][side] = by_name[path.name]
+        answers["evaluate_hf.py"][side] = predicted[path.name]
+
+    script = """
+import json, sys
+from transformers import pipeline
+model_id, paths = sys.argv[1], sys.argv[2:]
+classifier = pipeline("image-classification", model=model_id)
+print(json.dumps([classifier(path)[0]["label"] for path in paths]))
+"""
+    with FakeHub(TOKEN) as hub:
+        env = hub_env(hub, tmp_path)
+        push = "import sys; from pneumolens.hub import push_model_dir; push_model_dir(sys.argv[1], sys.argv[2], sys.argv[3])"
+        run([sys.executable, "-c", push, str(directory), MODEL_ID, TOKEN], env)
+        result = run([sys.executable, "-c", script, MODEL_ID, *map(str, images.values())], env)
+    answers["pipeline"] = dict(zip(images, json.loads(result.stdout.strip().splitlines()[-1])))
+
+    for way, decided in answers.items():
+        assert decided == expected, way
+
+
+def test_the_page_label_shows_the_decision_not_the_most_probable_class():
+    label = app.DecisionLabel()
+    shown = label.postprocess(app.decision_value("NORMAL", {"NORMAL": 0.4, "PNEUMONIA": 0.6}))
+    assert shown.label == "NORMAL"
+    assert [(c.label, c.confidence) for c in shown.confidences] == [("PNEUMONIA", 0.6), ("NORMAL", 0.4)]
+    assert label.postprocess({"NORMAL": 0.4, "PNEUMONIA": 0.6}).label == "PNEUMONIA"  # a plain dict as before
+
+
+def test_class_probabilities_are_the_calibrated_ones(three_sided_model, real_images):
+    directory, images = three_sided_model
+    source = ModelSource(str(directory))
+    model, processor = load_model(source), load_image_processor(source)
+    pixels = pixel_values(processor, [Image.open(images["between"]).convert("RGB")])
+    with torch.no_grad():
+        logits = model(pixel_values=pixels).logits[0]
+    calibration = Calibration.of(model.config)
+    expected = 1 / (1 + np.exp(-calibration.log_odds(float(logits[1] - logits[0]))))
+    assert class_probabilities(model, pixels)[0, 1] == pytest.approx(expected, abs=1e-6)
+    assert torch.softmax(logits, -1)[1] < 0.5 < expected  # the pipeline's score and the shown probability differ
