@@ -19,6 +19,8 @@ rollout, gradient saliency, Grad-CAM), and measure how far the maps can be trust
         How much of each map falls on burned-in text (laterality letter, time stamp, device code).
     python explain.py report IMAGE_OR_DIR... [--out DIR]
         One self-contained HTML report per image (as the app's "Report" button makes it) and summary.csv.
+        Under `accelerate launch --num_processes N explain.py report ...` the images are split between N
+        processes (one device each) and summary.csv gathers them all.
 
 The model defaults to MODEL_ID or the bundled model (models/pneumolens-dinov2-small).
 """
@@ -234,39 +236,51 @@ def run_maps(args) -> None:
 
 
 def run_reports(args) -> None:
-    """A report per image; an image that cannot be read gets its error in the summary, and the rest go on."""
+    """A report per image; an image that cannot be read gets its error in the summary, and the rest go on.
+    Under `accelerate launch` the images are split between the processes and the rows gathered."""
     from tqdm.auto import tqdm
 
+    from pneumolens.distributed import map_in_order, process_state
     from pneumolens.report import write_summary
     from pneumolens.service import PneumoLensService
 
     if not 0.0 <= args.opacity <= 1.0:
         raise PneumoLensError(f"--opacity must be in [0, 1], not {args.opacity}")
     images = image_files(args.images)
-    service = PneumoLensService(source_of(args))
+    state = process_state()
+    service = PneumoLensService(source_of(args), state.device if state.num_processes > 1 else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for number, path in enumerate(tqdm(images, desc="reports", unit="image")):
-        row = {"image": str(path)}
-        try:
-            analysis = service.analyse(path)
-        except PneumoLensError as error:
-            logger.warning("%s: %s", path, error)
-            rows.append({**row, "error": str(error)})
-            continue
-        # Numbered, so two images of the same name in different folders keep both reports.
-        report = out / f"{number:04d}-{path.stem}.html"
-        report.write_text(service.report(analysis, args.opacity, path.name), encoding="utf-8")
-        record, ood = analysis.record(), analysis.ood
-        rows.append({**row, "report": report.name, "decision": record["decision"],
-                     "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
-                     "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
-                     "probabilities": record["probabilities"]})
+
+    def report_rows(numbers: list[int]) -> list[dict]:
+        return [report_row(service, images[number], number, out, args.opacity)
+                for number in tqdm(numbers, desc="reports", unit="image", disable=not state.is_main_process)]
+
+    rows = map_in_order(report_rows, len(images), state)
+    if not state.is_main_process:
+        return
     write_summary(out / "summary.csv", rows)
     failed = sum("error" in row for row in rows)
     logger.info("Wrote %d reports and summary.csv to %s%s", len(rows) - failed, out,
                 f" ({failed} images could not be read; see the error column)" if failed else "")
+
+
+def report_row(service, path: Path, number: int, out: Path, opacity: float) -> dict:
+    """Write the report of image `number` and return its summary row (or its error)."""
+    row = {"image": str(path)}
+    try:
+        analysis = service.analyse(path)
+    except PneumoLensError as error:
+        logger.warning("%s: %s", path, error)
+        return {**row, "error": str(error)}
+    # Numbered, so two images of the same name in different folders keep both reports.
+    report = out / f"{number:04d}-{path.stem}.html"
+    report.write_text(service.report(analysis, opacity, path.name), encoding="utf-8")
+    record, ood = analysis.record(), analysis.ood
+    return {**row, "report": report.name, "decision": record["decision"],
+            "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
+            "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
+            "probabilities": record["probabilities"]}
 
 
 def image_files(arguments: list[str]) -> list[Path]:

@@ -145,9 +145,9 @@ def _encoded(image: Image.Image, **save_options) -> bytes:
 class PneumoLensService:
     """One model, its processor, its explainer and its out-of-distribution detector."""
 
-    def __init__(self, source: ModelSource | None = None):
+    def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None):
         self.source = source or default_model_source()
-        self.device = serving_device()
+        self.device = torch.device(device) if device is not None else serving_device()
         self.model = load_model(self.source).to(self.device)
         self.processor = load_image_processor(self.source)
         self.explainer = Explainer(self.model, self.processor)

@@ -70,3 +70,70 @@ def test_several_splits_need_a_choice_and_missing_split_is_named(tiny_trained_di
     result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--split", "test",
                       "--output_dir", tmp_path)
     assert result.returncode == 2 and "No split 'test'" in result.stderr
+
+
+def test_evaluation_prints_each_figure_with_its_bootstrap_interval(tiny_trained_dirs, tmp_path):
+    from tests.conftest import SHARED_DATA
+
+    data = SHARED_DATA / "chest_xray"  # its validation split: the 16 official validation images
+    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", data, "--split", "validation",
+                      "--output_dir", tmp_path / "eval", "--bootstrap_samples", "200")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 16
+    for name in ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1"):
+        low, high = metrics["intervals"][name]
+        assert low <= metrics[name] <= high, name
+        assert f"{name:<12} {metrics[name]:.4f}  95 % CI [{low:.4f}, {high:.4f}]" in result.stdout, name
+
+
+# -- across processes (accelerate launch) -------------------------------------------------------------------
+
+def accelerate_launch(*args) -> subprocess.CompletedProcess:
+    """Two processes on the CPU, meeting over gloo. (`--cpu --num_processes 2` would start one: accelerate's
+    CPU launcher runs a single process; `--multi_gpu` runs torchrun, which starts both.)"""
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                             *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def test_evaluation_across_two_processes_equals_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
+    common = ("--model", tiny_trained_dirs["dinov2"], "--data_dir", real_imagefolder, "--split", "train",
+              "--stress", "--batch_size", "5")
+    single = evaluate(*common, "--output_dir", tmp_path / "one")
+    assert single.returncode == 0, single.stderr[-2000:]
+    launched = accelerate_launch("evaluate_hf.py", *common, "--output_dir", tmp_path / "two")
+    assert "Process 1 of 2 (cpu" in launched.stderr and "): 24 of 48 items" in launched.stderr
+    assert "Process 2 of 2 (cpu" in launched.stderr
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert json.loads((two / "metrics.json").read_text()) == json.loads((one / "metrics.json").read_text())
+    rows = [sorted(csv.DictReader(open(folder / "predictions.csv")), key=lambda row: row["image"]) for folder in (one, two)]
+    assert rows[0] == rows[1] and len(rows[0]) == 48
+    assert json.loads((two / "stress" / "stress.json").read_text()) == json.loads((one / "stress" / "stress.json").read_text())
+
+
+def test_batch_reports_across_two_processes_equal_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
+    images = real_imagefolder / "val"
+    (images / "broken.jpeg").write_bytes(b"not an image")  # an error row must survive the gathering too
+    try:
+        common = ("report", images, "--model", tiny_trained_dirs["vit"])
+        single = subprocess.run([sys.executable, "explain.py", *map(str, common), "--out", str(tmp_path / "one")],
+                                cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert single.returncode == 0, single.stderr[-2000:]
+        launched = accelerate_launch("explain.py", *common, "--out", tmp_path / "two")
+        assert "Process 2 of 2 (cpu" in launched.stderr
+    finally:
+        (images / "broken.jpeg").unlink()
+    one, two = tmp_path / "one", tmp_path / "two"
+    summaries = [list(csv.DictReader(open(folder / "summary.csv"))) for folder in (one, two)]
+    assert summaries[0] == summaries[1] and len(summaries[0]) == 9 and sum(bool(r["error"]) for r in summaries[0]) == 1
+    reports = sorted(path.name for path in one.glob("*.html"))
+    assert reports == sorted(path.name for path in two.glob("*.html")) and len(reports) == 8
+    for name in reports:
+        assert _without_date((one / name).read_text()) == _without_date((two / name).read_text()), name
+
+
+def _without_date(report: str) -> str:
+    return "\n".join(line for line in report.splitlines() if "<td>created</td>" not in line)

@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -71,3 +72,39 @@ def test_trainer_metrics_uses_the_positive_index_and_flattens_the_matrix():
 def test_youden_threshold_names_the_one_class_problem():
     with pytest.raises(ValueError, match="both classes"):
         youden_threshold([1, 1, 1], [0.2, 0.5, 0.9])
+
+
+def test_the_evaluate_module_loads_offline_from_its_folder_and_agrees_with_scikit_learn():
+    import evaluate
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    from pneumolens.metrics import METRIC_MODULE
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    metric = evaluate.load(str(METRIC_MODULE), keep_in_memory=True)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    scores = np.clip(labels * 0.3 + rng.random(300) * 0.7, 0, 1)
+    threshold = 0.6
+    decided = (scores >= threshold).astype(int)
+    result = metric.compute(references=labels, predictions=scores, threshold=threshold)
+    assert result["accuracy"] == pytest.approx(accuracy_score(labels, decided))
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert result["sensitivity"] == pytest.approx(recall_score(labels, decided))
+    assert result["specificity"] == pytest.approx(recall_score(labels, decided, pos_label=0))
+    assert result["precision"] == pytest.approx(precision_score(labels, decided))
+    assert result["f1"] == pytest.approx(f1_score(labels, decided))
+
+
+def test_bootstrap_intervals_hold_the_estimate_narrow_with_more_images_and_repeat_with_the_seed():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    scores = np.clip(labels * 0.4 + rng.random(2000) * 0.6, 0, 1)
+    few = binary_metrics(labels[:100], scores[:100], 0.5, bootstrap_samples=300, seed=3)
+    many = binary_metrics(labels, scores, 0.5, bootstrap_samples=300, seed=3)
+    for name in ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1"):
+        low, high = few["intervals"][name]
+        assert low <= few[name] <= high and low < high, name
+        assert many["intervals"][name][1] - many["intervals"][name][0] < high - low, name
+    assert binary_metrics(labels[:100], scores[:100], 0.5, bootstrap_samples=300, seed=3)["intervals"] == few["intervals"]
+    assert "intervals" not in binary_metrics(labels, scores, 0.5)

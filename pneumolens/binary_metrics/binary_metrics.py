@@ -49,16 +49,17 @@ class BinaryMetrics(evaluate.Metric):
         return result
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, undefined: float = 0.0) -> dict:
+    """The figures; a ratio whose denominator is 0 (no positives, say) is `undefined`."""
     predictions = (scores >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel().tolist()
-    precision, sensitivity = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    precision, sensitivity = _ratio(tp, tp + fp, undefined), _ratio(tp, tp + fn, undefined)
     return {
-        "accuracy": _ratio(tp + tn, len(labels)),
+        "accuracy": _ratio(tp + tn, len(labels), undefined),
         "precision": precision,
         "sensitivity": sensitivity,
-        "specificity": _ratio(tn, tn + fp),
-        "f1": _ratio(2 * precision * sensitivity, precision + sensitivity),
+        "specificity": _ratio(tn, tn + fp, undefined),
+        "f1": _ratio(2 * precision * sensitivity, precision + sensitivity, undefined),
         "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan"),
         "threshold": float(threshold),
         "confusion_matrix": [[tn, fp], [fn, tp]],
@@ -66,17 +67,20 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
 
 def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, threshold: float, samples: int, seed: int) -> dict:
-    """95 % percentile intervals; a resample without both classes counts for no ROC-AUC."""
+    """95 % percentile intervals over the resamples where a figure is defined (one without positives
+    has no sensitivity, one without both classes no ROC-AUC)."""
     rng = np.random.default_rng(seed)
     drawn = {name: [] for name in SCALARS}
     for _ in range(samples):
         chosen = rng.integers(0, len(labels), len(labels))
-        metrics = binary_metrics(labels[chosen], scores[chosen], threshold)
+        metrics = binary_metrics(labels[chosen], scores[chosen], threshold, undefined=float("nan"))
         for name in SCALARS:
             drawn[name].append(metrics[name])
     return {name: [float(v) for v in np.nanpercentile(values, [2.5, 97.5])] if not np.all(np.isnan(values))
             else [float("nan"), float("nan")] for name, values in drawn.items()}
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator else 0.0
+def _ratio(numerator: float, denominator: float, undefined: float = 0.0) -> float:
+    if np.isnan(numerator) or np.isnan(denominator) or not denominator:
+        return undefined
+    return float(numerator / denominator)
