@@ -29,7 +29,9 @@ import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from pneumolens import cli
-from pneumolens.calibration import CALIBRATION_DIR, CALIBRATION_KEY, Calibration, calibrate, calibration_section, recalibrated
+from pneumolens.calibration import (
+    CALIBRATION_DIR, CALIBRATION_KEY, calibrate, calibration_section, recalibrated, shown_after,
+)
 from pneumolens.card import CardFacts, build_card
 from pneumolens.data import (
     drop_unreadable, grouping_note, hub_revision, image_name, image_sources, is_local, load_image_dataset, patient_id,
@@ -388,8 +390,8 @@ def _calibrate(model, processor, validation_split, suite_split, probabilities, p
     with save_atomically(output_dir) as staging:
         model.to(storage_dtype).save_pretrained(staging)
     model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
-    fitted = Calibration(**record["fitted"])
-    return model, {name: recalibrated(p, fitted, positive) for name, p in probabilities.items()}, record
+    shown = shown_after(record)
+    return model, {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}, record
 
 
 def card_title(model_args, training_args) -> str:

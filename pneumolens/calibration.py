@@ -146,9 +146,15 @@ def fold_decision(model, calibration: Calibration | None, storage_dtype: torch.d
     return {"boundary": boundary, "shift": shift, "threshold": getattr(config, THRESHOLD_KEY)}
 
 
+def shown_after(record: dict) -> Calibration:
+    """What turns the logit difference before `calibrate`'s fold into the probability shown after it: the
+    fitted calibration, or without one the folded softmax."""
+    return Calibration(**record["fitted"]) if record["fitted"] else Calibration(1.0, -record["shift"])
+
+
 def recalibrated(probabilities: np.ndarray, calibration: Calibration, positive: int) -> np.ndarray:
     """(N, 2) probabilities of the model before `fold_decision` as the ones it shows after; `calibration`
-    is the one fitted before the fold (the record's "fitted")."""
+    is `shown_after(record)`."""
     calibrated = _sigmoid(calibration.log_odds(_log_odds(probabilities, positive)))
     return np.stack([1 - calibrated, calibrated] if positive == 1 else [calibrated, 1 - calibrated], axis=1)
 
@@ -183,7 +189,7 @@ def calibrate(model, truth: np.ndarray, probabilities: np.ndarray, groups: list[
         "before": calibration_metrics(truth, before), "after": calibration_metrics(truth, after),
         "after_out_of_fold": out_of_fold_metrics,
         "calibration": getattr(config, CALIBRATION_KEY), "fitted": asdict(calibration) if calibration else None,
-        "threshold_before": threshold_before, "threshold_after": folded["threshold"],
+        "threshold_before": threshold_before, "threshold_after": folded["threshold"], "shift": folded["shift"],
         "decisions_changed": int(np.sum((before >= threshold_before) != (differences >= folded["shift"]))),
         "positive_share": float(truth.mean()),
     }

@@ -244,3 +244,17 @@ def test_class_probabilities_are_the_calibrated_ones(three_sided_model, real_ima
     expected = 1 / (1 + np.exp(-calibration.log_odds(float(logits[1] - logits[0]))))
     assert class_probabilities(model, pixels)[0, 1] == pytest.approx(expected, abs=1e-6)
     assert torch.softmax(logits, -1)[1] < 0.5 < expected  # the pipeline's score and the shown probability differ
+
+
+def test_the_probabilities_given_back_after_a_fold_without_calibration_are_the_folded_softmax(tiny_trained_dirs,
+                                                                                             real_images, tmp_path):
+    from pneumolens.calibration import shown_after
+
+    source = ModelSource(str(tiny_trained_dirs["vit"]))
+    model, processor = load_model(source), load_image_processor(source)
+    setattr(model.config, CALIBRATION_KEY, None)
+    setattr(model.config, THRESHOLD_KEY, 0.6)
+    pixels = pixel_values(processor, real_images["NORMAL"][:3])
+    before = class_probabilities(model, pixels)
+    record = calibrate(model, np.ones(3), before, ["a", "b", "c"], tmp_path)  # one class: no calibration
+    assert recalibrated(before, shown_after(record), 1) == pytest.approx(class_probabilities(model, pixels), abs=1e-5)
