@@ -32,7 +32,7 @@ from pneumolens import cli
 from pneumolens.calibration import (
     CALIBRATION_DIR, CALIBRATION_KEY, calibrate, calibration_section, recalibrated, shown_after,
 )
-from pneumolens.card import CardFacts, build_card
+from pneumolens.card import CardFacts, build_card, set_card_section
 from pneumolens.data import (
     drop_unreadable, grouping_note, hub_revision, image_name, image_sources, is_local, load_image_dataset, patient_id,
     split_by_patient,
@@ -336,6 +336,9 @@ def main() -> None:
     card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
                                   augmentation, stress, pooled, split_rule, calibration))
     card.save(output_dir / "README.md")
+    if calibration:
+        set_card_section(output_dir / "README.md", "Calibration",
+                         calibration_section(calibration, "python " + shlex.join(sys.argv)))
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
         url = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
@@ -445,10 +448,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
         calibrated=calibration is not None,
         softmax_threshold=calibration["threshold_before"] if calibration else None,
-        extra_sections=[_figures_section(results),
-                        *([f"### Calibration\n\n{calibration_section(calibration, 'python ' + shlex.join(sys.argv))}"]
-                          if calibration else []),
-                        *([_stress_section(stress)] if stress else [])],
+        extra_sections=[_figures_section(results), *([_stress_section(stress)] if stress else [])],
     )
 
 

@@ -20,7 +20,6 @@ same images flatters the fit, also out of fold: fitted on one half of the patien
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shlex
@@ -279,13 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     from .modeling import ModelSource, load_image_processor, load_model
     from .training import save_atomically
 
-    parser = argparse.ArgumentParser(prog="python -m pneumolens.calibration", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Local model directory; weights and config are updated in it.")
-    parser.add_argument("--data_dir", required=True, help="Imagefolder with a train split (as for train_hf.py).")
-    parser.add_argument("--validation_fraction", type=float, default=0.15, help="As in train_hf.py.")
-    parser.add_argument("--seed", type=int, default=42, help="As in train_hf.py: the same patient split.")
-    args = parser.parse_args(argv)
+    args = cli.model_dir_parser("python -m pneumolens.calibration", __doc__,
+                                "Local model directory; weights and config are updated in it.").parse_args(argv)
     cli.setup_logging()
     model_dir = Path(args.model)
     if not model_dir.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,7 +162,9 @@ def set_card_section(card_path: str | Path, heading: str, body: str, before: str
     path = Path(card_path)
     text = path.read_text()
     section = f"## {heading}\n\n{body.strip()}\n\n"
-    start = text.find(f"## {heading}\n")
+    # The heading as a whole line: "### Calibration" is not "## Calibration".
+    found = re.search(rf"^## {re.escape(heading)}\n", text, flags=re.MULTILINE)
+    start = found.start() if found else -1
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")

@@ -16,7 +16,6 @@ are saved beside the model as `ood_detector.safetensors`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import shlex
@@ -151,13 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     from .data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
     from .modeling import load_image_processor, load_model
 
-    parser = argparse.ArgumentParser(prog="python -m pneumolens.ood", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Local model directory; the detector is saved into it.")
-    parser.add_argument("--data_dir", required=True, help="Imagefolder with a train split (as for train_hf.py).")
+    parser = cli.model_dir_parser("python -m pneumolens.ood", __doc__,
+                                  "Local model directory; the detector is saved into it.")
     parser.add_argument("--num_train", type=int, default=1000, help="Training images used for the Gaussian.")
-    parser.add_argument("--validation_fraction", type=float, default=0.15, help="As in train_hf.py.")
-    parser.add_argument("--seed", type=int, default=42, help="As in train_hf.py: the same patient split.")
     parser.add_argument("--quantile", type=float, default=0.99, help="Validation quantile behind the threshold.")
     parser.add_argument("--margin", type=float, default=1.5, help="Threshold = margin x that quantile.")
     args = parser.parse_args(argv)

@@ -125,7 +125,8 @@ def test_a_trained_model_ships_calibrated_with_its_decision_folded(tiny_trained_
         config = json.loads((directory / "config.json").read_text())
         assert THRESHOLD_KEY in config, model_type
         assert (directory / "eval" / "calibration" / "reliability.png").is_file(), model_type
-        assert "### Calibration" in (directory / "README.md").read_text(), model_type
+        card = (directory / "README.md").read_text()
+        assert card.count("\n## Calibration\n") == 1 and "### Calibration" not in card, model_type
 
 
 # -- one decision everywhere ------------------------------------------------------------------------------
@@ -258,3 +259,38 @@ def test_the_probabilities_given_back_after_a_fold_without_calibration_are_the_f
     before = class_probabilities(model, pixels)
     record = calibrate(model, np.ones(3), before, ["a", "b", "c"], tmp_path)  # one class: no calibration
     assert recalibrated(before, shown_after(record), 1) == pytest.approx(class_probabilities(model, pixels), abs=1e-5)
+
+
+def test_the_calibration_command_updates_a_saved_model_and_its_card(tiny_trained_dirs, real_imagefolder, copy_of):
+    directory = copy_of(tiny_trained_dirs["convnext"])
+    (directory / "eval" / "calibration").rename(directory / "eval" / "calibration-from-training")
+    before = load_model(ModelSource(str(directory)))
+    result = subprocess.run([sys.executable, "-m", "pneumolens.calibration", "--model", str(directory), "--data_dir",
+                             str(real_imagefolder), "--validation_fraction", "0.25"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((directory / "eval" / "calibration" / "calibration.json").read_text())
+    assert record["decisions_changed"] == 0 and record["images"] >= 8
+    after = load_model(ModelSource(str(directory)))
+    assert getattr(after.config, THRESHOLD_KEY) == pytest.approx(record["threshold_after"])
+    # Refitted on an already folded model: the boundary was at equal logits, so the bias moves by ~0.
+    assert torch.allclose(after.classifier.bias, before.classifier.bias, atol=1e-5)
+    card = (directory / "README.md").read_text()
+    assert card.count("\n## Calibration\n") == 1 and "python -m pneumolens.calibration --model" in card
+    assert "## How to use" in card and "### Figures" in card  # nothing else was replaced
+    missing = subprocess.run([sys.executable, "-m", "pneumolens.calibration", "--model", str(directory / "nothing"),
+                              "--data_dir", str(real_imagefolder)], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode == 2 and "Model directory not found" in missing.stderr
+
+
+def test_a_card_section_is_found_by_its_whole_heading(tmp_path):
+    from pneumolens.card import set_card_section
+
+    card = tmp_path / "README.md"
+    card.write_text("## Results\n\n### Calibration\n\nold\n\n### Stress\n\nrows\n\n## How to use\n\ncode\n")
+    set_card_section(card, "Calibration", "new")
+    text = card.read_text()
+    assert "### Calibration\n\nold" in text and "### Stress\n\nrows" in text
+    assert text.index("## Calibration\n\nnew") < text.index("## How to use")
+    set_card_section(card, "Calibration", "newer")
+    assert "newer" in card.read_text() and "\n\nnew\n" not in card.read_text() and "### Stress" in card.read_text()
