@@ -50,6 +50,8 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
                    for method in order if method in overlays)
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
                     "</figcaption></figure>" for m, why in record["maps_unavailable"].items())
+    # A flagged image gets no class: its probabilities stay, greyed, for whoever wants them.
+    probability_note = " (not meaningful for this image)" if ood.get("flagged") else ""
     if not ood.get("available"):
         verdict = "not checked (this model has no out-of-distribution detector)"
     elif ood["flagged"]:
@@ -62,11 +64,11 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 figure{{display:inline-block;width:32%;margin:0 0.5% 1em;vertical-align:top}}figure img{{width:100%}}
 figcaption{{font-size:0.85em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}
 .disclaimer{{background:#fff3cd;padding:0.6em 1em;border:1px solid #e0c060}}.warn{{color:#a00}}
-.input img{{max-width:420px;width:100%}}</style></head><body>
+.input img{{max-width:420px;width:100%}}.muted{{color:#888;font-size:0.85em}}</style></head><body>
 <h1>PneumoLens report</h1>
 <p class="disclaimer"><b>{html.escape(DISCLAIMER)}</b></p>
 <h2 id="decision">Decision: {html.escape(record['decision'])}</h2>
-<table><tr><th>class</th><th>probability</th></tr>{rows}</table>
+<table{' class=muted' if ood.get('flagged') else ''}><tr><th>class</th><th>probability{probability_note}</th></tr>{rows}</table>
 <p>Operating threshold on the positive class: {record['threshold']:.3f}. Maps explain
 <b>{html.escape(record['explained_class'])}</b>.</p>
 <p>Out-of-distribution check: {verdict}</p>

@@ -598,7 +598,9 @@ def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled
     # The API keeps the probabilities for those who want them, under the verdict.
     assert predicted["label"] == NOT_A_RADIOGRAPH and len(predicted["confidences"]) == 2
     assert json.loads(open(files[2]).read())["decision"] == NOT_A_RADIOGRAPH
-    assert f'<h2 id="decision">Decision: {NOT_A_RADIOGRAPH}</h2>' in open(files[0], encoding="utf-8").read()
+    report = open(files[0], encoding="utf-8").read()
+    assert f'<h2 id="decision">Decision: {NOT_A_RADIOGRAPH}</h2>' in report
+    assert "<table class=muted><tr><th>class</th><th>probability (not meaningful for this image)" in report
     # The command line: explain.py and its batch reports.
     result = subprocess.run([sys.executable, "explain.py", str(photo), "--out", str(tmp_path / "maps")], cwd=app.REPO,
                             capture_output=True, text=True, timeout=300)
