@@ -25,9 +25,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
 import numpy as np
+from transformers import HfArgumentParser
 
 from pneumolens import cli
 from pneumolens.data import drop_unreadable, image_sources, load_image_dataset

@@ -34,7 +34,7 @@ from pneumolens.calibration import (
 )
 from pneumolens.card import CardFacts, build_card, set_card_section
 from pneumolens.data import (
-    drop_unreadable, grouping_note, hub_revision, image_name, image_sources, is_local, load_image_dataset, patient_id,
+    drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, patient_groups,
     split_by_patient,
 )
 from pneumolens.errors import PneumoLensError
@@ -387,9 +387,9 @@ def _calibrate(model, processor, validation_split, suite_split, probabilities, p
     clean = probabilities[CLEAN] if suite_split is validation_split else predict_probabilities(
         model, processor, validation_split, training_args.per_device_eval_batch_size)
     truth = np.array(validation_split["label"]) == positive
-    groups = [patient_id(image_name(image)) for image in validation_split["image"]]
     storage_dtype = getattr(torch, model_args.save_dtype)
-    record = calibrate(model, truth, clean, groups, output_dir / CALIBRATION_DIR, storage_dtype)
+    record = calibrate(model, truth, clean, patient_groups(validation_split), output_dir / CALIBRATION_DIR,
+                       storage_dtype)
     with save_atomically(output_dir) as staging:
         model.to(storage_dtype).save_pretrained(staging)
     model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)

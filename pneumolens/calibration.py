@@ -148,7 +148,11 @@ def fold_decision(model, calibration: Calibration | None, storage_dtype: torch.d
 def shown_after(record: dict) -> Calibration:
     """What turns the logit difference before `calibrate`'s fold into the probability shown after it: the
     fitted calibration, or without one the folded softmax."""
-    return Calibration(**record["fitted"]) if record["fitted"] else Calibration(1.0, -record["shift"])
+    return _shown_after(Calibration(**record["fitted"]) if record["fitted"] else None, record["shift"])
+
+
+def _shown_after(fitted: Calibration | None, shift: float) -> Calibration:
+    return fitted or Calibration(1.0, -shift)
 
 
 def recalibrated(probabilities: np.ndarray, calibration: Calibration, positive: int) -> np.ndarray:
@@ -182,7 +186,7 @@ def calibrate(model, truth: np.ndarray, probabilities: np.ndarray, groups: list[
         calibration, out_of_fold_metrics = None, None
     threshold_before = operating_threshold(config)
     folded = fold_decision(model, calibration, storage_dtype)
-    after = _sigmoid(calibration.log_odds(differences) if calibration else differences - folded["shift"])
+    after = _sigmoid(_shown_after(calibration, folded["shift"]).log_odds(differences))
     record = {
         "images": len(truth), "bins": ECE_BINS, "binning": f"{ECE_BINS} equal-width bins of P(positive)",
         "before": calibration_metrics(truth, before), "after": calibration_metrics(truth, after),
@@ -273,7 +277,7 @@ def _sigmoid(x):
 def main(argv: list[str] | None = None) -> None:
     from . import cli
     from .card import set_card_section
-    from .data import carved_validation, image_name, patient_id
+    from .data import carved_validation, model_label_ids, patient_groups
     from .evaluation import predict_probabilities
     from .modeling import ModelSource, load_image_processor, load_model
     from .training import save_atomically
@@ -287,13 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     source = ModelSource(str(model_dir))
     model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
     validation = carved_validation(args.data_dir, args.validation_fraction, args.seed)
-    names = model.config.id2label
-    truth = np.array([validation.features["label"].names[label] == names[positive_index(model.config)]
-                      for label in validation["label"]])
+    truth = np.array(model_label_ids(validation, model.config)) == positive_index(model.config)
     probabilities = predict_probabilities(model, processor, validation)
-    groups = [patient_id(image_name(image)) for image in validation["image"]]
     storage_dtype = stored_dtype(model_dir)
-    record = calibrate(model, truth, probabilities, groups, model_dir / CALIBRATION_DIR, storage_dtype)
+    record = calibrate(model, truth, probabilities, patient_groups(validation), model_dir / CALIBRATION_DIR,
+                       storage_dtype)
     with save_atomically(model_dir) as staging:
         model.to(storage_dtype).save_pretrained(staging)
     command = f"python -m pneumolens.calibration {shlex.join(argv if argv is not None else sys.argv[1:])}"

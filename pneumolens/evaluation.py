@@ -17,6 +17,7 @@ from datasets import Dataset  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from .calibration import shown_probabilities  # noqa: E402
+from .card import REPORTED_METRICS  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
@@ -86,7 +87,7 @@ def metrics_table(metrics: dict) -> str:
     """The scalar metrics, one per line, with their 95 % intervals where `metrics` has them."""
     intervals = metrics.get("intervals", {})
     lines = []
-    for name in ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1"):
+    for name in REPORTED_METRICS:
         low, high = intervals.get(name, (None, None))
         interval = f"  95 % CI [{low:.4f}, {high:.4f}]" if low is not None else ""
         lines.append(f"{name:<12} {metrics[name]:.4f}{interval}")
