@@ -446,7 +446,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
         training_procedure=procedure, split_sizes=split_sizes, results=results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
-        calibrated=calibration is not None,
+        folded=calibration is not None, calibrated=bool(calibration and calibration["calibration"]),
         softmax_threshold=calibration["threshold_before"] if calibration else None,
         extra_sections=[_figures_section(results), *([_stress_section(stress)] if stress else [])],
     )

@@ -40,8 +40,9 @@ class CardFacts:
     repo_id: str = "PATH_OR_HUB_ID"
     license: str = "apache-2.0"
     extra_sections: list[str] = field(default_factory=list)
-    calibrated: bool = False  # Platt-scaled probabilities, the decision folded into the classifier
-    softmax_threshold: float | None = None  # where the threshold was chosen, before calibration
+    folded: bool = False  # the decision folded into the classifier: its top logit is the decision
+    calibrated: bool = False  # and Platt-scaled probabilities (a fold without calibration has none)
+    softmax_threshold: float | None = None  # where the threshold was chosen, before the fold
 
 
 def build_card(facts: CardFacts) -> ModelCard:
@@ -75,7 +76,7 @@ def build_card(facts: CardFacts) -> ModelCard:
         threshold_rule=facts.threshold_rule,
         positive_label=facts.positive_label,
         threshold_note=threshold_note(facts),
-        how_to_decide=how_to_decide(facts.positive_label, facts.calibrated, facts.repo_id),
+        how_to_decide=how_to_decide(facts.positive_label, facts.folded, facts.calibrated, facts.repo_id),
         results_table=results_table(facts.results),
         extra_sections="\n\n".join(facts.extra_sections),
         repo_id=facts.repo_id,
@@ -83,18 +84,24 @@ def build_card(facts: CardFacts) -> ModelCard:
 
 
 def threshold_note(facts: CardFacts) -> str:
-    if not facts.calibrated:
+    if not facts.folded:
         return ""
+    if not facts.calibrated:
+        return (f" It was chosen at {facts.softmax_threshold:.4f} on the softmax; the classifier's bias is shifted "
+                "so that the two logits are equal there, which puts it at 0.5 (no calibration could be fitted).")
     return (f" It was chosen at {facts.softmax_threshold:.4f} on the softmax, before calibration; "
             f"{facts.threshold:.4f} is the same point on the calibrated probability (see Calibration), and the "
             "classifier's bias is shifted so that the two logits are equal there.")
 
 
-def how_to_decide(positive_label: str, calibrated: bool, repo_id: str) -> str:
+def how_to_decide(positive_label: str, folded: bool, calibrated: bool, repo_id: str) -> str:
     """What the card's "How to use" says of the pipeline's scores and the decision."""
-    if not calibrated:
+    if not folded:
         return (f"The `pipeline` returns the softmax; to decide, compare the {positive_label} probability with "
                 "`classifier.model.config.operating_threshold` (the top label is not the decision).")
+    if not calibrated:
+        return ("The `pipeline`'s top label is the model's decision: the operating threshold is folded into the "
+                "classifier. Its scores are the probabilities the PneumoLens app shows, which are not calibrated.")
     code = "\n".join([
         "```python",
         "import torch",

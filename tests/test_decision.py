@@ -294,3 +294,15 @@ def test_a_card_section_is_found_by_its_whole_heading(tmp_path):
     assert text.index("## Calibration\n\nnew") < text.index("## How to use")
     set_card_section(card, "Calibration", "newer")
     assert "newer" in card.read_text() and "\n\nnew\n" not in card.read_text() and "### Stress" in card.read_text()
+
+
+def test_the_card_says_what_the_pipeline_scores_are_for_each_kind_of_model():
+    from pneumolens.card import how_to_decide
+
+    unfolded = how_to_decide("PNEUMONIA", folded=False, calibrated=False, repo_id="a/b")
+    folded = how_to_decide("PNEUMONIA", folded=True, calibrated=False, repo_id="a/b")
+    calibrated = how_to_decide("PNEUMONIA", folded=True, calibrated=True, repo_id="a/b")
+    assert "the top label is not the decision" in unfolded
+    assert "top label is the model's decision" in folded and "not calibrated" in folded
+    assert "probability_calibration" not in folded and "probability_calibration" in calibrated
+
