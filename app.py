@@ -8,17 +8,23 @@ batched forward passes), /explain (probabilities, decision, out-of-distribution 
 with its measured faithfulness verdict, most faithful first on the page), /report (on demand: the HTML
 report, the raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's
 deletion and insertion curves of every map and of the random maps they are judged against).
+
+MCP (docs/app.md): the tools `predict` and `explain` (JSON text and 384-pixel maps, endpoints of their own:
+/agent_predict, /agent_explain) and `faithfulness_curves`, at /gradio_api/mcp/ unless GRADIO_MCP_SERVER=false.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import threading
 import time
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 
 import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
@@ -35,7 +41,10 @@ logger = logging.getLogger("app")
 
 REPO = Path(__file__).resolve().parent
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
-MAX_FILE_SIZE = "25mb"  # the largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM)
+# The largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM). Gradio caps uploads; the
+# app checks files itself too, since a data: URI sent to an MCP tool never passes through an upload.
+MAX_FILE_BYTES = 25 * 1024 * 1024
+MAX_FILE_SIZE = MAX_FILE_BYTES
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREVIEW_MAX_SIDE = 640
 # The page at 1440x900 shows the decision, the probabilities and every map after Analyse without
@@ -70,6 +79,13 @@ DELETE_CACHE = (max(1, min(5 * 60, CACHE_MAX_AGE_S // 3)), CACHE_MAX_AGE_S)
 # Requests one client may have waiting in the queue (running ones not counted), so one client cannot
 # fill the queue for everyone.
 MAX_WAITING_PER_CLIENT = 4
+# What an AI agent receives (MCP): maps this large, in this format, keep a whole `explain` answer of a
+# 2,000-pixel radiograph well under the ~1 MiB that common MCP clients accept (docs/app.md has the sizes).
+AGENT_MAP_MAX_SIDE = 384
+AGENT_MAP_FORMAT = "webp"
+AGENT_OPACITY = 0.45
+# `explain` calls from agents run outside Gradio's queue (below), so at most this many wait for the model.
+AGENT_CALLS_AT_ONCE = 4
 
 PAGE_CSS = """
 #header h2 { margin: 0 0 2px 0; }
@@ -88,18 +104,18 @@ class UploadedFile(gr.File):
 
     Gradio downloads a URL given as FileData before any app code runs, with no size cap, and then the
     app would read the whole file into memory; here such a payload is refused before anything is fetched.
+    The one URL taken is this server's own link to a file already uploaded to it (what an MCP agent's
+    `upload_file_to_gradio` returns): it names a file in the upload folder, read from disk, never fetched.
     """
 
     def get_block_name(self) -> str:
         return "file"  # the browser draws it with gr.File's own front end (it has none of its own)
 
     async def async_move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return await super().async_move_resource_to_block_cache(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(_uploaded_file(url_or_file_path))
 
     def move_resource_to_block_cache(self, url_or_file_path):
-        _refuse_url(url_or_file_path)
-        return super().move_resource_to_block_cache(url_or_file_path)
+        return super().move_resource_to_block_cache(_uploaded_file(url_or_file_path))
 
 
 class DecisionLabel(gr.Label):
@@ -118,13 +134,32 @@ class DecisionLabel(gr.Label):
         return super().postprocess(value)
 
 
+class RequestError(gr.Error):
+    """What a request did wrong (or what failed), in words, for the page, gradio_client and MCP alike:
+    Gradio's MCP layer makes `str(error)` the tool's error text, which gr.Error quotes."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
 def decision_value(decision: str, probabilities: dict[str, float]) -> dict:
     return {"decision": decision, "probabilities": probabilities}
 
 
-def _refuse_url(url_or_file_path) -> None:
-    if url_or_file_path is not None and "://" in str(url_or_file_path):
-        raise gr.Error("Only uploaded files are accepted: this app does not fetch URLs.")
+UPLOADED_FILE_ROUTE = "/gradio_api/file="
+
+
+def _uploaded_file(url_or_file_path):
+    """`url_or_file_path` itself, or the uploaded file that a link to this server's file route names;
+    any other URL is refused, unfetched."""
+    if url_or_file_path is None or "://" not in str(url_or_file_path):
+        return url_or_file_path
+    _, route, encoded = str(url_or_file_path).partition(UPLOADED_FILE_ROUTE)
+    if route:
+        path = Path(unquote(encoded)).resolve()
+        if Path(gr.utils.get_upload_folder()).resolve() in path.parents and path.is_file():
+            return str(path)
+    raise RequestError("Only uploaded files are accepted: this app does not fetch URLs.")
 
 
 def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
@@ -140,7 +175,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     standings = {standing.name: standing for standing in service.standings}
     model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
-    def predict(file_path):
+    def label_prediction(file_path):
         try:
             # Decoded and preprocessed in the request's own thread: in parallel with other requests,
             # and a bad upload fails alone, never a shared batch.
@@ -157,7 +192,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         image, details = _safely(service.preview, _path(file_path))
         return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), no_downloads()
 
-    def report(file_path, explained_class, opacity):
+    def report_files(file_path, explained_class, opacity):
         try:
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
             return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
@@ -171,7 +206,24 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def show_downloads():
         return gr.update(visible=True)
 
-    def faithfulness_curves(file_path, explained_class):
+    def faithfulness_curves(image: str, explained_class: str = PREDICTED):
+        """How faithful each explanation map is for this one chest radiograph: its deletion and insertion curves.
+
+        Removing (deletion) or revealing (insertion) the image's pixels in the order a map ranks them, the
+        explained class's log-odds should fall (deletion) or rise (insertion) faster than for random maps
+        of the same grid; the figure draws every map's curves against theirs. About 110 forward passes:
+        several seconds to a minute on a CPU.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG or DICOM), as a data: URI or a file uploaded to this
+                server. URLs are refused: this server never fetches anything.
+            explained_class: "predicted class" (the model's decision) or a class name ("NORMAL",
+                "PNEUMONIA") whose evidence the maps show.
+
+        Returns:
+            A PNG figure (about 1,200 x 500 px) of the curves.
+        """
+        file_path = image
         try:
             return _safely(service.faithfulness_curves, _path(file_path), target_of(explained_class))
         finally:
@@ -180,7 +232,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def target_of(explained_class):
         return None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
 
-    def explain(file_path, explained_class, opacity):
+    def page_explanation(file_path, explained_class, opacity):
         try:
             return page_outputs(file_path, explained_class, opacity)
         finally:  # the full-resolution analysis is freed by now
@@ -214,7 +266,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         return [overlays.get(method) for method in METHODS]
 
     # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
-    predict, report, faithfulness_curves, explain = map(gpu_call, (predict, report, faithfulness_curves, explain))
+    label_prediction, report_files, faithfulness_curves, page_explanation = map(
+        gpu_call, (label_prediction, report_files, faithfulness_curves, page_explanation))
 
     with gr.Blocks(title=TITLE, delete_cache=delete_cache) as demo:
         gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")
@@ -274,13 +327,13 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         upload.change(preview, upload, [shown, shown_details, downloads], api_visibility="private",
                       concurrency_limit=2, concurrency_id="preview")
         explained_class.change(no_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
-        run.click(explain, [upload, explained_class, opacity],
+        run.click(page_explanation, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model")
         make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
                           concurrency_limit=1, concurrency_id="model")
         # The API answers the files alone; the page then shows the box that holds them.
-        make_report.click(report, [upload, explained_class, opacity], downloads, api_name="report",
+        make_report.click(report_files, [upload, explained_class, opacity], downloads, api_name="report",
                           concurrency_limit=1, concurrency_id="model").success(
             show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         # Queued like everything else, but in its own group: a redraw never waits for the model.
@@ -289,11 +342,94 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
         hidden_probabilities = DecisionLabel(visible=False)
         # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
-        gr.Button(visible=False).click(predict, upload, hidden_probabilities, api_name="predict",
+        gr.Button(visible=False).click(label_prediction, upload, hidden_probabilities, api_name="predict",
                                        concurrency_limit=predict_batch_size, concurrency_id="predict")
+        add_agent_tools(service, predict_one, target_of, predict_batch_size)
+        # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
+        # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
+        for handler in (label_prediction, page_explanation, report_files):
+            not_an_mcp_tool(handler)
     demo.queue(max_size=64)
     limit_waiting_per_client(demo, max_waiting_per_client)
     return demo
+
+
+def not_an_mcp_tool(function):
+    """Leave a public endpoint's `function` out of the MCP tool list (Gradio's list skips a function
+    marked as another kind of MCP object); gradio_client still calls it. The test of the tool list
+    checks that this still holds."""
+    function._mcp_type = "gradio_client endpoint"
+    return function
+
+
+def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_batch_size: int) -> None:
+    """The MCP tools `predict` and `explain`: endpoints of their own, whose answers an AI agent can take
+    (JSON text, maps of at most AGENT_MAP_MAX_SIDE pixels), inside the Blocks being built."""
+    admitted = _admission(AGENT_CALLS_AT_ONCE)
+
+    # Gradio reads an argument's description from its own line alone, and joins the lines under Returns.
+    def predict(image: str) -> str:
+        """Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+
+        Returns:
+            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
+        """
+        try:
+            pixels = _safely(service.model_input, _path(image))
+            return json.dumps(_safely(predict_one, pixels))
+        finally:
+            trim_soon()
+
+    def explain(image: str, explained_class: str = PREDICTED):
+        """Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient saliency, attention rollout), most faithful first, each with the faithfulness verdict measured for this model. A research demo, not a medical device.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
+
+        Returns:
+            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px): the brighter and redder a region, the more evidence the map puts there for the explained class, relative to this image's strongest region.
+        """
+        with admitted():
+            try:
+                analysis = _safely(service.analyse, _path(image), target_of(explained_class))
+                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY)
+                record = analysis.record()
+                record["map_images"] = [s.name for s in service.standings if s.name in overlays]
+                return (json.dumps(record), *[overlays.get(s.name) for s in service.standings])
+            finally:
+                trim_soon()
+
+    predict, explain = gpu_call(predict), gpu_call(explain)
+    with gr.Group(visible=False):
+        image = UploadedFile(type="filepath")
+        explained_class = gr.Textbox(value=PREDICTED)
+        answer = gr.Textbox()
+        maps = [gr.Image(type="pil", format=AGENT_MAP_FORMAT) for _ in service.standings]
+    gr.Button(visible=False).click(predict, image, answer, api_name="agent_predict",
+                                   concurrency_limit=predict_batch_size, concurrency_id="predict")
+    # Outside the queue: Gradio's MCP layer gives a tool of several outputs only its first when the event is
+    # queued (6.31). The service's model lock serialises the passes; `admitted` bounds the waiting.
+    gr.Button(visible=False).click(explain, [image, explained_class], [answer, *maps], api_name="agent_explain",
+                                   queue=False)
+
+
+def _admission(limit: int):
+    """A context manager that admits at most `limit` callers at once and refuses the next one plainly."""
+    slots = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def admitted():
+        if not slots.acquire(blocking=False):
+            raise RequestError(f"The server is busy with {limit} other explanations; please try again in a minute.")
+        try:
+            yield
+        finally:
+            slots.release()
+    return admitted
 
 
 def limit_waiting_per_client(demo: gr.Blocks, limit: int) -> None:
@@ -350,6 +486,20 @@ def delete_old_cache_files(blocks: gr.Blocks, age_s: float) -> int:
     return deleted
 
 
+def delete_old_data_uri_files(folder: Path, age_s: float) -> int:
+    """Gradio's MCP layer writes an image sent as a data: URI to `folder`/<hash>/file.<ext> and tracks it
+    nowhere else; it can be a DICOM with patient data, so it goes after `age_s` seconds like an upload."""
+    now, deleted = time.time(), 0
+    for file in folder.glob("*/file*"):
+        try:
+            if file.name.split(".")[0] == "file" and now - file.lstat().st_ctime > age_s:
+                file.unlink()
+                deleted += 1
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
 @asynccontextmanager
 async def cache_cleanup(server_app):
     """A lifespan for the server: every `delete_cache` frequency, `delete_old_cache_files` in a thread."""
@@ -361,6 +511,7 @@ async def cache_cleanup(server_app):
             await asyncio.sleep(frequency)
             try:
                 await asyncio.to_thread(delete_old_cache_files, blocks, age)
+                await asyncio.to_thread(delete_old_data_uri_files, Path(gr.utils.get_upload_folder()), age)
             except Exception:  # a failed sweep must not end the next ones
                 logger.exception("Cache cleanup failed")
 
@@ -374,11 +525,15 @@ async def cache_cleanup(server_app):
 
 def _path(file_path) -> str:
     if not file_path:
-        raise gr.Error("Please upload a chest X-ray image or DICOM file first.")
+        raise RequestError("Please upload a chest X-ray image or DICOM file first.")
     path = str(file_path)
     # Uploads arrive as files in Gradio's cache; anything else (a URL, an arbitrary path) is refused.
     if "://" in path or not Path(path).is_file():
-        raise gr.Error("Only uploaded files are accepted.")
+        raise RequestError("Only uploaded files are accepted.")
+    size = Path(path).stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise RequestError(f"The file is too large: {size / 2**20:.1f} MB, at most {MAX_FILE_BYTES / 2**20:.0f} MB "
+                       "are accepted.")
     return path
 
 
@@ -387,10 +542,10 @@ def _safely(function, *args):
     try:
         return function(*args)
     except PneumoLensError as err:
-        raise gr.Error(str(err)) from err
+        raise RequestError(str(err)) from err
     except Exception as err:  # a bug must not take the server down; log it, tell the user plainly
         logger.exception("Analysis failed")
-        raise gr.Error(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
+        raise RequestError(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
 def _caption(standing, unavailable: dict, variant: str = "") -> str:
@@ -437,7 +592,13 @@ def _downloads(analysis, report_html: str) -> list[str]:
 
 def launch_options() -> dict:
     return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-            "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}, "css": PAGE_CSS}
+            "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}, "css": PAGE_CSS,
+            "mcp_server": serves_mcp()}
+
+
+def serves_mcp() -> bool:
+    """Whether to serve the MCP tools at /gradio_api/mcp/: yes, unless GRADIO_MCP_SERVER says false (or 0)."""
+    return os.environ.get("GRADIO_MCP_SERVER", "true").strip().lower() not in ("false", "0", "no", "off")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ ZERO_GPU_HARDWARE = "zero-a10g"
 def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) -> str:
     """The Space's README.md: the front matter the Hub reads (SDK, version, app file, and with `zero_gpu`
     the suggested ZeroGPU hardware) and a short text."""
-    gradio_version = re.search(r"^gradio==([\w.]+)", requirements, re.MULTILINE)
+    gradio_version = re.search(r"^gradio(?:\[[\w,]+\])?==([\w.]+)", requirements, re.MULTILINE)
     data = SpaceCardData(
         title="PneumoLens", sdk="gradio", sdk_version=gradio_version[1] if gradio_version else None,
         python_version="3.11", app_file="app.py", license="apache-2.0",
@@ -65,7 +65,8 @@ def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) ->
             f"{', on ZeroGPU (the model calls run under `spaces.GPU`)' if zero_gpu else ''}.\n\n"
             "> **Not a medical device.** A research and teaching demo; never use it to diagnose, treat or triage "
             "anyone.\n\nAPI: `gradio_client.Client(\"<this space>\").predict(handle_file(\"xray.jpeg\"), "
-            "api_name=\"/predict\")`.\n")
+            "api_name=\"/predict\")`. AI agents: the MCP server at `/gradio_api/mcp/` (tools `predict`, `explain`, "
+            "`faithfulness_curves`).\n")
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 

@@ -383,9 +383,11 @@ def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with
 def test_every_event_is_queued(model_with_ood):
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
     handlers = {fn.name: fn.queue for fn in demo.fns.values() if fn.name != "load_example"}  # Gradio's own
-    assert set(handlers) == {"explain", "redraw", "predict", "preview", "report", "faithfulness_curves", "no_downloads",
-                             "show_downloads"}
-    assert all(handlers.values())
+    assert set(handlers) == {"page_explanation", "redraw", "label_prediction", "preview", "report_files",
+                             "faithfulness_curves", "no_downloads", "show_downloads", "predict", "explain"}
+    # The MCP tool `explain` alone is not: Gradio's MCP layer answers a queued tool of several outputs with the
+    # first only. It is bounded by its own admission instead (test_mcp).
+    assert [name for name, queued in handlers.items() if not queued] == ["explain"]
 
 
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):

@@ -76,7 +76,9 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
     assert service.device == torch.device("cpu") and "served on `cpu`" in service.summary()
     demo = app.build_demo(service)
-    assert sorted(wrapped) == ["explain", "faithfulness_curves", "predict", "report"]
+    # The page's and gradio_client's handlers, and the MCP tools.
+    assert sorted(wrapped) == ["explain", "faithfulness_curves", "label_prediction", "page_explanation", "predict",
+                               "report_files"]
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
@@ -85,6 +87,6 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
                                                    api_name="/explain"))
     finally:
         demo.close()
-    assert calls == ["predict", "explain"]
+    assert calls == ["label_prediction", "page_explanation"]
     assert label in service.labels  # answered by the handler run under the wrapper
     assert outputs["map_gradcam"] is not None

@@ -8,6 +8,7 @@ whose `HF_ENDPOINT` points at the fake Hub; this test process itself stays offli
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -227,7 +228,8 @@ def test_deploying_the_space_with_the_bundled_model(tmp_path):
     assert not [path for path in files if path.startswith(("tests/", "benchmarks/")) or "__pycache__" in path]
     meta = front_matter(files["README.md"].decode())
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
-    assert f"gradio=={meta['sdk_version']}" in (REPO / "requirements.txt").read_text()
+    assert re.search(rf"^gradio(\[mcp\])?=={re.escape(meta['sdk_version'])}$", (REPO / "requirements.txt").read_text(),
+                     re.MULTILINE)
     assert "pytest" not in files["requirements.txt"].decode() and "torch==" in files["requirements.txt"].decode()
     assert not hub.repos[("space", "pneumolens/demo")].variables
 

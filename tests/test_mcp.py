@@ -1,0 +1,195 @@
+"""The app as an MCP server, called the way an AI agent calls it: `python3 app.py` in its own process and
+the `mcp` package's own client over streamable HTTP."""
+
+import asyncio
+import base64
+import io
+import json
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.utils import encode_file_path
+from PIL import Image
+
+import app
+from benchmarks.served_app import ServedApp
+from pneumolens.service import NOT_A_RADIOGRAPH
+from tests.test_app import _sample_photo
+from tests.test_images import _png_header_only
+
+pytest.importorskip("mcp", reason="gradio[mcp] is not installed (requirements.txt pins it)")
+from mcp import ClientSession  # noqa: E402
+from mcp.client.streamable_http import streamablehttp_client  # noqa: E402
+
+MCP_ANSWER_LIMIT = 1024 * 1024  # what one common desktop client accepts for a whole tool answer
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The bundled model, served by `python3 app.py` exactly as a person starts it (MCP on by default)."""
+    with ServedApp(tmp_path_factory.mktemp("mcp") / "gradio") as server:
+        yield server
+
+
+def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@asynccontextmanager
+async def mcp_session(url: str):
+    async with streamablehttp_client(url + "gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+def call(url: str, *calls: tuple[str, dict]):
+    """Each (tool, arguments) called in turn in one MCP session; their results, in order."""
+    async def run():
+        async with mcp_session(url) as session:
+            return [await session.call_tool(name, arguments) for name, arguments in calls]
+    return asyncio.run(run())
+
+
+def answer_bytes(result) -> int:
+    return sum(len(getattr(item, "data", None) or getattr(item, "text", "")) for item in result.content)
+
+
+def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(served):
+    async def listed():
+        async with mcp_session(served.url) as session:
+            return (await session.list_tools()).tools
+
+    tools = {tool.name: tool for tool in asyncio.run(listed())}
+    # The page's handlers and the gradio_client endpoints (/predict, /explain, /report) are not tools.
+    assert set(tools) == {"predict", "explain", "faithfulness_curves"}
+    assert "not a chest radiograph" in tools["predict"].description
+    assert "faithfulness verdict" in tools["explain"].description and "WebP" in tools["explain"].description
+    schema = tools["explain"].inputSchema["properties"]
+    assert "data: URI" in schema["image"]["description"] and "URLs are refused" in schema["image"]["description"]
+    assert "predicted class" in schema["explained_class"]["description"]
+
+
+def test_predict_over_mcp_gives_the_decision_and_probabilities_of_the_api(served):
+    example = app.EXAMPLES[0]
+    (result,) = call(served.url, ("predict", {"image": data_uri(open(example, "rb").read())}))
+    assert not result.isError, result.content
+    answer = json.loads(result.content[0].text)
+    by_api = Client(served.url, verbose=False).predict(handle_file(example), api_name="/predict")
+    assert answer["decision"] == by_api["label"] in ("NORMAL", "PNEUMONIA")
+    for confidence in by_api["confidences"]:
+        assert answer["probabilities"][confidence["label"]] == pytest.approx(confidence["confidence"], abs=1e-5)
+    assert answer["out_of_distribution"]["flagged"] is False and 0 < answer["threshold"] < 1
+
+
+def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_radiograph(served):
+    radiograph = Image.open(app.EXAMPLES[0])
+    large = radiograph.resize((2000, round(2000 * radiograph.height / radiograph.width)))
+    (result,) = call(served.url, ("explain", {"image": data_uri(jpeg(large))}))
+    assert not result.isError, result.content
+    record = json.loads(result.content[0].text)
+    images = [item for item in result.content if item.type == "image"]
+    assert len(images) == 4 and record["map_images"] == list(record["maps"])
+    assert {entry["faithfulness"] for entry in record["maps"].values()} == {"passed"}  # the bundled model's
+    for item in images:
+        shown = Image.open(io.BytesIO(base64.b64decode(item.data)))
+        assert max(shown.size) == app.AGENT_MAP_MAX_SIDE and item.mimeType == "image/webp"
+    assert answer_bytes(result) < MCP_ANSWER_LIMIT
+    assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
+
+
+def test_a_photo_is_not_a_chest_radiograph_for_an_agent_either(served):
+    photo = data_uri(jpeg(Image.fromarray(_sample_photo())))
+    predicted, explained = call(served.url, ("predict", {"image": photo}), ("explain", {"image": photo}))
+    assert json.loads(predicted.content[0].text)["decision"] == NOT_A_RADIOGRAPH
+    record = json.loads(explained.content[0].text)
+    assert record["decision"] == NOT_A_RADIOGRAPH and record["out_of_distribution"]["flagged"]
+
+
+def test_bad_input_is_a_tool_error_with_the_apps_message_and_the_server_keeps_serving(served):
+    empty, not_an_image, bomb, url, own_missing, after = call(
+        served.url,
+        ("explain", {"image": data_uri(b"")}),
+        ("predict", {"image": data_uri(b"this is a text file, not an image", "text/plain")}),
+        ("explain", {"image": data_uri(_png_header_only(30000, 30000), "image/png")}),
+        ("explain", {"image": "https://example.com/xray.jpeg"}),
+        # This server's own file route, but no file uploaded to it: a path outside the upload folder.
+        ("predict", {"image": served.url + "gradio_api/file=/etc/hostname"}),
+        ("predict", {"image": data_uri(open(app.EXAMPLES[1], "rb").read())}),
+    )
+    refused = "Only uploaded files are accepted: this app does not fetch URLs."
+    expected = [(empty, "The file is empty"), (not_an_image, "not an image"), (bomb, "too large"),
+                (url, refused), (own_missing, refused)]
+    for result, message in expected:
+        assert result.isError and message in result.content[0].text, (message, result.content)
+        assert not result.content[0].text.startswith("'")  # the message, not its repr
+    assert not after.isError and json.loads(after.content[0].text)["decision"] in ("NORMAL", "PNEUMONIA")
+
+
+def test_a_file_uploaded_to_the_server_is_taken_by_its_link(served):
+    """What Gradio's `upload_file_to_gradio` helper does for an agent: upload, then pass the file's link."""
+    with open(app.EXAMPLES[2], "rb") as image:
+        uploaded = httpx.post(served.url + "gradio_api/upload", files={"files": image}).json()[0]
+    link = served.url + "gradio_api/file=" + encode_file_path(uploaded)
+    by_link, by_data = call(served.url, ("predict", {"image": link}),
+                            ("predict", {"image": data_uri(open(app.EXAMPLES[2], "rb").read())}))
+    assert not by_link.isError, by_link.content
+    assert json.loads(by_link.content[0].text) == json.loads(by_data.content[0].text)
+
+
+def test_a_data_uri_over_the_transport_limit_is_refused_before_it_is_decoded(served):
+    """The MCP transport takes request bodies of at most 4 MiB: larger files go through the upload route,
+    which the app caps at 25 MB."""
+    with pytest.raises(Exception) as refused:
+        call(served.url, ("explain", {"image": data_uri(b"\xff\xd8" + b"\0" * 5 * 2**20)}))
+    assert "413 Request Entity Too Large" in str(refused.getrepr())
+    (after,) = call(served.url, ("predict", {"image": data_uri(open(app.EXAMPLES[0], "rb").read())}))
+    assert not after.isError
+
+
+# -- the pieces behind those answers, without a server -------------------------------------------------------
+
+def test_a_file_over_the_cap_is_refused_by_the_app_itself(tmp_path):
+    """A data: URI never passes Gradio's upload cap, so the handlers check the size themselves."""
+    big = tmp_path / "big.dcm"
+    with big.open("wb") as file:
+        file.truncate(app.MAX_FILE_BYTES + 1)
+    with pytest.raises(app.RequestError) as refused:
+        app._path(str(big))
+    assert str(refused.value) == "The file is too large: 25.0 MB, at most 25 MB are accepted."
+    big.write_bytes(b"x")
+    assert app._path(str(big)) == str(big)
+
+
+def test_only_links_to_files_in_the_upload_folder_are_taken(tmp_path, monkeypatch):
+    uploads = tmp_path / "uploads"
+    (uploads / "abc").mkdir(parents=True)
+    (uploads / "abc" / "x ray.jpeg").write_bytes(b"x")
+    (tmp_path / "secret.txt").write_text("no")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    link = f"http://any-host/gradio_api/file={encode_file_path(uploads / 'abc' / 'x ray.jpeg')}"
+    assert app._uploaded_file(link) == str((uploads / "abc" / "x ray.jpeg").resolve())
+    assert app._uploaded_file("/a/local/path") == "/a/local/path"
+    for refused in (f"http://any-host/gradio_api/file={uploads}/abc/../../secret.txt",
+                    f"http://any-host/gradio_api/file={uploads}/abc/missing.jpeg",
+                    "https://example.com/x.jpeg", "ftp://example.com/gradio_api/file=/etc/hostname"):
+        with pytest.raises(app.RequestError, match="does not fetch URLs"):
+            app._uploaded_file(refused)
+
+
+def test_files_written_for_data_uris_are_deleted_when_old(tmp_path):
+    for folder, name in (("h1", "file.jpeg"), ("h2", "file"), ("h3", "patient.dcm")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes(b"x")
+    assert app.delete_old_data_uri_files(tmp_path, age_s=60) == 0  # all new
+    # ctime cannot be set back, so every file counts as old with a negative age
+    assert app.delete_old_data_uri_files(tmp_path, age_s=-1) == 2
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["patient.dcm"]  # an upload: its own sweep
