@@ -42,7 +42,7 @@ from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
 from pneumolens.modeling import (
-    POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model,
+    POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model, save_model,
 )
 from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
 from pneumolens.stress import (
@@ -278,7 +278,7 @@ def main() -> None:
     # Save the model as it will ship, then reload it the way its users will
     output_dir = Path(training_args.output_dir)
     with save_atomically(output_dir) as staging:
-        model.to(getattr(torch, model_args.save_dtype)).save_pretrained(staging)
+        save_model(model, staging, getattr(torch, model_args.save_dtype))
         processor.save_pretrained(staging)
     # Scored where it trained: the stress suite and the detector fit take minutes on a CPU, seconds on a GPU.
     model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
@@ -341,9 +341,9 @@ def main() -> None:
                          calibration_section(calibration, "python " + shlex.join(sys.argv)))
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
-        url = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
-                             private=training_args.hub_private_repo)
-        logger.info("Pushed: %s", url)
+        commit = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
+                                private=training_args.hub_private_repo)
+        logger.info("Pushed: %s (pin revision=%s)", commit.commit_url, commit.oid)
 
 
 def _take_over_push(training_args: TrainingArguments) -> str | None:
@@ -391,7 +391,7 @@ def _calibrate(model, processor, validation_split, suite_split, probabilities, p
     record = calibrate(model, truth, clean, patient_groups(validation_split), output_dir / CALIBRATION_DIR,
                        storage_dtype)
     with save_atomically(output_dir) as staging:
-        model.to(storage_dtype).save_pretrained(staging)
+        save_model(model, staging, storage_dtype)
     model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
     shown = shown_after(record)
     return model, {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}, record

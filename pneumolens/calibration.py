@@ -32,7 +32,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from .errors import PneumoLensError
-from .modeling import THRESHOLD_KEY, operating_threshold, positive_index
+from .modeling import THRESHOLD_KEY, operating_threshold, positive_index, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     record = calibrate(model, truth, probabilities, patient_groups(validation), model_dir / CALIBRATION_DIR,
                        storage_dtype)
     with save_atomically(model_dir) as staging:
-        model.to(storage_dtype).save_pretrained(staging)
+        save_model(model, staging, storage_dtype)
     command = f"python -m pneumolens.calibration {shlex.join(argv if argv is not None else sys.argv[1:])}"
     if (model_dir / "README.md").is_file():
         set_card_section(model_dir / "README.md", "Calibration", calibration_section(record, command))

@@ -1,11 +1,19 @@
-"""Publishing a trained model directory to the Hub in one commit."""
+"""Publishing a trained model directory to the Hub in one commit.
+
+    python -m pneumolens.hub push MODEL_DIR --repo_id NAME [--private] [--revision BRANCH]
+
+prints the commit to pin (`from_pretrained(NAME, revision=COMMIT)`, `MODEL_REVISION=COMMIT python3 app.py`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
+from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import CommitInfo, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import PneumoLensError
@@ -29,17 +37,39 @@ def resolve_token(token: str | None) -> str:
     return token
 
 
-def push_model_dir(model_dir: str, repo_id: str, token: str, private: bool | None = None) -> str:
-    """Create `repo_id` if needed and upload the model directory's published files in one commit.
+# What a folder needs to be a model that PneumoLens, `from_pretrained` and `pipeline` can load, by what it is.
+REQUIRED_FILES = {"config.json": "the configuration, with the labels", "preprocessor_config.json": "the image processor",
+                  "README.md": "the model card"}
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+def missing_files(model_dir: str | Path) -> list[str]:
+    """What `model_dir` lacks of a complete model, each named with what it is; empty when complete."""
+    folder = Path(model_dir)
+    missing = [f"{name} ({what})" for name, what in REQUIRED_FILES.items() if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in WEIGHTS):
+        missing.insert(0, f"{WEIGHTS[0]} (the weights, as safetensors)")
+    return missing
+
+
+def push_model_dir(model_dir: str, repo_id: str, token: str, private: bool | None = None,
+                   revision: str | None = None) -> CommitInfo:
+    """Create `repo_id` if needed and upload the model directory's published files in one commit, to the
+    branch `revision` (created from main if new) or to main; the commit's `oid` is what to pin.
 
     One commit with our own README.md, rather than `Trainer.push_to_hub`, which uploads its own
     auto-generated card over ours.
     """
+    missing = missing_files(model_dir)
+    if missing:
+        raise PneumoLensError(f"{model_dir} is not a complete model: it has no {', no '.join(missing)}.")
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(url.repo_id, branch=revision, exist_ok=True)
         commit = api.upload_folder(
-            repo_id=url.repo_id, folder_path=model_dir, allow_patterns=PUBLISHED_FILES,
+            repo_id=url.repo_id, folder_path=model_dir, allow_patterns=PUBLISHED_FILES, revision=revision,
             commit_message="Upload PneumoLens model, image processor and model card",
         )
     except (HfHubHTTPError, OSError) as err:
@@ -47,4 +77,32 @@ def push_model_dir(model_dir: str, repo_id: str, token: str, private: bool | Non
             f"Pushing to {repo_id} failed ({str(err).splitlines()[0]}); the model is saved in {model_dir}."
         ) from err
     logger.info("Pushed %s to %s (%s)", model_dir, url, commit.oid)
-    return commit.commit_url
+    return commit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pneumolens.hub", description="Publish a PneumoLens model.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    push = commands.add_parser("push", help="Upload a saved model folder (weights, processor, config, card, "
+                                            "eval/ figures, out-of-distribution detector) in one commit.")
+    push.add_argument("model_dir", help="The folder train_hf.py wrote (or models/pneumolens-dinov2-small).")
+    push.add_argument("--repo_id", required=True, help="The model repository, e.g. your-name/pneumolens-dinov2-small.")
+    push.add_argument("--private", action="store_true", help="Create the repository private (if it is new).")
+    push.add_argument("--revision", help="A branch to commit to (made from main if new); default main.")
+    push.add_argument("--token", help="A write token; default HF_TOKEN, else the saved `hf auth login`.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        commit = push_model_dir(args.model_dir, args.repo_id, resolve_token(args.token),
+                                private=args.private or None, revision=args.revision)
+    except PneumoLensError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Pushed {args.model_dir} to {commit.repo_url.repo_id if commit.repo_url else args.repo_id}: "
+          f"{commit.commit_url}")
+    print(f"Pin this commit: revision=\"{commit.oid}\"")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -134,6 +134,16 @@ def load_model(source: ModelSource, attention: str = "eager", **config_overrides
     return model.eval()
 
 
+def save_model(model: torch.nn.Module, directory: str | Path, storage_dtype: torch.dtype = torch.float32) -> None:
+    """Save `model` with its weights in `storage_dtype` (float16 halves the download) and a config that
+    loads them in float32: `from_pretrained` and `pipeline` take the config's dtype by default, so a
+    plain Transformers user computes as the app does, in the float32 that the decision fold was set in.
+    `model` is left in `storage_dtype`."""
+    model.to(storage_dtype).save_pretrained(directory)
+    model.config.dtype = torch.float32
+    model.config.save_pretrained(directory)
+
+
 def load_image_processor(source: ModelSource):
     return _from_pretrained(AutoImageProcessor, source)
 

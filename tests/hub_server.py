@@ -1,5 +1,5 @@
 """A loopback stand-in for the parts of the Hub's HTTP API that `huggingface_hub`, `datasets` and
-`transformers` call: creating model, dataset and Space repositories; commits, with binary files going
+`transformers` call: creating model, dataset and Space repositories and branches; commits, with binary files going
 the LFS way (preupload answers "lfs", then the LFS batch and upload routes); and downloads at a
 revision (repository info, file tree, paths-info, resolve with range requests).
 
@@ -145,7 +145,7 @@ class HubError(Exception):
 _REPO_TYPES = "(?P<type>model|dataset|space)s"
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _API_ROUTES = [
-    (re.compile(rf"^/api/{_REPO_TYPES}/{_REPO}/(?P<action>preupload|commit|paths-info)/(?P<rev>[^/]+)$"), "action"),
+    (re.compile(rf"^/api/{_REPO_TYPES}/{_REPO}/(?P<action>preupload|commit|paths-info|branch)/(?P<rev>[^/]+)$"), "action"),
     (re.compile(rf"^/api/{_REPO_TYPES}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"), "tree"),
     (re.compile(rf"^/api/{_REPO_TYPES}/{_REPO}(?:/revision/(?P<rev>[^/]+))?$"), "info"),
 ]
@@ -248,8 +248,8 @@ def _handler_for(hub: FakeHub):
             for pattern, kind in _API_ROUTES:
                 if (match := pattern.match(path)) and kind == "action":
                     repo = self._repo(match["type"], match["repo"])
-                    return {"preupload": self._preupload, "commit": self._commit,
-                            "paths-info": self._paths_info}[match["action"]](repo, match["rev"], body)
+                    return {"preupload": self._preupload, "commit": self._commit, "paths-info": self._paths_info,
+                            "branch": self._branch}[match["action"]](repo, match["rev"], body)
             raise HubError(404, f"not emulated: POST {path}")
 
         def _put(self, path: str):
@@ -292,6 +292,15 @@ def _handler_for(hub: FakeHub):
                 raise HubError(409, f"You already created this {repo_type} repo", url=url)
             hub.create_repo(repo_id, repo_type, request.get("sdk"))
             return self._json(200, {"url": url, "name": repo_id, "id": repo_id})
+
+        def _branch(self, repo: Repo, branch: str, body: bytes):
+            self._authorised()
+            branch = unquote(branch)
+            if branch in repo.branches:
+                raise HubError(409, f"Reference already exists: refs/heads/{branch}")
+            start = (json.loads(body or b"{}") or {}).get("startingPoint") or "main"
+            repo.branches[branch] = self._commit_sha(repo, start)
+            return self._json(200, {})
 
         def _preupload(self, repo: Repo, revision: str, body: bytes):
             self._authorised()

@@ -8,6 +8,7 @@ test Hub.
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ from pneumolens.calibration import (
     shown_probabilities, stored_dtype,
 )
 from pneumolens.evaluation import class_probabilities
-from pneumolens.modeling import THRESHOLD_KEY, ModelSource, decide, load_image_processor, load_model
+from pneumolens.modeling import (
+    BUNDLED_MODEL, THRESHOLD_KEY, ModelSource, decide, load_image_processor, load_model, save_model,
+)
 from pneumolens.preprocessing import pixel_values
 from pneumolens.service import PneumoLensService
 from tests.conftest import REPO
@@ -224,6 +227,31 @@ print(json.dumps([classifier(path)[0]["label"] for path in paths]))
 
     for way, decided in answers.items():
         assert decided == expected, way
+
+
+def test_plain_transformers_and_the_cards_lines_give_the_apps_float32_model(three_sided_model, tmp_path):
+    """The card's "How to use", run as written on a model stored in float16: the pipeline and
+    `from_pretrained` load float32 by default, and give the app's decisions and probabilities."""
+    directory, images = three_sided_model
+    stored = tmp_path / "float16"
+    shutil.copytree(directory, stored)
+    save_model(load_model(ModelSource(str(directory))), stored, torch.float16)
+    assert stored_dtype(stored) == torch.float16
+    service = PneumoLensService(ModelSource(str(stored)))
+    how_to_use = (BUNDLED_MODEL / "README.md").read_text().split("## How to use", 1)[1].split("\n## ", 1)[0]
+    code = "\n".join(re.findall(r"```python\n(.*?)```", how_to_use, re.DOTALL))
+    assert code.count('"models/pneumolens-dinov2-small"') == 3 and code.count('"chest_xray.jpeg"') == 2
+    for side, path in images.items():
+        namespace = {}
+        exec(code.replace('"models/pneumolens-dinov2-small"', repr(str(stored)))
+             .replace('"chest_xray.jpeg"', repr(str(path))), namespace)
+        assert namespace["classifier"].model.dtype == namespace["model"].dtype == torch.float32
+        expected = service.predict(path)
+        assert namespace["decision"] == expected["decision"] == namespace["classifier"](str(path))[0]["label"], side
+        assert float(namespace["probability"]) == pytest.approx(expected["probabilities"]["PNEUMONIA"], abs=1e-5)
+    # The bundled model: small on disk, float32 when loaded.
+    assert stored_dtype(BUNDLED_MODEL) == torch.float16
+    assert json.loads((BUNDLED_MODEL / "config.json").read_text())["dtype"] == "float32"
 
 
 def test_the_page_label_shows_the_decision_not_the_most_probable_class():

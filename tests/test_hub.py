@@ -9,6 +9,7 @@ whose `HF_ENDPOINT` points at the fake Hub; this test process itself stays offli
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -180,6 +181,29 @@ def pushed(tiny_trained_dirs, tmp_path_factory):
         first = hub.head(MODEL_ID)
         run([sys.executable, "-c", push, str(changed), MODEL_ID, TOKEN], env)
         yield hub, first, hub.head(MODEL_ID), model_dir
+
+
+def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_commit_to_pin(tiny_trained_dirs,
+                                                                                            tmp_path):
+    model_dir, repo_id = tiny_trained_dirs["dinov2"], "you/pneumolens-tiny"
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(model_dir, incomplete, ignore=shutil.ignore_patterns("preprocessor_config.json", "checkpoint-*"))
+    with FakeHub(TOKEN) as hub:
+        env = hub_env(hub, tmp_path)
+        command = [sys.executable, "-m", "pneumolens.hub", "push"]
+        refused = subprocess.run([*command, str(incomplete), "--repo_id", repo_id], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1 and (repo_id not in {key[1] for key in hub.repos})
+        assert "is not a complete model: it has no preprocessor_config.json (the image processor)" in refused.stderr
+        pushed = run([*command, str(model_dir), "--repo_id", repo_id, "--revision", "v1"], env)
+        branches = hub.repos[("model", repo_id)].branches
+        assert f'revision="{branches["v1"]}"' in pushed.stdout and branches["v1"] != branches["main"]
+        files = hub.files(repo_id, revision=branches["v1"])
+        assert not hub.files(repo_id, revision="main").keys() & {"model.safetensors", "config.json"}
+    published = {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "ood_detector.safetensors"}
+    assert published <= set(files) and any(path.startswith("eval/") and path.endswith(".png") for path in files)
+    assert not [path for path in files if "checkpoint" in path or path.endswith(("optimizer.pt", ".bin"))]
+    assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
 
 
 def test_push_sends_binary_files_by_lfs_and_text_files_as_they_are(pushed):
