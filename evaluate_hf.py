@@ -55,7 +55,7 @@ class EvaluationArguments:
     stress: bool = field(default=False, metadata={"help": "Also run the shortcut stress suite."})
     stress_seed: int = field(default=0, metadata={"help": "Seed of the stress suite's random placements."})
     bootstrap_samples: int = field(
-        default=1000, metadata={"help": "Bootstrap resamples behind each metric's 95 % interval (0: none)."}
+        default=1000, metadata={"help": "Bootstrap resamples behind each metric's 95 %% interval (0: none)."}
     )
 
 

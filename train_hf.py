@@ -159,7 +159,9 @@ class ModelArguments:
                           "everywhere, a plain transformers pipeline included (pneumolens/calibration.py)."},
     )
     early_stopping_patience: int = field(
-        default=3, metadata={"help": "Stop after this many evaluations without a better validation ROC-AUC."}
+        default=3, metadata={"help": "Stop after this many evaluations without a better selection metric "
+                                     "(--metric_for_best_model, robust_roc_auc by default: ROC-AUC on the carved "
+                                     "validation split and its stressed copies)."}
     )
     explanation_settings_images: int = field(
         default=0,

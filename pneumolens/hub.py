@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi, get_token
@@ -80,7 +79,9 @@ def push_model_dir(model_dir: str, repo_id: str, token: str, private: bool | Non
     return commit
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
+    from . import cli
+
     parser = argparse.ArgumentParser(prog="python -m pneumolens.hub", description="Publish a PneumoLens model.")
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="Upload a saved model folder (weights, processor, config, card, "
@@ -91,18 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--revision", help="A branch to commit to (made from main if new); default main.")
     push.add_argument("--token", help="A write token; default HF_TOKEN, else the saved `hf auth login`.")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        commit = push_model_dir(args.model_dir, args.repo_id, resolve_token(args.token),
-                                private=args.private or None, revision=args.revision)
-    except PneumoLensError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"Pushed {args.model_dir} to {commit.repo_url.repo_id if commit.repo_url else args.repo_id}: "
-          f"{commit.commit_url}")
-    print(f"Pin this commit: revision=\"{commit.oid}\"")
-    return 0
+    cli.setup_logging()
+    commit = push_model_dir(args.model_dir, args.repo_id, resolve_token(args.token),
+                            private=args.private or None, revision=args.revision)
+    print(f"Pushed {args.model_dir} to {args.repo_id}: {commit.commit_url}")
+    print(f'Pin this commit: revision="{commit.oid}"')
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from . import cli as _cli
+
+    _cli.run(main)

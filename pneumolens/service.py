@@ -231,7 +231,7 @@ class PneumoLensService:
 
     def _ood(self, features, row: int = 0) -> dict:
         if self.ood_detector is None or not features:
-            return {"available": False, "warning": None}
+            return {"available": False, "flagged": False, "warning": None}
         score = float(self.ood_detector.distance(features[0][row:row + 1].float().cpu().numpy())[0])
         flagged = score > self.ood_detector.threshold
         warning = OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold) if flagged else None

@@ -2,6 +2,7 @@
 ones CI runs."""
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,129 @@ def test_the_readme_is_short_and_its_three_commands_are_the_ones_ci_runs():
 def test_the_slug_rule_matches_githubs_for_the_headings_we_link():
     assert slug("The bundled model under the stress suite") == "the-bundled-model-under-the-stress-suite"
     assert slug("From a program (`gradio_client`)") == "from-a-program-gradio_client"
+
+
+# -- what the docs show runs as shown -------------------------------------------------------------------------
+
+DOCUMENTED = [*PAGES, REPO / "models" / "pneumolens-dinov2-small" / "README.md", REPO / "tools" / "gpu" / "README.md"]
+# The project's command-line entry points, by how the docs start them.
+SCRIPTS = {"train_hf.py": "train_hf", "evaluate_hf.py": "evaluate_hf", "explain.py": "explain",
+           "deploy_space.py": "deploy_space"}
+SUBCOMMANDS = {"explain": ("sanity", "select", "faithfulness", "artifacts", "markings", "report"), "pneumolens.hub": ("push",)}
+
+
+def documented_commands(text: str) -> list[str]:
+    """The shell commands of a page: the lines of its bash blocks (continuations joined, comments cut) and
+    its inline code that starts a Python script or `accelerate launch`."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        commands += [re.sub(r"\s+#.*$", "", line) for line in block.replace("\\\n", " ").splitlines()]
+    commands += re.findall(r"`((?:python3? |accelerate launch )[^`]+)`", prose(text))
+    return [command.strip() for command in commands if command.strip()]
+
+
+def entry_point(tokens: list[str]) -> tuple[str, list[str]] | None:
+    """(module, arguments) of a project command, or None for anything else (pip, pytest, app.py, bash)."""
+    tokens = [token for token in tokens if not re.match(r"^[A-Z_]+=", token)]
+    if len(tokens) < 2 or tokens[0] not in ("python", "python3"):
+        return None
+    if tokens[1] == "-m" and tokens[2].startswith(("pneumolens.", "benchmarks.")):
+        return tokens[2], tokens[3:]
+    script = tokens[1]
+    if script in SCRIPTS:
+        return SCRIPTS[script], tokens[2:]
+    if script.startswith("benchmarks/") and script.endswith(".py"):
+        return script[:-3].replace("/", "."), tokens[2:]
+    return None
+
+
+def help_text(module_name: str, arguments: list[str], monkeypatch, capsys) -> str:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    monkeypatch.setattr(sys, "argv", [module_name, *arguments, "--help"])
+    with pytest.raises(SystemExit):
+        module.main()
+    return capsys.readouterr().out
+
+
+def flags(tokens: list[str]) -> set[str]:
+    return {token.split("=", 1)[0] for token in tokens if token.startswith("--")}
+
+
+def test_every_flag_of_every_documented_command_is_one_its_script_takes(monkeypatch, capsys):
+    from accelerate.commands.launch import launch_command_parser
+
+    # Its parser's own option strings: its help text leaves some groups out under pytest.
+    accelerate_flags = {option for action in launch_command_parser()._actions for option in action.option_strings}
+    helps, unknown, checked = {}, [], 0
+    for page in DOCUMENTED:
+        for command in documented_commands(page.read_text()):
+            tokens = [token for token in command.split() if token not in ("...", "\\")]
+            if tokens[:2] == ["accelerate", "launch"]:
+                script_at = next((i for i, token in enumerate(tokens) if token.endswith(".py")), len(tokens))
+                unknown += [f"{page.name}: {command}: accelerate {flag}"
+                            for flag in flags(tokens[2:script_at]) - accelerate_flags]
+                tokens = ["python3", *tokens[script_at:]]
+            found = entry_point(tokens)
+            if found is None:
+                continue
+            module, arguments = found
+            if not flags(arguments):
+                continue  # nothing to check (and a script without a parser would run)
+            sub = [arguments[0]] if arguments and arguments[0] in SUBCOMMANDS.get(module, ()) else []
+            key = (module, *sub)
+            if key not in helps:
+                helps[key] = set(re.findall(r"--[\w-]+", help_text(module, sub, monkeypatch, capsys)))
+            unknown += [f"{page.name}: {command}: {flag}" for flag in flags(arguments) - helps[key]]
+            checked += 1
+    assert not unknown, unknown
+    # Every entry point the docs name was reached (a parse that found none would pass vacuously).
+    assert checked >= 30 and {"train_hf", "evaluate_hf", "explain", "deploy_space", "pneumolens.hub",
+                              "pneumolens.calibration", "pneumolens.ood"} <= {key[0] for key in helps}
+
+
+def python_block(section: str) -> str:
+    readme = (REPO / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", readme.split(section, 1)[1], re.DOTALL)[1]
+
+
+def test_the_readmes_gradio_client_example_runs_against_the_bundled_model(monkeypatch):
+    import app
+    from pneumolens.service import PneumoLensService
+
+    demo = app.build_demo(PneumoLensService())
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    monkeypatch.chdir(REPO)  # the example names its image relative to the repository
+    code = python_block("### 2. From a program")
+    assert code.count('Client("http://127.0.0.1:7860/")') == 1
+    namespace = {}
+    try:
+        exec(code.replace('Client("http://127.0.0.1:7860/")', f"Client({url!r}, verbose=False)"), namespace)
+    finally:
+        demo.close()
+    record = namespace["record"]
+    # What the example's comments promise is what the bundled model answers.
+    settings = re.search(r'"gradcam": \{.*"settings": "([^"]+)"', code)[1]
+    assert record["maps"]["gradcam"]["settings"] == settings
+    assert record["decision"] == "PNEUMONIA" and record["out_of_distribution"]["flagged"] is False
+    assert "'label': 'PNEUMONIA'" in code
+    for name in ("rollout", "attribution", "saliency", "gradcam", "report_html", "maps_npz", "result_json",
+                 "curves_png"):
+        assert Path(namespace[name]).is_file(), name
+    assert "faithfulness" in namespace["gradcam_caption"].lower()
+
+
+def test_the_readmes_transformers_example_runs_on_the_bundled_model(monkeypatch):
+    from pneumolens.modeling import BUNDLED_MODEL
+    from pneumolens.service import PneumoLensService
+
+    monkeypatch.chdir(REPO)
+    code = python_block("### 3. The model from the Hub")
+    assert code.count('"your-name/pneumolens-dinov2-small"') == 2
+    namespace = {}
+    # The bundled folder in place of the Hub repository (a local folder has no revisions to pin).
+    exec(code.replace('"your-name/pneumolens-dinov2-small"', repr(str(BUNDLED_MODEL))), namespace)
+    labels = namespace["classifier"]("examples/person1946_bacteria_4874.jpeg")
+    assert namespace["model"].dtype == namespace["classifier"].model.dtype == __import__("torch").float32
+    assert labels[0]["label"] == PneumoLensService().predict("examples/person1946_bacteria_4874.jpeg")["decision"]

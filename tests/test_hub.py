@@ -193,7 +193,7 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
         command = [sys.executable, "-m", "pneumolens.hub", "push"]
         refused = subprocess.run([*command, str(incomplete), "--repo_id", repo_id], cwd=REPO, env=env,
                                  capture_output=True, text=True, timeout=300)
-        assert refused.returncode == 1 and (repo_id not in {key[1] for key in hub.repos})
+        assert refused.returncode == 2 and (repo_id not in {key[1] for key in hub.repos})
         assert "is not a complete model: it has no preprocessor_config.json (the image processor)" in refused.stderr
         pushed = run([*command, str(model_dir), "--repo_id", repo_id, "--revision", "v1"], env)
         branches = hub.repos[("model", repo_id)].branches
