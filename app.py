@@ -29,6 +29,7 @@ from urllib.parse import unquote
 import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 
+from pneumolens import presentation
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import gpu_call, on_zero_gpu
 from pneumolens.errors import PneumoLensError
@@ -50,7 +51,14 @@ PREVIEW_MAX_SIDE = 640
 # The page at 1440x900 shows the decision, the probabilities and every map after Analyse without
 # scrolling (the browser test's screenshot): these heights are what keeps it so.
 PREVIEW_HEIGHT = 230
-MAP_HEIGHT = 250
+MAP_HEIGHT = 135
+LARGE_HEIGHT = 470  # the large view: a 1.3 MP radiograph shows about 600 px wide at 1440x900
+# The maps' colormap (docs/explanations.md says why this one); PNEUMOLENS_COLORMAP=jet brings back the old.
+COLORMAP = os.environ.get("PNEUMOLENS_COLORMAP", presentation.COLORMAP)
+# After Analyse, bring the decision into view where it is not (a phone: it sits below the upload column).
+SHOW_DECISION = """() => { const d = document.getElementById("decision"); if (!d) return;
+  const r = d.getBoundingClientRect();
+  if (r.top < 0 || r.top > window.innerHeight - 80) d.scrollIntoView({block: "start"}); }"""
 # /predict requests that arrive while the model is busy share its next forward pass, up to this many
 # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
 PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))
@@ -90,8 +98,15 @@ AGENT_CALLS_AT_ONCE = 4
 PAGE_CSS = """
 #header h2 { margin: 0 0 2px 0; }
 #header p { margin: 0; font-size: 0.9em; }
-.map-caption, .map-caption * { font-size: 13px !important; line-height: 1.3 !important; }
-"""
+#decision h3 { margin: 0 0 2px 0; }
+.map-caption, .map-caption * { font-size: 12px !important; line-height: 1.3 !important; }
+.map-caption p { margin: 2px 0 !important; }
+.map-caption details summary { cursor: pointer; color: #555; }
+@media (max-width: 640px) {  /* a phone: each map the width of the screen */
+  .map-image { height: auto !important; }
+  .map-image img { width: 100%; height: auto; max-height: none; }
+}
+""" + presentation.scale_css(COLORMAP) + presentation.probability_css()
 DISCLAIMER = (
     "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
     "validated for clinical use: do not use it to diagnose, treat or triage anyone."
@@ -195,7 +210,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def report_files(file_path, explained_class, opacity):
         try:
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
-            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE))
+            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE,
+                                                             COLORMAP))
         finally:
             trim_soon()
 
@@ -241,9 +257,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     def page_outputs(file_path, explained_class, opacity):
         analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
-        overlays = displayed.overlays(opacity)
+        overlays = displayed.overlays(opacity, COLORMAP)
         explanation = analysis.explanation
-        captions = [_caption(standings[method], explanation.unavailable, explanation.variants.get(method, ""))
+        captions = [_caption(service.standings, standings[method], explanation.target_label,
+                             explanation.variants.get(method, ""), explanation.unavailable.get(method))
                     for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -259,20 +276,33 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             displayed,
         )
 
-    def redraw(displayed, opacity):
+    def redraw(displayed, opacity, large_title):
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
-            return [gr.skip()] * len(METHODS)
-        overlays = displayed.overlays(opacity)
-        return [overlays.get(method) for method in METHODS]
+            return [gr.skip()] * (len(METHODS) + 1)
+        overlays = displayed.overlays(opacity, COLORMAP)
+        return [*[overlays.get(method) for method in METHODS], large_pair(displayed, overlays, large_title)]
+
+    def large_view(displayed, opacity, large_title):
+        if displayed is None:
+            return gr.skip()
+        return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method_of[large_title]]), large_title)
+
+    def large_pair(displayed, overlays, large_title):
+        """The radiograph against the chosen map over it, for the slider; the first map available if the
+        chosen one is not (ConvNeXt has no attention maps)."""
+        method = method_of[large_title] if method_of[large_title] in overlays else next(iter(overlays), None)
+        return None if method is None else (displayed.image().convert("RGB"), overlays[method])
 
     # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
     label_prediction, report_files, faithfulness_curves, page_explanation = map(
         gpu_call, (label_prediction, report_files, faithfulness_curves, page_explanation))
+    method_of = {TITLES[standing.name]: standing.name for standing in service.standings}
 
-    with gr.Blocks(title=TITLE, delete_cache=delete_cache) as demo:
+    # The whole width of the window: at 1440 pixels the large view gets 600 of them.
+    with gr.Blocks(title=TITLE, delete_cache=delete_cache, fill_width=True) as demo:
         gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=2, min_width=300):
                 # No file_types filter: DICOM files often have no extension; the content decides.
                 upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath",
                                       height=110)
@@ -285,25 +315,34 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                     opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", min_width=120)
                 run = gr.Button("Analyse", variant="primary")
                 gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
-            with gr.Column(scale=3):
+            with gr.Column(scale=7, min_width=340):
+                decision = gr.Markdown(elem_id="decision")
+                warning = gr.Markdown(elem_id="ood-warning")
+                # The API's decision and probabilities (a label whose headline is the decision); the page shows
+                # them in the decision's own display, where the threshold is marked and no 100 % is printed.
+                probabilities = DecisionLabel(num_top_classes=len(service.labels), visible=False)
                 with gr.Row():
-                    with gr.Column(scale=2):
-                        decision = gr.Markdown(elem_id="decision")
-                        warning = gr.Markdown(elem_id="ood-warning")
-                    probabilities = DecisionLabel(label="Decision and probabilities",
-                                                  num_top_classes=len(service.labels), scale=1)
-                # Every map, most faithful first, each with its verdict; answered in registry order, by
-                # name (EXPLAIN_OUTPUTS).
-                image_of, caption_of = {}, {}
-                with gr.Row():
-                    for standing in service.standings:
-                        with gr.Column(min_width=180):
-                            image_of[standing.name] = gr.Image(
-                                label=TITLES[standing.name], type="pil", format="jpeg",
-                                height=MAP_HEIGHT, elem_id=f"map-{standing.name}")
-                            caption_of[standing.name] = gr.Markdown(_caption(standing, {}),
-                                                                    elem_id=f"caption-{standing.name}",
-                                                                    elem_classes="map-caption")
+                    with gr.Column(scale=6, min_width=340):
+                        large = gr.ImageSlider(label="One map, large: the radiograph | the map over it (drag)",
+                                               type="pil", format="jpeg", max_height=LARGE_HEIGHT,
+                                               interactive=False, elem_id="large-view")
+                        large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
+                                               elem_id="large-choice")
+                    # Every map, most faithful first, each with its verdict and scale; answered in registry order,
+                    # by name (EXPLAIN_OUTPUTS).
+                    with gr.Column(scale=4, min_width=340):
+                        image_of, caption_of = {}, {}
+                        for pair in _pairs(service.standings):
+                            with gr.Row():
+                                for standing in pair:
+                                    with gr.Column(min_width=165):
+                                        image_of[standing.name] = gr.Image(
+                                            label=TITLES[standing.name], type="pil", format="jpeg",
+                                            height=MAP_HEIGHT, elem_id=f"map-{standing.name}",
+                                            elem_classes="map-image")
+                                        caption_of[standing.name] = gr.Markdown(
+                                            _caption(service.standings, standing), elem_id=f"caption-{standing.name}",
+                                            elem_classes="map-caption")
                 images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
                 with gr.Row():
                     # Made on demand: most people never download, and the full-resolution maps cost a
@@ -329,7 +368,9 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         explained_class.change(no_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         run.click(page_explanation, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
-                  api_name="explain", concurrency_limit=1, concurrency_id="model")
+                  api_name="explain", concurrency_limit=1, concurrency_id="model").success(
+            large_view, [state, opacity, large_title], large, api_visibility="private", concurrency_limit=2,
+            concurrency_id="redraw").then(None, js=SHOW_DECISION)
         make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
                           concurrency_limit=1, concurrency_id="model")
         # The API answers the files alone; the page then shows the box that holds them.
@@ -337,8 +378,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                           concurrency_limit=1, concurrency_id="model").success(
             show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         # Queued like everything else, but in its own group: a redraw never waits for the model.
-        opacity.release(redraw, [state, opacity], images, api_visibility="private", concurrency_limit=2,
-                        concurrency_id="redraw")
+        opacity.release(redraw, [state, opacity, large_title], [*images, large], api_visibility="private",
+                        concurrency_limit=2, concurrency_id="redraw")
+        large_title.change(large_view, [state, opacity, large_title], large, api_visibility="private",
+                           concurrency_limit=2, concurrency_id="redraw")
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
         hidden_probabilities = DecisionLabel(visible=False)
         # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
@@ -548,26 +591,28 @@ def _safely(function, *args):
         raise RequestError(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
-def _caption(standing, unavailable: dict, variant: str = "") -> str:
-    """What a map is, how to read it, the settings that made it and its faithfulness verdict."""
-    title, how = TITLES[standing.name], HOW_TO_READ[standing.name]
-    if standing.name in unavailable:
-        return f"**{title}: not available for this model.** {unavailable[standing.name]}"
-    made = f" *({variant})*" if variant else ""
-    mark = {True: "✓ ", False: "✗ "}.get(standing.passes, "")
-    return f"**{title}: {mark}{standing.verdict}.**{made} {how}  \n*{standing.note}*"
+def _caption(standings, standing, explained_label: str = "the explained class", settings: str = "",
+             unavailable: str | None = None) -> str:
+    """A map's caption: its verdict in plain words and rank, its colour scale, how to read it, and behind a
+    disclosure the settings that made it and the measured intervals."""
+    measured = [s.name for s in standings if s.passes is not None]
+    rank = measured.index(standing.name) + 1 if standing.name in measured else 0
+    return presentation.caption_markdown(standing, rank, len(measured), explained_label, settings, unavailable)
+
+
+def _pairs(items: list) -> list[list]:
+    return [items[i:i + 2] for i in range(0, len(items), 2)]
 
 
 def _decision_markdown(analysis) -> str:
     explanation = analysis.explanation
+    shown = presentation.probability_html(explanation.probabilities, analysis.positive_label, analysis.threshold,
+                                          withheld=analysis.withheld)
     if analysis.withheld:
-        probabilities = ", ".join(f"{label} {p:.0%}" for label, p in explanation.probabilities.items())
-        return (f"### Decision: {NOT_A_RADIOGRAPH}\n"
-                f"No class is decided. <small>The model's probabilities, not meaningful for this image: "
-                f"{probabilities}. Maps explain {explanation.target_label}.</small>")
-    return (f"### Decision: {analysis.decision}\n"
-            f"at the model's operating threshold {analysis.threshold:.3f} on the probability of "
-            f"{analysis.positive_label}, explaining **{explanation.target_label}**")
+        return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
+                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.target_label}.")
+    return (f"### Decision: {analysis.decision}\n{shown}\n\nThe maps explain **{explanation.target_label}**. "
+            f"{presentation.RELATIVE_NOTE}")
 
 
 def _fit(image, max_side: int):

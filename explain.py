@@ -32,6 +32,7 @@ import json
 import logging
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ import numpy as np
 from pneumolens import cli
 from pneumolens.card import set_card_section
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import HOW_TO_READ, METHODS, TITLES, Explainer, anatomy_of, overlay
+from pneumolens.explain import METHODS, TITLES, Explainer, anatomy_of, overlay
 from pneumolens.data import VALIDATION_PARTS, image_name, image_sources, model_label_ids
 from pneumolens.explain.faithfulness import (FaithfulnessSettings, evaluate_faithfulness, faithfulness_table,
                                            pairs_table)
@@ -51,6 +52,7 @@ from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.selection import candidates, select_settings, selection_table
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.preprocessing import input_size
+from pneumolens.presentation import COLORMAP, percent, scale_meaning, with_scale
 from pneumolens.modeling import ModelSource, is_transformer, default_model_source, load_image_processor, load_model
 
 logger = logging.getLogger("explain")
@@ -76,6 +78,7 @@ def maps_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", type=int, default=None, help="Class index to explain (default: predicted).")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
+    colormap_argument(parser)
     stored = f"default: the model's {SETTINGS_FILE}, else "
     parser.add_argument("--head_fusion", default=None, choices=HEAD_FUSIONS, help=f"Rollout head fusion ({stored}mean).")
     parser.add_argument("--discard_ratio", type=float, default=None,
@@ -174,7 +177,14 @@ def report_parser() -> argparse.ArgumentParser:
     model_arguments(parser)
     parser.add_argument("--out", default="outputs/reports", help="Output directory.")
     parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
+    colormap_argument(parser)
     return parser
+
+
+def colormap_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--colormap", default=COLORMAP,
+                        help=f"Matplotlib colormap of the overlays (default {COLORMAP}: perceptually uniform and "
+                             "colour-blind-safe; jet as before).")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,10 +232,11 @@ def run_maps(args) -> None:
         explanation = analysis.explanation
         stem = Path(image_path).stem
         for method, heatmap in explanation.maps.items():
-            overlay(explanation.image, heatmap, args.opacity).save(out / f"{stem}_{method}.png")
+            drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap)
+            with_scale(drawn, method, explanation.target_label, args.colormap).save(out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
-        side_by_side(explanation, analysis.decision, args.opacity).savefig(figure_path)
+        side_by_side(explanation, analysis.decision, args.opacity, args.colormap).savefig(figure_path)
         record = analysis.record()
         summary = {"image": image_path, **{key: record[key] for key in (
             "decision", "probabilities", "threshold", "explained_class", "out_of_distribution")},
@@ -253,7 +264,7 @@ def run_reports(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     def report_rows(numbers: list[int]) -> list[dict]:
-        return [report_row(service, images[number], number, out, args.opacity)
+        return [report_row(service, images[number], number, out, args.opacity, args.colormap)
                 for number in tqdm(numbers, desc="reports", unit="image", disable=not state.is_main_process)]
 
     rows = map_in_order(report_rows, len(images), state)
@@ -265,7 +276,7 @@ def run_reports(args) -> None:
                 f" ({failed} images could not be read; see the error column)" if failed else "")
 
 
-def report_row(service, path: Path, number: int, out: Path, opacity: float) -> dict:
+def report_row(service, path: Path, number: int, out: Path, opacity: float, colormap: str = COLORMAP) -> dict:
     """Write the report of image `number` and return its summary row (or its error)."""
     row = {"image": str(path)}
     try:
@@ -275,7 +286,7 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float) -> d
         return {**row, "error": str(error)}
     # Numbered, so two images of the same name in different folders keep both reports.
     report = out / f"{number:04d}-{path.stem}.html"
-    report.write_text(service.report(analysis, opacity, path.name), encoding="utf-8")
+    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap), encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
     return {**row, "report": report.name, "decision": record["decision"],
             "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
@@ -299,23 +310,28 @@ def image_files(arguments: list[str]) -> list[Path]:
     return files
 
 
-def side_by_side(explanation, decision: str, opacity: float):
-    """A figure: the image, then each method's overlay with its caption; unavailable ones say why."""
+def side_by_side(explanation, decision: str, opacity: float, colormap: str = COLORMAP):
+    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
+    say why."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
 
     methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
-    figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 4.6), dpi=100)
-    probabilities = ", ".join(f"{label} {p:.1%}" for label, p in explanation.probabilities.items())
+    figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
+    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
     axes[0].imshow(explanation.image)
-    axes[0].set_title(f"decision: {decision}\n{probabilities}; explaining: {explanation.target_label}", fontsize=9)
+    axes[0].set_title(f"decision: {decision}\n{probabilities}\nexplaining: {explanation.target_label}", fontsize=9)
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
-            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity))
+            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap))
             axis.set_title(TITLES[method], fontsize=10)
-            axis.set_xlabel(HOW_TO_READ[method], fontsize=7, wrap=True)
+            scale = figure.colorbar(ScalarMappable(cmap=colormap), ax=axis, orientation="horizontal", fraction=0.05,
+                                    pad=0.03, ticks=[0, 1])
+            scale.ax.set_xticklabels(["low", "high"], fontsize=7)
+            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.target_label), 48), fontsize=7)
         else:
             axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
                       wrap=True, fontsize=8)

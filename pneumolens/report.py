@@ -1,7 +1,7 @@
 """A report a person keeps: one self-contained HTML file per analysis.
 
 Everything is inside the file (images as data: URIs, no scripts, no links to fetch), so it opens the same
-offline, in a mail attachment or years later: the image, the three maps, the probabilities, the decision
+offline, in a mail attachment or years later: the image, the maps with their colour scales, the probabilities, the decision
 at the operating threshold, the out-of-distribution verdict, each map's measured faithfulness verdict and
 the settings that made it, which model (id and revision) made it, when, and the disclaimer.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from .explain import HOW_TO_READ, METHODS, TITLES
+from .presentation import RELATIVE_NOTE, percent, probability_css, probability_html, scale_css, scale_html
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
               "validated for clinical use: do not use it to diagnose, treat or triage anyone.")
@@ -38,56 +39,89 @@ class ModelIdentity:
 
 def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, model: ModelIdentity,
                 file_name: str, created: datetime | None = None) -> str:
-    """The report of one `service.Analysis`, with `overlays` (method -> image) and the display `image`."""
+    """The report of one `service.Analysis`, with `overlays` (method -> image) and the display `image`.
+
+    It prints on A4 or Letter in two pages: the decision, the input and who made it on the first, the
+    four maps, each with its colour scale, and the appendix of settings and measurements on the second.
+    """
     created = created or datetime.now(timezone.utc)
     record = analysis.record()
     ood = record["out_of_distribution"]
-    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{p:.1%}</td></tr>"
+    flagged = bool(ood.get("flagged"))
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{percent(p)}</td></tr>"
                    for label, p in record["probabilities"].items())
     described = record["maps"]
     order = [*described, *(method for method in METHODS if method not in described)]  # the app's order
-    maps = "".join(_figure(overlays[method], TITLES[method], HOW_TO_READ[method], described.get(method, {}))
+    explained = record["explained_class"]
+    maps = "".join(_figure(method, overlays[method], described.get(method, {}), explained)
                    for method in order if method in overlays)
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
                     "</figcaption></figure>" for m, why in record["maps_unavailable"].items())
     # A flagged image gets no class: its probabilities stay, greyed, for whoever wants them.
-    probability_note = " (not meaningful for this image)" if ood.get("flagged") else ""
-    if not ood.get("available"):
-        verdict = "not checked (this model has no out-of-distribution detector)"
-    elif ood["flagged"]:
+    probability_note = " (not meaningful for this image)" if flagged else ""
+    if flagged:
         verdict = f"<b class=warn>{html.escape(ood['warning'])}</b>"
+    elif not ood.get("available"):
+        verdict = "not checked (this model has no out-of-distribution detector)"
     else:
         verdict = f"looks like a chest radiograph (score {ood['score']:.1f} &le; {ood['threshold']:.1f})"
+    bar = probability_html(record["probabilities"], analysis.positive_label, record["threshold"], withheld=flagged) \
+        if analysis.positive_label in record["probabilities"] else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PneumoLens report: {html.escape(file_name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-figure{{display:inline-block;width:32%;margin:0 0.5% 1em;vertical-align:top}}figure img{{width:100%}}
-figcaption{{font-size:0.85em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px}}
-.disclaimer{{background:#fff3cd;padding:0.6em 1em;border:1px solid #e0c060}}.warn{{color:#a00}}
-.input img{{max-width:420px;width:100%}}.muted{{color:#888;font-size:0.85em}}</style></head><body>
+<style>{REPORT_CSS}</style></head><body>
 <h1>PneumoLens report</h1>
 <p class="disclaimer"><b>{html.escape(DISCLAIMER)}</b></p>
+<section class="summary">
 <h2 id="decision">Decision: {html.escape(record['decision'])}</h2>
-<table{' class=muted' if ood.get('flagged') else ''}><tr><th>class</th><th>probability{probability_note}</th></tr>{rows}</table>
-<p>Operating threshold on the positive class: {record['threshold']:.3f}. Maps explain
-<b>{html.escape(record['explained_class'])}</b>.</p>
+{bar}
+<table{' class=muted' if flagged else ''}><tr><th>class</th><th>probability{probability_note}</th></tr>{rows}</table>
+<p>Operating threshold on the probability of {html.escape(analysis.positive_label or "the positive class")}:
+{percent(record['threshold'])}. Maps explain <b>{html.escape(explained)}</b>.</p>
 <p>Out-of-distribution check: {verdict}</p>
 <table>
 <tr><td>image</td><td>{html.escape(file_name)} ({image.width} x {image.height} px as shown)</td></tr>
 <tr><td>model</td><td>{html.escape(model.describe())}</td></tr>
 <tr><td>created</td><td>{created.strftime('%Y-%m-%d %H:%M:%S %Z')}</td></tr>
 </table>
-<h2>Image</h2><div class="input"><img alt="the analysed image" src="{_data_uri(image)}"></div>
-<h2>Explanation maps</h2>{maps}
+</section>
+<section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}"></section>
+<section class="maps"><h2>Explanation maps</h2><p class="note">{html.escape(RELATIVE_NOTE)}</p>
+<div class="grid">{maps}</div></section>
+<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
+<table><tr><th>map</th><th>settings</th><th>faithfulness, as measured for this model</th></tr>
+{"".join(_appendix_row(method, described[method]) for method in described)}</table></section>
 </body></html>
 """
 
 
-def _figure(image: Image.Image, title: str, how_to_read: str, described: dict) -> str:
-    settings = f" ({html.escape(described['settings'])})" if described.get("settings") else ""
-    note = f"<br><i>{html.escape(described['note'])}</i>" if described.get("note") else ""
-    return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}">'
-            f"<figcaption><b>{html.escape(title)}{settings}.</b> {html.escape(how_to_read)}{note}</figcaption></figure>")
+REPORT_CSS = """body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
+h1{margin:0 0 .3em}h2{margin:.8em 0 .3em}.grid{display:flex;flex-wrap:wrap;gap:2%}
+figure{width:49%;margin:0 0 1em;break-inside:avoid;page-break-inside:avoid}
+figure img{width:100%;max-height:360px;object-fit:contain;background:#000}
+figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top}
+.disclaimer{background:#fff3cd;padding:0.6em 1em;border:1px solid #e0c060}.warn{color:#a00}
+.input img{max-width:420px;max-height:420px;width:auto}.muted{color:#888;font-size:0.85em}.note{font-size:0.9em}
+.appendix table{font-size:0.8em}
+@page{margin:12mm}
+@media print{body{max-width:none;margin:0;font-size:10pt}h1{font-size:16pt}h2{font-size:12pt;break-after:avoid}
+.disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.input img{max-height:85mm;max-width:100%}section.maps{break-before:page}
+figure img{max-height:62mm}.appendix{break-inside:avoid}table,.probability{break-inside:avoid}}
+""" + scale_css() + probability_css()
+
+
+def _figure(method: str, image: Image.Image, described: dict, explained: str) -> str:
+    title = TITLES[method]
+    verdict = described.get("faithfulness", "not measured")
+    return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}"><figcaption>'
+            f"<b>{html.escape(title)}</b>: faithfulness {html.escape(verdict)}."
+            f"{scale_html(method, explained)}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
+
+
+def _appendix_row(method: str, described: dict) -> str:
+    return (f"<tr><td>{html.escape(TITLES[method])}</td><td>{html.escape(described.get('settings') or '-')}</td>"
+            f"<td>{html.escape(described.get('note') or '-')}</td></tr>")
 
 
 def _data_uri(image: Image.Image) -> str:

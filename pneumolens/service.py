@@ -19,7 +19,7 @@ from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
-from .explain.overlay import overlay
+from .explain.overlay import DEFAULT_COLORMAP, overlay
 from .calibration import Calibration
 from .device import serving_device
 from .images import describe_file, load_image
@@ -28,6 +28,7 @@ from .modeling import (
     operating_threshold, positive_index,
 )
 from .preprocessing import input_size, pixel_values
+from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
 
@@ -38,6 +39,15 @@ NOT_A_RADIOGRAPH = "not a chest radiograph"
 OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
                "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
                "probabilities are kept for reference, but they are not meaningful for this image.")
+SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
+                 "model's probabilities are kept for reference, but they are not meaningful for this image.")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """An image as the model takes it, and the size it had: its shape alone can rule it out."""
+    pixels: torch.Tensor  # (1, 3, H, W)
+    size: tuple[int, int]  # (width, height) as decoded
 
 
 def gated_decision(config, probabilities: dict[str, float], ood: dict) -> str:
@@ -116,14 +126,16 @@ class DisplayedMaps:
     def image(self) -> Image.Image:
         return Image.open(io.BytesIO(self.image_jpeg))
 
-    def maps(self, size: tuple[int, int]) -> dict[str, np.ndarray]:
-        """The maps over the displayed image, (height, width) in [0, 1]."""
+    def maps(self, size: tuple[int, int], methods=None) -> dict[str, np.ndarray]:
+        """The maps (or those of `methods`) over the displayed image, (height, width) in [0, 1]."""
         return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
-                for method, data in self.input_maps_png.items()}
+                for method, data in self.input_maps_png.items() if methods is None or method in methods}
 
-    def overlays(self, opacity: float) -> dict:
+    def overlays(self, opacity: float, colormap: str = DEFAULT_COLORMAP, methods=None) -> dict:
+        """Each map (or each of `methods`) over the displayed image."""
         base = self.image()
-        return {method: overlay(base, heatmap, opacity) for method, heatmap in self.maps(base.size).items()}
+        return {method: overlay(base, heatmap, opacity, colormap)
+                for method, heatmap in self.maps(base.size, methods).items()}
 
     @property
     def nbytes(self) -> int:
@@ -172,19 +184,20 @@ class PneumoLensService:
         """`predict` for several images in one batched forward pass."""
         return self.predict_inputs([self.model_input(image) for image in images])
 
-    def model_input(self, image) -> torch.Tensor:
+    def model_input(self, image) -> ModelInput:
         """An image decoded and preprocessed into the model's (1, 3, H, W) input. The app runs this in
         each request's own thread, so decoding and resizing happen in parallel, outside the batch."""
-        return pixel_values(self.processor, [load_image(image)])
+        decoded = load_image(image)
+        return ModelInput(pixel_values(self.processor, [decoded]), decoded.size)
 
-    def predict_inputs(self, inputs: list[torch.Tensor]) -> list[dict]:
+    def predict_inputs(self, inputs: list[ModelInput]) -> list[dict]:
         """Probabilities, decisions and OOD verdicts of `model_input`s from one batched forward pass
         (what the app's `MicroBatcher` calls)."""
         with self._model_lock, attention_kernel(self.model, "sdpa"), captured_features(self.model) as features:
-            probabilities = self.explainer.predict_pixels(torch.cat(inputs))
+            probabilities = self.explainer.predict_pixels(torch.cat([given.pixels for given in inputs]))
         results = []
         for row, p in enumerate(probabilities):
-            ood = self._ood(features, row)
+            ood = self._ood(features, inputs[row].size, row)
             results.append({"decision": gated_decision(self.config, p, ood), "probabilities": p,
                             "threshold": operating_threshold(self.config), "out_of_distribution": ood})
         return results
@@ -193,7 +206,7 @@ class PneumoLensService:
         """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
         with self._model_lock, captured_features(self.model) as features:
             explanation = self.explainer.explain(image, target, options or self.explanation_options)
-        ood = self._ood(features)
+        ood = self._ood(features, explanation.image.size)
         decision = gated_decision(self.config, explanation.probabilities, ood)
         return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
                         self.config.id2label[positive_index(self.config)])
@@ -224,19 +237,28 @@ class PneumoLensService:
         revision = getattr(self.config, "_commit_hash", None) or self.source.revision
         return ModelIdentity(name, revision, self.config.model_type)
 
-    def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024) -> str:
+    def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
+               colormap: str = DEFAULT_COLORMAP) -> str:
         """The self-contained HTML report of `analysis` (see `report.html_report`)."""
         displayed = analysis.displayed(max_side)
-        return html_report(analysis, displayed.overlays(opacity), displayed.image(), self.identity, file_name)
+        return html_report(analysis, displayed.overlays(opacity, colormap), displayed.image(), self.identity,
+                           file_name)
 
-    def _ood(self, features, row: int = 0) -> dict:
-        if self.ood_detector is None or not features:
-            return {"available": False, "flagged": False, "warning": None}
-        score = float(self.ood_detector.distance(features[0][row:row + 1].float().cpu().numpy())[0])
-        flagged = score > self.ood_detector.threshold
-        warning = OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold) if flagged else None
-        return {"available": True, "score": score, "threshold": self.ood_detector.threshold,
-                "flagged": bool(flagged), "warning": warning}
+    def _ood(self, features, size: tuple[int, int], row: int = 0) -> dict:
+        """The out-of-distribution verdict: by the image's shape, and by the detector where there is one.
+        "available" says whether a detector scored it; "reason" why it is flagged ("shape", "detector")."""
+        verdict = {"available": False, "flagged": False, "reason": None, "warning": None}
+        if self.ood_detector is not None and features:
+            score = float(self.ood_detector.distance(features[0][row:row + 1].float().cpu().numpy())[0])
+            flagged = score > self.ood_detector.threshold
+            verdict.update(available=True, score=score, threshold=self.ood_detector.threshold, flagged=bool(flagged),
+                           reason="detector" if flagged else None,
+                           warning=OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold)
+                           if flagged else None)
+        problem = shape_problem(size)
+        if problem:
+            verdict.update(flagged=True, reason="shape", warning=SHAPE_WARNING.format(problem=problem))
+        return verdict
 
     def summary(self) -> str:
         """A short Markdown model summary: base model, data, metrics and threshold, read from the model."""
@@ -294,5 +316,5 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["NOT_A_RADIOGRAPH", "Analysis", "DisplayedMaps", "PneumoLensService", "display_size", "gated_decision",
+__all__ = ["NOT_A_RADIOGRAPH", "Analysis", "DisplayedMaps", "ModelInput", "PneumoLensService", "display_size", "gated_decision",
            "record_json"]

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # What the Space runs; the tests, benchmarks and training script stay in the project.
 APP_FILES = ("app.py", "pneumolens/**/*.py", "examples/*")
 # Only needed to develop and test the project, not to serve it.
-DEVELOPMENT_REQUIREMENTS = ("pytest", "playwright", "-e")  # the Space runs from its folder: no install of itself
+DEVELOPMENT_REQUIREMENTS = ("pytest", "playwright", "pypdf", "-e")  # the Space runs from its folder: no install of itself
 
 
 @dataclass

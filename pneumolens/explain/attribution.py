@@ -38,8 +38,9 @@ def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Seque
 class TransformerAttribution(ExplanationMethod):
     name = "attribution"
     title = "Transformer attribution"
-    how_to_read = ("Attention weighted by its gradient for the explained class, through all layers "
-                   "(Chefer et al. 2021). Class-specific: patches that raised this class.")
+    how_to_read = ("Patches whose attention raised the explained class, weighted by its gradient through all "
+                   "layers (Chefer et al. 2021).")
+    scale_high = "more relevance for {label}"
     architectures = (TRANSFORMER,)
 
     def needs(self, options) -> Needs:

@@ -93,7 +93,8 @@ def cam_from_captured(cam: GradCAM, pixel_values: torch.Tensor, target: int) -> 
 class GradCAMMethod(ExplanationMethod):
     name = "gradcam"
     title = "Grad-CAM"
-    how_to_read = "Regions of the last feature map that raise the explained class. Coarse: read it as 'roughly here'."
+    how_to_read = "Regions of a late feature map that raise the explained class: coarse, read it as 'roughly here'."
+    scale_high = "more evidence for {label}"
     architectures = (TRANSFORMER, CONVOLUTIONAL)
 
     def needs(self, options) -> Needs:

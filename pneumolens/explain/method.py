@@ -74,7 +74,8 @@ class ExplanationMethod:
 
     name: ClassVar[str]
     title: ClassVar[str]
-    how_to_read: ClassVar[str]
+    how_to_read: ClassVar[str]  # one sentence
+    scale_high: ClassVar[str]  # what the high end of its colour scale means; {label}: the explained class
     architectures: ClassVar[tuple[str, ...]] = (TRANSFORMER, CONVOLUTIONAL)
 
     def needs(self, options: ExplanationOptions) -> Needs:

@@ -8,8 +8,13 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image
 
+# Perceptually uniform (equal steps of the map look like equal steps of colour) and readable with the
+# common colour-vision deficiencies and in grey, unlike jet (kept as an option: --colormap jet).
+DEFAULT_COLORMAP = "viridis"
 
-def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45, colormap: str = "jet") -> Image.Image:
+
+def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45,
+            colormap: str = DEFAULT_COLORMAP) -> Image.Image:
     """Blend a colormapped (height, width) map in [0, 1] (or 8-bit levels, uint8) over `image` (same
     size) with `opacity`.
 

@@ -86,8 +86,9 @@ def _discard_lowest(attention: torch.Tensor, ratio: float) -> torch.Tensor:
 class AttentionRollout(ExplanationMethod):
     name = "rollout"
     title = "Attention rollout"
-    how_to_read = ("Where the class token gathered information, through all layers. "
-                   "Broad, class-agnostic: shows what the transformer looked at.")
+    how_to_read = ("Where the class token gathered information through all layers: broad and the same for "
+                   "every class, it shows what the transformer looked at.")
+    scale_high = "more attention flowing to the class token (for any class)"
     architectures = (TRANSFORMER,)
 
     def needs(self, options) -> Needs:

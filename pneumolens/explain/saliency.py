@@ -34,8 +34,8 @@ def smoothgrad_copies(pixel_values: torch.Tensor, options) -> torch.Tensor:
 class GradientSaliency(ExplanationMethod):
     name = "saliency"
     title = "Gradient saliency"
-    how_to_read = ("Pixels whose small change would move the score most. "
-                   "Fine-grained and noisy: look for clusters, not single dots.")
+    how_to_read = "Pixels whose small change would move the score most: fine and noisy, so look for clusters."
+    scale_high = "a larger effect on the score of {label}"
 
     def needs(self, options) -> Needs:
         return Needs(input_gradient=True)

@@ -1,0 +1,155 @@
+"""What a person reads beside a map or a probability, the same on the page, in the report and from
+`explain.py`: probabilities written carefully, each map's colour scale in words, and a map's verdict in
+plain words with its measurement kept for those who ask.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+from .explain import HOW_TO_READ, REGISTRY, TITLES
+from .explain.overlay import DEFAULT_COLORMAP as COLORMAP
+RELATIVE = "relative to this image's strongest region"
+
+
+def percent(probability: float) -> str:
+    """A probability to one decimal, never "100 %" or "0 %": a calibrated probability claims no certainty."""
+    shown = round(probability * 100, 1)
+    if shown >= 100.0:
+        return "> 99.9 %"
+    if shown <= 0.0:
+        return "< 0.1 %"
+    return f"{shown:.1f} %"
+
+
+RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
+                 "within one map, not between maps or images.")
+
+
+def scale_meaning(method: str, explained_label: str, relative: bool = True) -> str:
+    """What the high end of `method`'s colour scale means, in words (with `relative`: to what)."""
+    meaning = REGISTRY[method].scale_high.format(label=explained_label)
+    return f"{meaning}, {RELATIVE}" if relative else meaning
+
+
+def css_gradient(colormap: str = COLORMAP, stops: int = 11) -> str:
+    """`colormap` as a CSS linear gradient, low on the left: drawn by the browser, once per page."""
+    colours = colormaps[colormap](np.linspace(0.0, 1.0, stops))[:, :3]
+    parts = [f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f}) {100 * i / (stops - 1):.0f}%"
+             for i, (r, g, b) in enumerate(colours)]
+    return f"linear-gradient(to right, {', '.join(parts)})"
+
+
+def scale_css(colormap: str = COLORMAP) -> str:
+    """The styles `scale_html` needs (the page and the report include them once)."""
+    return (".colour-scale{margin:3px 0;font-size:12px;line-height:1.25}"
+            ".colour-scale .scale-row{display:flex;align-items:center;gap:4px;white-space:nowrap}"
+            f".colour-scale .scale-bar{{flex:1 1 auto;max-width:160px;height:10px;border:1px solid #888;"
+            f"background:{css_gradient(colormap)};-webkit-print-color-adjust:exact;print-color-adjust:exact}}"
+            ".colour-scale .scale-end,.colour-scale .scale-meaning{color:#444}")
+
+
+def scale_html(method: str, explained_label: str, relative: bool = True) -> str:
+    """One map's colour scale: the bar from low to high, and what high means (with `relative`: to what;
+    the page says that once for all maps)."""
+    meaning = html.escape(scale_meaning(method, explained_label, relative))
+    return (f'<div class="colour-scale" id="scale-{method}"><div class="scale-row"><span class="scale-end">low'
+            f'</span><span class="scale-bar"></span><span class="scale-end">high</span></div>'
+            f'<div class="scale-meaning">high: {meaning}</div></div>')
+
+
+def ordinal(rank: int) -> str:
+    return f"{rank}{'th' if 11 <= rank % 100 <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(rank % 10, 'th')}"
+
+
+def verdict_line(standing, rank: int, of: int) -> str:
+    """A map's faithfulness verdict in plain words, with its rank on this model."""
+    if standing.passes is None:
+        return "faithfulness not measured for this model"
+    if standing.passes:
+        return f"✓ passed the faithfulness test, {ordinal(rank)} of {of}"
+    return (f"✗ failed the faithfulness test, {ordinal(rank)} of {of}: a view of the model, not evidence for "
+            "the decision")
+
+
+def caption_markdown(standing, rank: int, of: int, explained_label: str, settings: str = "",
+                     unavailable: str | None = None) -> str:
+    """A map's caption on the page: title and verdict, its scale, how to read it, and the settings and the
+    measured intervals behind a disclosure."""
+    title = TITLES[standing.name]
+    if unavailable is not None:
+        return f"**{title}: not available for this model.** {unavailable}"
+    details = " ".join(part for part in (f"Made with {settings}." if settings else "", standing.note) if part)
+    return (f"**{title}** {verdict_line(standing, rank, of)}.\n\n"
+            f"{scale_html(standing.name, explained_label, relative=False)}\n\n{HOW_TO_READ[standing.name]}\n\n"
+            f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
+
+
+def probability_html(probabilities: dict[str, float], positive_label: str, threshold: float,
+                     withheld: bool = False) -> str:
+    """The positive class's probability as a bar with the operating threshold marked on it, so that
+    "85 %, decided NORMAL" reads as the rule it is; greyed where no class is decided."""
+    p = probabilities[positive_label]
+    others = ", ".join(f"{label} {percent(q)}" for label, q in probabilities.items() if label != positive_label)
+    rule = ("not meaningful for this image" if withheld else
+            f"{positive_label} is decided from {percent(threshold)} (the marked operating threshold)")
+    return (f'<div class="probability{" withheld" if withheld else ""}" id="probability">'
+            f'<div class="probability-track"><div class="probability-fill" style="width:{100 * p:.1f}%"></div>'
+            f'<div class="probability-threshold" style="left:{100 * threshold:.1f}%"></div></div>'
+            f'<div class="probability-text">P({html.escape(positive_label)}) <b>{percent(p)}</b>'
+            f'{" (" + html.escape(others) + ")" if others else ""}; {html.escape(rule)}.</div></div>')
+
+
+def probability_css() -> str:
+    return (".probability{margin:4px 0 6px;max-width:520px}"
+            ".probability-track{position:relative;height:14px;background:#e6e6e6;border:1px solid #999;"
+            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+            ".probability-fill{position:absolute;left:0;top:0;bottom:0;background:#3b6fb6;"
+            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+            ".withheld .probability-fill{background:#aaa}"
+            ".probability-threshold{position:absolute;top:-5px;bottom:-5px;width:3px;margin-left:-1px;background:#d62728;"
+            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+            ".probability-text{font-size:13px;margin-top:3px}")
+
+
+def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP) -> Image.Image:
+    """An overlay with its colour scale drawn below it: the bar from low to high and what high means, so
+    that a saved PNG explains itself."""
+    font_size = max(12, image.width // 60)
+    font = ImageFont.load_default(size=font_size)
+    words = f"high: {scale_meaning(method, explained_label)}"
+    lines = _wrapped(words, font, image.width - 2 * font_size)
+    bar_height, gap = font_size, font_size // 2
+    strip = Image.new("RGB", (image.width, gap + bar_height + gap + len(lines) * (font_size + 4) + gap), "white")
+    draw = ImageDraw.Draw(strip)
+    low_width = draw.textlength("low", font=font)
+    bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
+    levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
+    bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
+    bar.putpalette(np.round(colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8).tobytes())
+    strip.paste(bar.convert("RGB"), (bar_left, gap))
+    draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
+    draw.text((font_size, gap), "low", fill="#333", font=font)
+    draw.text((bar_right + gap, gap), "high", fill="#333", font=font)
+    for row, line in enumerate(lines):
+        draw.text((font_size, 2 * gap + bar_height + row * (font_size + 4)), line, fill="#333", font=font)
+    framed = Image.new("RGB", (image.width, image.height + strip.height), "white")
+    framed.paste(image.convert("RGB"), (0, 0))
+    framed.paste(strip, (0, image.height))
+    return framed
+
+
+def _wrapped(text: str, font, width: float) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return [*lines, line] if line else lines
