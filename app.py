@@ -58,7 +58,7 @@ COLORMAP = os.environ.get("PNEUMOLENS_COLORMAP", presentation.COLORMAP)
 # After Analyse, bring the decision into view where it is not (a phone: it sits below the upload column).
 SHOW_DECISION = """() => { const d = document.getElementById("decision"); if (!d) return;
   const r = d.getBoundingClientRect();
-  if (r.top < 0 || r.top > window.innerHeight - 80) d.scrollIntoView({block: "start"}); }"""
+  if (r.top < 0 || r.top > window.innerHeight - 80) window.scrollBy(0, r.top - 8); }"""
 # /predict requests that arrive while the model is busy share its next forward pass, up to this many
 # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
 PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))

@@ -100,7 +100,7 @@ def probability_html(probabilities: dict[str, float], positive_label: str, thres
     return (f'<div class="probability{" withheld" if withheld else ""}" id="probability">'
             f'<div class="probability-track"><div class="probability-fill" style="width:{100 * p:.1f}%"></div>'
             f'<div class="probability-threshold" style="left:{100 * threshold:.1f}%"></div></div>'
-            f'<div class="probability-text">P({html.escape(positive_label)}) <b>{percent(p)}</b>'
+            f'<div class="probability-text">P({html.escape(positive_label)}) <b>{html.escape(percent(p))}</b>'
             f'{" (" + html.escape(others) + ")" if others else ""}; {html.escape(rule)}.</div></div>')
 
 

@@ -48,7 +48,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
     record = analysis.record()
     ood = record["out_of_distribution"]
     flagged = bool(ood.get("flagged"))
-    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{percent(p)}</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(percent(p))}</td></tr>"
                    for label, p in record["probabilities"].items())
     described = record["maps"]
     order = [*described, *(method for method in METHODS if method not in described)]  # the app's order
@@ -77,7 +77,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 {bar}
 <table{' class=muted' if flagged else ''}><tr><th>class</th><th>probability{probability_note}</th></tr>{rows}</table>
 <p>Operating threshold on the probability of {html.escape(analysis.positive_label or "the positive class")}:
-{percent(record['threshold'])}. Maps explain <b>{html.escape(explained)}</b>.</p>
+{html.escape(percent(record['threshold']))}. Maps explain <b>{html.escape(explained)}</b>.</p>
 <p>Out-of-distribution check: {verdict}</p>
 <table>
 <tr><td>image</td><td>{html.escape(file_name)} ({image.width} x {image.height} px as shown)</td></tr>
@@ -85,7 +85,8 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 <tr><td>created</td><td>{created.strftime('%Y-%m-%d %H:%M:%S %Z')}</td></tr>
 </table>
 </section>
-<section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}"></section>
+<section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}">
+<p class="note">{html.escape(file_name)} as analysed, shown at {image.width} x {image.height} px.</p></section>
 <section class="maps"><h2>Explanation maps</h2><p class="note">{html.escape(RELATIVE_NOTE)}</p>
 <div class="grid">{maps}</div></section>
 <section class="appendix"><h2>Appendix: how each map was made and measured</h2>

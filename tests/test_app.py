@@ -26,6 +26,7 @@ from pneumolens.explain import METHODS, REGISTRY
 from pneumolens.explain.faithfulness import RANDOM, FaithfulnessReport, FaithfulnessSettings, ImageRecord
 from pneumolens.explain.standing import FAITHFULNESS_FILE
 from pneumolens.images import load_image
+from pneumolens.presentation import percent
 from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
@@ -106,7 +107,7 @@ def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_rec
     saved = json.loads(open(downloads[2]).read())
     assert saved["probabilities"] == pytest.approx(record["probabilities"])
     report = open(downloads[0], encoding="utf-8").read()
-    assert f"Decision: {record['decision']}" in report and f"{record['threshold']:.3f}" in report
+    assert f"Decision: {record['decision']}" in report and percent(record['threshold']) in report
     assert "Not a medical device" in report and Path(example).name in report
     assert "looks like a chest radiograph" in report  # the OOD verdict of a real radiograph
     # Self-contained: the image and every map are embedded, nothing is fetched.
@@ -373,8 +374,12 @@ def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with
     assert displayed.nbytes <= 300_000  # full-size float32 maps would be 86 MB, display-size 8-bit ones 3 MB
     redraw = demo.fns[next(i for i, fn in demo.fns.items() if fn.name == "redraw")].fn
     shown_maps = [app.named_outputs(outputs)[f"map_{method}"] for method in METHODS]
-    for redrawn, shown in zip(redraw(displayed, 0.5), shown_maps, strict=True):
+    *redrawn_maps, (radiograph, large) = redraw(displayed, 0.5, REGISTRY["gradcam"].title)
+    for redrawn, shown in zip(redrawn_maps, shown_maps, strict=True):
         assert np.array_equal(np.asarray(redrawn), np.asarray(shown))
+    # The large view: the displayed radiograph against the chosen map over it.
+    assert np.array_equal(np.asarray(large), np.asarray(shown_maps[METHODS.index("gradcam")]))
+    assert radiograph.size == large.size == displayed.image().size
     state = next(block for block in demo.blocks.values() if block.__class__.__name__ == "State")
     assert state.time_to_live == app.SESSION_TIME_TO_LIVE_S
     assert app.launch_options()["state_session_capacity"] == app.SESSION_CAPACITY
@@ -382,9 +387,11 @@ def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with
 
 def test_every_event_is_queued(model_with_ood):
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
-    handlers = {fn.name: fn.queue for fn in demo.fns.values() if fn.name != "load_example"}  # Gradio's own
-    assert set(handlers) == {"page_explanation", "redraw", "label_prediction", "preview", "report_files",
-                             "faithfulness_curves", "no_downloads", "show_downloads", "predict", "explain"}
+    handlers = {fn.name: fn.queue for fn in demo.fns.values()  # Gradio's own, and the page's scrolling script
+                if fn.name != "load_example" and fn.fn is not None}
+    assert set(handlers) == {"page_explanation", "redraw", "large_view", "label_prediction", "preview",
+                             "report_files", "faithfulness_curves", "no_downloads", "show_downloads", "predict",
+                             "explain"}
     # The MCP tool `explain` alone is not: Gradio's MCP layer answers a queued tool of several outputs with the
     # first only. It is bounded by its own admission instead (test_mcp).
     assert [name for name, queued in handlers.items() if not queued] == ["explain"]
@@ -613,3 +620,28 @@ def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled
     assert result.returncode == 0, result.stderr[-3000:]
     summary = (tmp_path / "reports" / "summary.csv").read_text()
     assert f",{NOT_A_RADIOGRAPH}," in summary and ",True," in summary
+
+
+def test_a_strip_cut_from_a_radiograph_is_not_a_chest_radiograph_by_its_shape(bundled_service, tmp_path):
+    from pneumolens.service import NOT_A_RADIOGRAPH
+
+    film = Image.open(app.EXAMPLES[0]).convert("L")
+    film = film.resize((3000, round(3000 * film.height / film.width)))
+    strip = film.crop((0, film.height // 2, 3000, film.height // 2 + 10))  # 3000 x 10, lung texture
+    path = tmp_path / "strip.png"
+    strip.save(path)
+    predicted, analysed = bundled_service.predict(str(path)), bundled_service.analyse(str(path))
+    for verdict in (predicted["out_of_distribution"], analysed.ood):
+        assert verdict["flagged"] and verdict["reason"] == "shape" and "3000 x 10 pixels" in verdict["warning"]
+    assert predicted["decision"] == analysed.decision == NOT_A_RADIOGRAPH
+    assert analysed.record()["out_of_distribution"]["reason"] == "shape"
+
+
+def test_every_film_we_hold_has_a_chest_radiographs_shape():
+    from tests.conftest import SHARED_DATA
+    from pneumolens.film_shape import shape_problem
+
+    films = [*app.EXAMPLES, *(str(p) for p in SHARED_DATA.rglob("*.jpeg"))]
+    assert len(films) > (5000 if SHARED_DATA.is_dir() else 3)
+    refused = [film for film in films if shape_problem(Image.open(film).size)]
+    assert not refused, refused[:5]

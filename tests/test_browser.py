@@ -1,5 +1,6 @@
-"""The app in a real browser: headless Debian Chromium driven by Playwright."""
+"""The app and its report in a real browser: headless Debian Chromium driven by Playwright."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -60,12 +61,23 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
         page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
         for method in METHODS:
             page.locator(f"#map-{method} img").first.wait_for(state="visible", timeout=60_000)
-        label_text = page.locator(".output-class, [data-testid=label-output-value]").first.inner_text(timeout=10_000)
+        page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
         decision = page.locator("#decision").inner_text()
+        label_text = decision.splitlines()[0].removeprefix("Decision:").strip()
         page.wait_for_timeout(500)  # let the layout settle before measuring it
         in_view = {name: _inside_viewport(page, selector) for name, selector in [
-            ("decision", "#decision"), ("probabilities", ".output-class, [data-testid=label-output-value]"),
-            *((method, f"#map-{method} img") for method in METHODS)]}
+            ("decision", "#decision"), ("probabilities", "#probability"), ("threshold", ".probability-threshold"),
+            *((method, f"#map-{method} img") for method in METHODS),
+            *((f"scale of {method}", f"#scale-{method}") for method in METHODS)]}
+        # Each scale sits beside its own map: just below it, as wide as it at most.
+        beside = {}
+        for method in METHODS:
+            shown, scale = (page.locator(selector).first.bounding_box()
+                            for selector in (f"#map-{method}", f"#scale-{method}"))
+            beside[method] = 0 <= scale["y"] - (shown["y"] + shown["height"]) < 80 and \
+                shown["x"] - 2 <= scale["x"] <= shown["x"] + shown["width"]
+        large = page.locator("#large-view img").first.bounding_box()
+        page_text = page.locator("body").inner_text()
         assert not page.locator("#downloads").is_visible()  # no empty download box before a report
         page.screenshot(path=str(tmp_path / "analysis.png"))  # the viewport: what a person sees
         page.get_by_role("button", name="Report and raw maps").click()
@@ -79,8 +91,70 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
             shutil.copy(tmp_path / f"{name}.png", f"/tmp/pneumolens-browser-{name}.png")
         browser.close()
     assert all(in_view.values()), in_view
+    assert all(beside.values()), beside
+    assert large["width"] >= 600, large  # one map, large, over the radiograph
+    assert not re.search(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%", page_text), "a probability printed as 100 % or 0 %"
+    assert "decided from" in decision and "%" in decision  # the threshold, in words beside its mark
     assert label_text.strip() in ("NORMAL", "PNEUMONIA")
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert f"Decision: {label_text.strip()}" in report or label_text.strip() in decision
     assert "Not a medical device" in report and report.count("data:image/jpeg;base64,") == 1 + len(METHODS)
     assert (tmp_path / "analysis.png").stat().st_size > 20_000
+
+
+def test_on_a_phone_the_decision_comes_into_view_after_analyse_and_the_maps_stack(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        page.goto(app_url, wait_until="load")
+        page.get_by_role("button", name="Analyse").wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(app.EXAMPLES[0])
+        page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
+        page.get_by_role("button", name="Analyse").scroll_into_view_if_needed()
+        before = _inside_viewport(page, "#decision")
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
+        page.locator(f"#map-{METHODS[0]} img").first.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(1000)  # the page scrolls itself; the test does not
+        decision_in_view = _inside_viewport(page, "#decision")
+        widths = [page.locator(f"#map-{method} img").first.bounding_box()["width"] for method in METHODS]
+        page.screenshot(path=str(tmp_path / "phone.png"))
+        shutil.copy(tmp_path / "phone.png", "/tmp/pneumolens-browser-phone.png")
+        browser.close()
+    assert not before and decision_in_view
+    assert min(widths) >= 300, widths  # one map a row, the width of the screen
+
+
+@pytest.mark.parametrize("example", [app.EXAMPLES[0], app.EXAMPLES[-1]])
+def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(example, tmp_path):
+    """Printed by Chromium (A4), read back with pypdf: at most 2 pages, the input and the four maps as
+    images, each map's scale in words, and no page that ends on a heading."""
+    from playwright.sync_api import sync_playwright
+    from pypdf import PdfReader
+
+    from pneumolens.explain import TITLES
+
+    service = PneumoLensService()  # the bundled model: every map, with its measured verdict
+    report = tmp_path / "report.html"
+    report.write_text(service.report(service.analyse(example), 0.45, Path(example).name), encoding="utf-8")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(report.as_uri(), wait_until="load")
+        page.pdf(path=str(tmp_path / "report.pdf"), format="A4")
+        browser.close()
+    pages = PdfReader(tmp_path / "report.pdf").pages
+    texts = [" ".join(page.extract_text().split()) for page in pages]
+    text = " ".join(texts)
+    assert len(pages) <= 2 and sum(len(page.images) for page in pages) == 1 + len(METHODS)
+    assert "Not a medical device" in text and "pneumolens-dinov2-small" in text and Path(example).name in text
+    for method in METHODS:
+        assert TITLES[method] in text
+    assert text.count("low high high:") == len(METHODS) and text.count("relative to this image's strongest") >= 4
+    headings = ("PneumoLens report", "Image", "Explanation maps", "Appendix: how each map was made and measured")
+    for page in pages:
+        last = [line.strip() for line in page.extract_text().splitlines() if line.strip()][-1]
+        assert last not in headings and not last.startswith("Decision:"), last
+    assert not re.search(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%", text)

@@ -293,10 +293,18 @@ def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs,
     image = real_images["PNEUMONIA"][0]
     explain_cli.main([str(image), "--model", model, "--out", str(tmp_path / "maps")])
     stem = image.stem
+    width, height = Image.open(image).size
     for method in METHODS:
-        overlay_image = Image.open(tmp_path / "maps" / f"{stem}_{method}.png")
-        assert overlay_image.size == Image.open(image).size
-        assert np.load(tmp_path / "maps" / f"{stem}_{method}.npy").shape == overlay_image.size[::-1]
+        overlay_image = Image.open(tmp_path / "maps" / f"{stem}_{method}.png").convert("RGB")
+        # The overlay at the image's size, its colour scale below it: the colormap's two ends, in order.
+        assert overlay_image.width == width and overlay_image.height > height
+        strip = np.asarray(overlay_image)[height:].astype(int)
+        saturated = strip.max(axis=2) - strip.min(axis=2) > 40
+        bar_row = strip[saturated.sum(axis=1).argmax()]
+        coloured = bar_row[saturated[saturated.sum(axis=1).argmax()]]
+        assert len(coloured) > width // 4
+        assert coloured[0][2] > coloured[0][1] and coloured[-1][1] > coloured[-1][2]  # viridis: purple to yellow
+        assert np.load(tmp_path / "maps" / f"{stem}_{method}.npy").shape == (height, width)
     assert Image.open(tmp_path / "maps" / f"{stem}_explanation.png").width > 800
     summary = json.loads((tmp_path / "maps" / f"{stem}_explanation.json").read_text())
     assert summary["decision"] in ("NORMAL", "PNEUMONIA")

@@ -99,7 +99,8 @@ class AttentionRollout(ExplanationMethod):
 
     def variant(self, anatomy, options) -> str:
         kind = "gradient-weighted, " if options.gradient_rollout else ""
-        return f"{kind}{options.head_fusion} over heads, weakest {options.discard_ratio:.0%} discarded"
+        discarded = f"weakest {options.discard_ratio:.0%} discarded" if options.discard_ratio else "none discarded"
+        return f"{kind}{options.head_fusion} over heads, {discarded}"
 
     def from_pass(self, shared, anatomy, options):
         gradients = shared.attention_gradients if options.gradient_rollout else None
