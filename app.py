@@ -434,12 +434,12 @@ def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_
             explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px): the brighter and redder a region, the more evidence the map puts there for the explained class, relative to this image's strongest region.
+            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
         """
         with admitted():
             try:
                 analysis = _safely(service.analyse, _path(image), target_of(explained_class))
-                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY)
+                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP)
                 record = analysis.record()
                 record["map_images"] = [s.name for s in service.standings if s.name in overlays]
                 return (json.dumps(record), *[overlays.get(s.name) for s in service.standings])

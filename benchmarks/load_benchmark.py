@@ -4,6 +4,7 @@
     python3 -m benchmarks.load_benchmark [--clients 8] [--requests 5] [--endpoint /predict] [--model DIR]
     python3 -m benchmarks.load_benchmark --compare_batching [--clients 8] [--requests 5]
     python3 -m benchmarks.load_benchmark --explain_overhead [--requests 15]
+    python3 -m benchmarks.load_benchmark --explain_floor [--requests 15]
 
 Launches the app in this process (the bundled model unless --model), then prints errors (must be 0),
 p50/p95 latency and throughput. --compare_batching serves /predict unbatched (one image per forward
@@ -190,6 +191,70 @@ def explain_overhead(service: PneumoLensService, requests: int) -> None:
           f"process (ratio {p50['own process'] / p50['model']:.2f}); {requests} rounds, interleaved")
 
 
+def explain_against_floor(service: PneumoLensService, requests: int) -> None:
+    """Single-client /explain from `python3 app.py` in its own process, a fresh client (and session) each
+    time, against one eager forward and backward pass of the model on the same image, interleaved; then
+    where the rest goes, each part timed in this process: decoding and preprocessing, the fused pass with
+    its maps and the out-of-distribution features, the display-size overlays, their JPEG encoding, and the
+    remainder (Gradio, the upload and the download)."""
+    import io
+    import tempfile
+
+    import torch
+    from gradio_client import Client, handle_file
+
+    from benchmarks.served_app import ServedApp
+    from pneumolens.images import load_image
+    from pneumolens.preprocessing import pixel_values
+
+    example = app.EXAMPLES[0]
+    pixels = pixel_values(service.processor, [load_image(example)]).requires_grad_(True)
+
+    def forward_backward():
+        with torch.enable_grad():
+            logits = service.model(pixel_values=pixels).logits
+            torch.autograd.grad(logits[0].max(), pixels)
+
+    def encode(overlays):
+        for image in overlays.values():
+            image.save(io.BytesIO(), format="JPEG")
+
+    parts = {"floor: forward + backward": [], "/explain, fresh client": [], "decode + preprocess": [],
+             "analysis (fused pass, maps, OOD)": [], "overlays at display size": [], "JPEG encoding": []}
+    with tempfile.TemporaryDirectory() as temp, \
+            ServedApp(Path(temp) / "gradio", env={"MODEL_ID": service.source.name_or_path}) as server:
+        inputs = (handle_file(example), "predicted class", 0.45)
+        Client(server.url, verbose=False).predict(*inputs, api_name="/explain")  # warm-up
+        forward_backward()
+        for _ in range(requests):
+            for name, run in (("floor: forward + backward", forward_backward),
+                              ("decode + preprocess", lambda: pixel_values(service.processor, [load_image(example)]))):
+                begin = time.perf_counter()
+                run()
+                parts[name].append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            analysis = service.analyse(example)
+            parts["analysis (fused pass, maps, OOD)"].append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            overlays = analysis.displayed(app.DISPLAY_MAX_SIDE).overlays(0.45, app.COLORMAP)
+            parts["overlays at display size"].append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            encode(overlays)
+            parts["JPEG encoding"].append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            Client(server.url, verbose=False).predict(*inputs, api_name="/explain")
+            parts["/explain, fresh client"].append(time.perf_counter() - begin)
+    p50 = {name: statistics.median(values) for name, values in parts.items()}
+    floor, served = p50["floor: forward + backward"], p50["/explain, fresh client"]
+    print(f"{Path(example).name}, {requests} rounds interleaved, p50 of each:")
+    for name, value in p50.items():
+        print(f"  {name:<34} {value:.3f} s  ({value / floor:.2f}x the floor)")
+    accounted = sum(p50[name] for name in ("analysis (fused pass, maps, OOD)", "overlays at display size",
+                                           "JPEG encoding"))
+    print(f"  {'rest: Gradio, upload, download':<34} {served - accounted:.3f} s")
+    print(f"/explain / floor = {served / floor:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=8)
@@ -198,6 +263,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="Hub id or directory (default: MODEL_ID or bundled).")
     parser.add_argument("--compare_batching", action="store_true")
     parser.add_argument("--explain_overhead", action="store_true")
+    parser.add_argument("--explain_floor", action="store_true",
+                        help="/explain (fresh client each time) against one forward and backward pass, and where the rest goes.")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -207,6 +274,8 @@ def main() -> None:
         compare_batching(service, args.clients, args.requests)
     elif args.explain_overhead:
         explain_overhead(service, args.requests)
+    elif args.explain_floor:
+        explain_against_floor(service, args.requests)
     else:
         with Served(service) as url:
             print(describe(load(url, args.endpoint, args.clients, args.requests)))
