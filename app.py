@@ -207,13 +207,26 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         image, details = _safely(service.preview, _path(file_path))
         return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), no_downloads()
 
-    def report_files(file_path, explained_class, opacity):
+    def report_files(file_path, explained_class, opacity, checked=None):
         try:
             analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
+            # The robustness check, once it has run on this very upload, goes into the report too.
+            robustness = checked["check"] if checked and checked["file"] == file_path else None
             return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE,
-                                                             COLORMAP))
+                                                       COLORMAP, robustness))
         finally:
             trim_soon()
+
+    def robustness_for_page(file_path):
+        try:
+            check = _safely(service.robustness, _path(file_path))
+            figure = None if check.withheld else check.figure()
+            return check.sentence(), figure, check.record(), {"file": file_path, "check": check}
+        finally:
+            trim_soon()
+
+    def no_robustness():
+        return "", None
 
     def no_downloads():
         # Hidden while empty: an empty download box would push the maps below the fold.
@@ -294,8 +307,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         return None if method is None else (displayed.image().convert("RGB"), overlays[method])
 
     # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
-    label_prediction, report_files, faithfulness_curves, page_explanation = map(
-        gpu_call, (label_prediction, report_files, faithfulness_curves, page_explanation))
+    label_prediction, report_files, faithfulness_curves, page_explanation, robustness_for_page = map(
+        gpu_call, (label_prediction, report_files, faithfulness_curves, page_explanation, robustness_for_page))
     method_of = {TITLES[standing.name]: standing.name for standing in service.standings}
 
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
@@ -359,12 +372,26 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                         "first. About 110 forward passes: several seconds on a CPU.")
             make_curves = gr.Button("Measure on this image", elem_id="make-curves")
             curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
+        with gr.Accordion("Does this decision hold? The image under each acquisition change", open=False):
+            gr.Markdown("The decision and the probability of this image under each change of the shortcut stress "
+                        "suite: tighter framing, another film shape, pasted markers and text, devices, exposure, "
+                        "processing and detector changes, seeded so that an image always gets the same answer. A "
+                        "decision that holds is not thereby correct; a change that flips it names a shortcut the "
+                        "model may be using on this image. 27 forward passes, in batches.")
+            check_robustness = gr.Button("Check this image", elem_id="check-robustness")
+            robustness_answer = gr.Markdown(elem_id="robustness-sentence")
+            robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
+                                         elem_id="robustness-figure")
+            robustness_record = gr.JSON(visible=False)
         with gr.Accordion("About the model", open=False):
             gr.Markdown(service.summary())
         state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
+        checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
 
         upload.change(preview, upload, [shown, shown_details, downloads], api_visibility="private",
                       concurrency_limit=2, concurrency_id="preview")
+        upload.change(no_robustness, None, [robustness_answer, robustness_figure], api_visibility="private",
+                      concurrency_limit=None)
         explained_class.change(no_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         run.click(page_explanation, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
@@ -374,7 +401,10 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
                           concurrency_limit=1, concurrency_id="model")
         # The API answers the files alone; the page then shows the box that holds them.
-        make_report.click(report_files, [upload, explained_class, opacity], downloads, api_name="report",
+        check_robustness.click(robustness_for_page, upload, [robustness_answer, robustness_figure, robustness_record,
+                                                            checked], api_name="robustness", concurrency_limit=1,
+                               concurrency_id="model")
+        make_report.click(report_files, [upload, explained_class, opacity, checked], downloads, api_name="report",
                           concurrency_limit=1, concurrency_id="model").success(
             show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         # Queued like everything else, but in its own group: a redraw never waits for the model.
@@ -390,7 +420,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         add_agent_tools(service, predict_one, target_of, predict_batch_size)
         # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
         # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
-        for handler in (label_prediction, page_explanation, report_files):
+        for handler in (label_prediction, page_explanation, report_files, robustness_for_page):
             not_an_mcp_tool(handler)
     demo.queue(max_size=64)
     limit_waiting_per_client(demo, max_waiting_per_client)
@@ -406,7 +436,7 @@ def not_an_mcp_tool(function):
 
 
 def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_batch_size: int) -> None:
-    """The MCP tools `predict` and `explain`: endpoints of their own, whose answers an AI agent can take
+    """The MCP tools `predict`, `explain` and `robustness`: endpoints of their own, whose answers an AI agent can take
     (JSON text, maps of at most AGENT_MAP_MAX_SIDE pixels), inside the Blocks being built."""
     admitted = _admission(AGENT_CALLS_AT_ONCE)
 
@@ -446,7 +476,21 @@ def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_
             finally:
                 trim_soon()
 
-    predict, explain = gpu_call(predict), gpu_call(explain)
+    def robustness(image: str) -> str:
+        """Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated probability of the image under each of the 26 changes of the shortcut stress suite (framing, film shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut the model may be using on this image. About 27 forward passes: several seconds on a CPU.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+
+        Returns:
+            JSON text. "sentence": the answer in one sentence. "decision", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the decision; "flipped": the names of the changes that flip it; "outcomes": for each change its "name", "group", "description", "probability", "decision" and "flipped". "withheld" says why nothing was checked when the image is not a chest radiograph.
+        """
+        try:
+            return json.dumps(_safely(service.robustness, _path(image)).record())
+        finally:
+            trim_soon()
+
+    predict, explain, robustness = gpu_call(predict), gpu_call(explain), gpu_call(robustness)
     with gr.Group(visible=False):
         image = UploadedFile(type="filepath")
         explained_class = gr.Textbox(value=PREDICTED)
@@ -454,6 +498,8 @@ def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_
         maps = [gr.Image(type="pil", format=AGENT_MAP_FORMAT) for _ in service.standings]
     gr.Button(visible=False).click(predict, image, answer, api_name="agent_predict",
                                    concurrency_limit=predict_batch_size, concurrency_id="predict")
+    gr.Button(visible=False).click(robustness, image, answer, api_name="agent_robustness", concurrency_limit=1,
+                                   concurrency_id="model")
     # Outside the queue: Gradio's MCP layer gives a tool of several outputs only its first when the event is
     # queued (6.31). The service's model lock serialises the passes; `admitted` bounds the waiting.
     gr.Button(visible=False).click(explain, [image, explained_class], [answer, *maps], api_name="agent_explain",

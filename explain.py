@@ -178,6 +178,9 @@ def report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="outputs/reports", help="Output directory.")
     parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
     colormap_argument(parser)
+    parser.add_argument("--robustness", action="store_true",
+                        help="Also check each decision under every change of the stress suite, in the report and "
+                             "the summary (27 forward passes an image).")
     return parser
 
 
@@ -264,7 +267,7 @@ def run_reports(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     def report_rows(numbers: list[int]) -> list[dict]:
-        return [report_row(service, images[number], number, out, args.opacity, args.colormap)
+        return [report_row(service, images[number], number, out, args.opacity, args.colormap, args.robustness)
                 for number in tqdm(numbers, desc="reports", unit="image", disable=not state.is_main_process)]
 
     rows = map_in_order(report_rows, len(images), state)
@@ -276,7 +279,8 @@ def run_reports(args) -> None:
                 f" ({failed} images could not be read; see the error column)" if failed else "")
 
 
-def report_row(service, path: Path, number: int, out: Path, opacity: float, colormap: str = COLORMAP) -> dict:
+def report_row(service, path: Path, number: int, out: Path, opacity: float, colormap: str = COLORMAP,
+               robustness: bool = False) -> dict:
     """Write the report of image `number` and return its summary row (or its error)."""
     row = {"image": str(path)}
     try:
@@ -286,9 +290,13 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
         return {**row, "error": str(error)}
     # Numbered, so two images of the same name in different folders keep both reports.
     report = out / f"{number:04d}-{path.stem}.html"
-    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap), encoding="utf-8")
+    check = service.robustness(path) if robustness else None
+    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap, robustness=check),
+                      encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
-    return {**row, "report": report.name, "decision": record["decision"],
+    held = {"robustness_held": f"{len(check.outcomes) - len(check.flipped)} of {len(check.outcomes)}",
+            "robustness_flipped": " ".join(o.name for o in check.flipped)} if check and not check.withheld else {}
+    return {**row, **held, "report": report.name, "decision": record["decision"],
             "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
             "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
             "probabilities": record["probabilities"]}

@@ -123,7 +123,8 @@ def exposure_gradient(image: Image.Image, strength: float, angle: float) -> Imag
     """Brightness falling off linearly across the frame in direction `angle` (degrees) by up to
     `strength` (fraction) at each end: the anode heel effect, or a patient off the detector's centre."""
     width, height = image.size
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    # A row and a column, broadcast: the same values as a full coordinate grid, without building one.
+    xs, ys = np.arange(width, dtype=np.float32)[None, :], np.arange(height, dtype=np.float32)[:, None]
     direction = np.deg2rad(angle)
     ramp = ((xs / max(1, width - 1) - 0.5) * np.cos(direction) + (ys / max(1, height - 1) - 0.5) * np.sin(direction))
     gain = 1 + 2 * strength * ramp

@@ -38,7 +38,7 @@ class ModelIdentity:
 
 
 def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, model: ModelIdentity,
-                file_name: str, created: datetime | None = None) -> str:
+                file_name: str, created: datetime | None = None, robustness=None) -> str:
     """The report of one `service.Analysis`, with `overlays` (method -> image) and the display `image`.
 
     It prints on A4 or Letter in two pages: the decision, the input and who made it on the first, the
@@ -89,7 +89,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 <p class="note">{html.escape(file_name)} as analysed, shown at {image.width} x {image.height} px.</p></section>
 <section class="maps"><h2>Explanation maps</h2><p class="note">{html.escape(RELATIVE_NOTE)}</p>
 <div class="grid">{maps}</div></section>
-<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
+{_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
 <table><tr><th>map</th><th>settings</th><th>faithfulness, as measured for this model</th></tr>
 {"".join(_appendix_row(method, described[method]) for method in described)}</table></section>
 </body></html>
@@ -103,12 +103,12 @@ figure img{width:100%;max-height:360px;object-fit:contain;background:#000}
 figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top}
 .disclaimer{background:#fff3cd;padding:0.6em 1em;border:1px solid #e0c060}.warn{color:#a00}
 .input img{max-width:420px;max-height:420px;width:auto}.muted{color:#888;font-size:0.85em}.note{font-size:0.9em}
-.appendix table{font-size:0.8em}
+.appendix table{font-size:0.8em}img.robustness{max-width:620px;width:100%}
 @page{margin:12mm}
 @media print{body{max-width:none;margin:0;font-size:10pt}h1{font-size:16pt}h2{font-size:12pt;break-after:avoid}
 .disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .input img{max-height:85mm;max-width:100%}section.maps{break-before:page}
-figure img{max-height:62mm}.appendix{break-inside:avoid}table,.probability{break-inside:avoid}}
+figure img{max-height:62mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
 """ + scale_css() + probability_css()
 
 
@@ -118,6 +118,20 @@ def _figure(method: str, image: Image.Image, described: dict, explained: str) ->
     return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}"><figcaption>'
             f"<b>{html.escape(title)}</b>: faithfulness {html.escape(verdict)}."
             f"{scale_html(method, explained)}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
+
+
+def _robustness_section(check) -> str:
+    """Does the decision hold under the stress suite's changes (`robustness.RobustnessCheck`), if asked."""
+    if check is None:
+        return ""
+    figure = "" if check.withheld else \
+        f'<img class="robustness" alt="the probability under each change" src="{_png_uri(check.figure_png())}">'
+    return (f'<section class="robustness"><h2>Does this decision hold?</h2><p>{html.escape(check.sentence())}</p>'
+            f"{figure}</section>\n")
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _appendix_row(method: str, described: dict) -> str:
@@ -131,7 +145,8 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-SUMMARY_FIELDS = ("image", "report", "decision", "explained_class", "threshold", "ood_flagged", "ood_score")
+SUMMARY_FIELDS = ("image", "report", "decision", "explained_class", "threshold", "ood_flagged", "ood_score",
+                  "robustness_held", "robustness_flipped")
 
 
 def write_summary(path: str | Path, rows: list[dict]) -> None:

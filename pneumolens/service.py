@@ -24,13 +24,14 @@ from .calibration import Calibration
 from .device import serving_device
 from .images import describe_file, load_image
 from .modeling import (
-    ModelSource, attention_kernel, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
+    ModelSource, attention_kernel, decide, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
     operating_threshold, positive_index,
 )
 from .preprocessing import input_size, pixel_values
 from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
+from .robustness import RobustnessCheck, check_image, withheld_check
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,24 @@ class PneumoLensService:
             curves = faithfulness.curves(self.model, pixels, maps, explanation.target, settings, rng)
         return faithfulness.curves_figure(curves, TITLES, explanation.target_label)
 
+    def robustness(self, image, seed: int = 0) -> RobustnessCheck:
+        """Does this image's decision hold under each acquisition change of the stress suite? The changed
+        images go through the model in batches; an image that is not a chest radiograph has no decision
+        to check, and the answer says so."""
+        decoded = load_image(image)
+        clean = self.predict_inputs([self.model_input(decoded)])[0]
+        positive, threshold = self.config.id2label[positive_index(self.config)], operating_threshold(self.config)
+        if clean["out_of_distribution"]["flagged"]:
+            return withheld_check(clean["out_of_distribution"]["warning"], clean["probabilities"][positive],
+                                  threshold, positive)
+
+        def predict(images: list[Image.Image]) -> list[float]:
+            pixels = pixel_values(self.processor, images)
+            with self._model_lock, attention_kernel(self.model, "sdpa"):
+                return [p[positive] for p in self.explainer.predict_pixels(pixels)]
+
+        return check_image(decoded, predict, lambda p: decide(self.config, p), threshold, positive, seed=seed)
+
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
         known of the file (`images.describe_file`); no model involved."""
@@ -238,11 +257,12 @@ class PneumoLensService:
         return ModelIdentity(name, revision, self.config.model_type)
 
     def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
-               colormap: str = DEFAULT_COLORMAP) -> str:
-        """The self-contained HTML report of `analysis` (see `report.html_report`)."""
+               colormap: str = DEFAULT_COLORMAP, robustness: RobustnessCheck | None = None) -> str:
+        """The self-contained HTML report of `analysis` (see `report.html_report`), with the `robustness`
+        check where it was made."""
         displayed = analysis.displayed(max_side)
         return html_report(analysis, displayed.overlays(opacity, colormap), displayed.image(), self.identity,
-                           file_name)
+                           file_name, robustness=robustness)
 
     def _ood(self, features, size: tuple[int, int], row: int = 0) -> dict:
         """The out-of-distribution verdict: by the image's shape, and by the detector where there is one.

@@ -80,6 +80,12 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
         page_text = page.locator("body").inner_text()
         assert not page.locator("#downloads").is_visible()  # no empty download box before a report
         page.screenshot(path=str(tmp_path / "analysis.png"))  # the viewport: what a person sees
+        # Does this decision hold? The check's sentence and figure, on demand.
+        page.get_by_text("Does this decision hold?").first.click()
+        page.get_by_role("button", name="Check this image").click()
+        page.locator("#robustness-sentence").get_by_text("holds under").wait_for(timeout=120_000)
+        page.locator("#robustness-figure img").first.wait_for(state="visible", timeout=60_000)
+        robustness_sentence = page.locator("#robustness-sentence").inner_text()
         page.get_by_role("button", name="Report and raw maps").click()
         link = page.locator("#downloads a[download='report.html']").first
         link.wait_for(timeout=120_000)
@@ -96,7 +102,10 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
     assert not re.search(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%", page_text), "a probability printed as 100 % or 0 %"
     assert "decided from" in decision and "%" in decision  # the threshold, in words beside its mark
     assert label_text.strip() in ("NORMAL", "PNEUMONIA")
+    assert robustness_sentence.startswith(f"The decision {label_text.strip()} holds under")
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    # The check ran on this upload, so the page's report holds it too.
+    assert "<h2>Does this decision hold?</h2>" in report
     assert f"Decision: {label_text.strip()}" in report or label_text.strip() in decision
     assert "Not a medical device" in report and report.count("data:image/jpeg;base64,") == 1 + len(METHODS)
     assert (tmp_path / "analysis.png").stat().st_size > 20_000

@@ -163,8 +163,9 @@ def test_the_readmes_gradio_client_example_runs_against_the_bundled_model(monkey
     assert record["maps"]["gradcam"]["settings"] == settings
     assert record["decision"] == "PNEUMONIA" and record["out_of_distribution"]["flagged"] is False
     assert "'label': 'PNEUMONIA'" in code
+    assert namespace["check"]["changes"] == 26 and namespace["sentence"] == namespace["check"]["sentence"]
     for name in ("rollout", "attribution", "saliency", "gradcam", "report_html", "maps_npz", "result_json",
-                 "curves_png"):
+                 "curves_png", "robustness_png"):
         assert Path(namespace[name]).is_file(), name
     assert "faithfulness" in namespace["gradcam_caption"].lower()
 

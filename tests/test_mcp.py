@@ -70,7 +70,7 @@ def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(serv
 
     tools = {tool.name: tool for tool in asyncio.run(listed())}
     # The page's handlers and the gradio_client endpoints (/predict, /explain, /report) are not tools.
-    assert set(tools) == {"predict", "explain", "faithfulness_curves"}
+    assert set(tools) == {"predict", "explain", "faithfulness_curves", "robustness"}
     assert "not a chest radiograph" in tools["predict"].description
     assert "faithfulness verdict" in tools["explain"].description and "WebP" in tools["explain"].description
     schema = tools["explain"].inputSchema["properties"]
@@ -104,6 +104,14 @@ def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_r
         assert max(shown.size) == app.AGENT_MAP_MAX_SIDE and item.mimeType == "image/webp"
     assert answer_bytes(result) < MCP_ANSWER_LIMIT
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
+
+
+def test_robustness_over_mcp_says_whether_the_decision_holds_under_each_change(served):
+    (result,) = call(served.url, ("robustness", {"image": data_uri(open(app.EXAMPLES[3], "rb").read())}))
+    assert not result.isError, result.content
+    answer = json.loads(result.content[0].text)
+    assert answer["changes"] == 26 == len(answer["outcomes"]) and answer["held"] == 26 - len(answer["flipped"])
+    assert answer["sentence"].startswith(f"The decision {answer['decision']} holds under {answer['held']} of 26")
 
 
 def test_a_photo_is_not_a_chest_radiograph_for_an_agent_either(served):
