@@ -78,7 +78,7 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
     demo = app.build_demo(service)
     # The page's and gradio_client's handlers, and the MCP tools.
     assert sorted(wrapped) == ["explain", "faithfulness_curves", "label_prediction", "page_explanation", "predict",
-                               "report_files"]
+                               "report_files", "robustness", "robustness_for_page"]
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
