@@ -236,21 +236,14 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         return gr.update(visible=True)
 
     def faithfulness_curves(image: str, explained_class: str = PREDICTED):
-        """How faithful each explanation map is for this one chest radiograph: its deletion and insertion curves.
-
-        Removing (deletion) or revealing (insertion) the image's pixels in the order a map ranks them, the
-        explained class's log-odds should fall (deletion) or rise (insertion) faster than for random maps
-        of the same grid; the figure draws every map's curves against theirs. About 110 forward passes:
-        several seconds to a minute on a CPU.
+        """How faithful each explanation map is for this one chest radiograph: the deletion and insertion curves of every map and of the random maps of the same grid it is judged against. Removing (deletion) or revealing (insertion) the pixels in the order a faithful map ranks them makes the explained class's log-odds fall or rise faster than for a random map. About 110 forward passes: several seconds on a CPU.
 
         Args:
-            image: The chest radiograph (JPEG, PNG or DICOM), as a data: URI or a file uploaded to this
-                server. URLs are refused: this server never fetches anything.
-            explained_class: "predicted class" (the model's decision) or a class name ("NORMAL",
-                "PNEUMONIA") whose evidence the maps show.
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            A PNG figure (about 1,200 x 500 px) of the curves.
+            One PNG figure of the curves, the log-odds of the explained class against the share of pixels removed or revealed.
         """
         file_path = image
         try:
