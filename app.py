@@ -36,7 +36,8 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
 from pneumolens.memory import trim_soon
 from pneumolens.preprocessing import input_size
-from pneumolens.service import NOT_A_RADIOGRAPH, PneumoLensService, display_size, record_json
+from pneumolens.decision import NOT_A_RADIOGRAPH
+from pneumolens.service import PneumoLensService, display_size, record_json
 
 logger = logging.getLogger("app")
 

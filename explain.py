@@ -52,6 +52,7 @@ from pneumolens.explain.rollout import HEAD_FUSIONS
 from pneumolens.explain.selection import candidates, select_settings, selection_table
 from pneumolens.explain.sanity import MAX_SPEARMAN, randomization_check, sanity_table
 from pneumolens.preprocessing import input_size
+from pneumolens.images import IMAGE_SUFFIXES
 from pneumolens.presentation import COLORMAP, percent, scale_meaning, with_scale
 from pneumolens.modeling import ModelSource, is_transformer, default_model_source, load_image_processor, load_model
 
@@ -59,7 +60,6 @@ logger = logging.getLogger("explain")
 
 SUBCOMMANDS = ("sanity", "select", "faithfulness", "artifacts", "markings", "report")
 CARVED = "carved_validation"
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".dcm", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:

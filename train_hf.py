@@ -29,9 +29,7 @@ import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from pneumolens import cli
-from pneumolens.calibration import (
-    CALIBRATION_DIR, CALIBRATION_KEY, calibrate, calibration_section, recalibrated, shown_after,
-)
+from pneumolens.calibration import CALIBRATION_DIR, calibrate, calibration_section, recalibrated, shown_after
 from pneumolens.card import CardFacts, build_card, set_card_section
 from pneumolens.data import (
     drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, patient_groups,
@@ -41,8 +39,9 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
+from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY
 from pneumolens.modeling import (
-    POSITIVE_LABEL_KEY, THRESHOLD_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model, save_model,
+    POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model, save_model,
 )
 from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
 from pneumolens.stress import (

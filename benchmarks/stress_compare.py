@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, split_by_patient  # noqa: E402
 from pneumolens.metrics import binary_metrics  # noqa: E402
-from pneumolens.modeling import ModelSource, load_image_processor, load_model, operating_threshold, positive_index  # noqa: E402
+from pneumolens.decision import operating_threshold  # noqa: E402
+from pneumolens.modeling import ModelSource, load_image_processor, load_model, positive_index  # noqa: E402
 from pneumolens.stress import (  # noqa: E402
     CLEAN, SELECTION_CHANGES, STRESS_SUITE, predict_stressed, selection_metrics, stress_change, stress_report,
     stressed_transform, with_stressed_copies,

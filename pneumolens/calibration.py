@@ -32,58 +32,17 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from .errors import PneumoLensError
-from .modeling import THRESHOLD_KEY, operating_threshold, positive_index, save_model
+from .decision import (
+    CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decision_boundary, logit_difference, operating_threshold,
+    shown_probabilities,
+)
+from .modeling import positive_index, save_model
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_KEY = "probability_calibration"
 ECE_BINS = 15
 CALIBRATION_DIR = "eval/calibration"
 FEW_IMAGES = 5
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """P(positive) = sigmoid(scale * (z_positive - z_negative) + bias)."""
-
-    scale: float
-    bias: float
-    method: str = "platt"
-
-    @classmethod
-    def of(cls, config) -> "Calibration | None":
-        saved = getattr(config, CALIBRATION_KEY, None)
-        return cls(float(saved["scale"]), float(saved["bias"]), saved.get("method", "platt")) if saved else None
-
-    def log_odds(self, logit_difference):
-        return self.scale * logit_difference + self.bias
-
-
-def logit_difference(config, logits: torch.Tensor) -> torch.Tensor:
-    """z_positive - z_negative of (..., 2) logits."""
-    positive = positive_index(config)
-    return logits[..., positive] - logits[..., 1 - positive]
-
-
-def shown_probabilities(config, logits: torch.Tensor) -> torch.Tensor:
-    """The class probabilities PneumoLens shows, (..., num_labels): the calibrated ones where the model
-    has a calibration, else the softmax. Float64, so that "P >= threshold" and "top logit" agree to the
-    last digit."""
-    logits = logits.double()
-    calibration = Calibration.of(config)
-    if calibration is None:
-        return torch.softmax(logits, dim=-1)
-    positive = torch.sigmoid(calibration.log_odds(logit_difference(config, logits)))
-    columns = [1 - positive, positive] if positive_index(config) == 1 else [positive, 1 - positive]
-    return torch.stack(columns, dim=-1)
-
-
-def decision_boundary(config) -> float:
-    """The logit difference at which the model's decision changes (0 once folded)."""
-    threshold = np.clip(operating_threshold(config), 1e-12, 1 - 1e-12)
-    log_odds = float(np.log(threshold / (1 - threshold)))
-    calibration = Calibration.of(config)
-    return log_odds if calibration is None else (log_odds - calibration.bias) / calibration.scale
 
 
 def fit_platt(differences: np.ndarray, truth: np.ndarray) -> Calibration:

@@ -17,11 +17,10 @@ from huggingface_hub import HfApi
 from sklearn.model_selection import StratifiedGroupKFold
 
 from .errors import PneumoLensError
-from .images import load_image, undecoded_source
+from .images import PICTURE_SUFFIXES, load_image, undecoded_source
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 
 # Kermany file names: personNNN_bacteria_MMM / personNNN_virus_MMM (pneumonia), IM-NNNN-MMMM and
 # NORMAL2-IM-NNNN-MMMM (normal). The part before the last number identifies the patient.
@@ -73,9 +72,10 @@ def check_imagefolder(data_dir: str | Path) -> list[str]:
 
 
 def _class_folders(split_dir: Path) -> list[str]:
+    # Pictures only: datasets' imagefolder reads no DICOM.
     return sorted(
         p.name for p in split_dir.iterdir()
-        if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+        if p.is_dir() and any(f.suffix.lower() in PICTURE_SUFFIXES for f in p.iterdir())
     )
 
 

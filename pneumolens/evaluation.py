@@ -16,12 +16,12 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from .calibration import shown_probabilities  # noqa: E402
+from .decision import decide, operating_threshold, shown_probabilities  # noqa: E402
 from .card import REPORTED_METRICS  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
-from .modeling import decide, negative_label, operating_threshold, positive_index  # noqa: E402
+from .modeling import negative_label, positive_index  # noqa: E402
 from .preprocessing import batch_transform  # noqa: E402
 
 logger = logging.getLogger(__name__)

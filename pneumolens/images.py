@@ -30,6 +30,10 @@ MAX_IMAGE_PIXELS = 50_000_000
 # The picture formats we document (besides DICOM). Pillow would otherwise try every decoder it has
 # (EPS through Ghostscript, PSD, FITS, ...), each one more parser exposed to uploads.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+# File names of those formats, and of DICOM, which `load_image` decodes too (by content: a DICOM file
+# needs no extension, but a folder is searched by these).
+PICTURE_SUFFIXES = (".jpeg", ".jpg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (*PICTURE_SUFFIXES, ".dcm")
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 os.environ.setdefault("DISABLE_SAFETENSORS_CONVERSION", "1")
 
 # Keys PneumoLens adds to a model's config.json; they travel with the model to the Hub.
-THRESHOLD_KEY = "operating_threshold"
 POSITIVE_LABEL_KEY = "positive_label"
 
 # The model bundled in the repository, served when MODEL_ID is not set.
@@ -175,32 +174,6 @@ def positive_index(config: PretrainedConfig) -> int:
         # Without the key, the class-folder order puts the finding second (NORMAL < PNEUMONIA).
         return 1
     raise PneumoLensError(f"The model's config has no '{POSITIVE_LABEL_KEY}' among {config.id2label}.")
-
-
-def operating_threshold(config: PretrainedConfig) -> float:
-    """The probability above which the positive class is decided; 0.5 if the model has none saved."""
-    return float(getattr(config, THRESHOLD_KEY, None) or 0.5)
-
-
-def decide_by_label(config: PretrainedConfig, probabilities: dict[str, float]) -> str:
-    """The label at the model's operating threshold, from probabilities keyed by label."""
-    return decide(config, probabilities[config.id2label[positive_index(config)]])
-
-
-def decide(config: PretrainedConfig, positive_probability: float, threshold: float | None = None) -> str:
-    """The label at `threshold`, by default the model's operating threshold: the one decision rule."""
-    if positive_probability >= (operating_threshold(config) if threshold is None else threshold):
-        return config.id2label[positive_index(config)]
-    return negative_label(config)
-
-
-def decision_index(config: PretrainedConfig, probabilities) -> int:
-    """The class index of the decision for one image's probabilities (by class index): the operating
-    threshold for a binary model, the most probable class otherwise."""
-    if config.num_labels != 2:
-        return int(max(range(len(probabilities)), key=lambda index: float(probabilities[index])))
-    label = decide(config, float(probabilities[positive_index(config)]))
-    return int(config.label2id[label])
 
 
 def negative_label(config: PretrainedConfig) -> str:

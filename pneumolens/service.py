@@ -20,12 +20,11 @@ from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
 from .explain.overlay import DEFAULT_COLORMAP, overlay
-from .calibration import Calibration
 from .device import serving_device
 from .images import describe_file, load_image
+from .decision import NOT_A_RADIOGRAPH, Calibration, decide, gated_decision, operating_threshold
 from .modeling import (
-    ModelSource, attention_kernel, decide, decide_by_label, default_model_source, load_image_processor, load_model, model_file,
-    operating_threshold, positive_index,
+    ModelSource, attention_kernel, default_model_source, load_image_processor, load_model, model_file, positive_index,
 )
 from .preprocessing import input_size, pixel_values
 from .film_shape import shape_problem
@@ -35,8 +34,6 @@ from .robustness import RobustnessCheck, check_image, withheld_check
 
 logger = logging.getLogger(__name__)
 
-# What is decided for an image the out-of-distribution detector flags, in place of a class.
-NOT_A_RADIOGRAPH = "not a chest radiograph"
 OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
                "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
                "probabilities are kept for reference, but they are not meaningful for this image.")
@@ -49,12 +46,6 @@ class ModelInput:
     """An image as the model takes it, and the size it had: its shape alone can rule it out."""
     pixels: torch.Tensor  # (1, 3, H, W)
     size: tuple[int, int]  # (width, height) as decoded
-
-
-def gated_decision(config, probabilities: dict[str, float], ood: dict) -> str:
-    """The decision at the model's operating threshold, or `NOT_A_RADIOGRAPH` where the detector flags the
-    image: the one rule behind the page, the API, the report and the CLI."""
-    return NOT_A_RADIOGRAPH if ood.get("flagged") else decide_by_label(config, probabilities)
 
 
 @dataclass
@@ -336,5 +327,5 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["NOT_A_RADIOGRAPH", "Analysis", "DisplayedMaps", "ModelInput", "PneumoLensService", "display_size", "gated_decision",
+__all__ = ["Analysis", "DisplayedMaps", "ModelInput", "PneumoLensService", "display_size",
            "record_json"]

@@ -252,7 +252,8 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     Labels are matched to the model's by name; the threshold defaults to the model's saved one.
     """
     from .data import image_sources
-    from .modeling import negative_label, operating_threshold, positive_index
+    from .decision import operating_threshold
+    from .modeling import negative_label, positive_index
 
     positive = positive_index(model.config)
     threshold = operating_threshold(model.config) if threshold is None else threshold

@@ -585,7 +585,7 @@ def test_no_stress_change_of_the_suite_makes_a_radiograph_look_out_of_distributi
 
 
 def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled_service, tmp_path):
-    from pneumolens.service import NOT_A_RADIOGRAPH
+    from pneumolens.decision import NOT_A_RADIOGRAPH
 
     photo = tmp_path / "photo.jpeg"
     Image.fromarray(_sample_photo()).save(photo)
@@ -623,7 +623,7 @@ def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled
 
 
 def test_a_strip_cut_from_a_radiograph_is_not_a_chest_radiograph_by_its_shape(bundled_service, tmp_path):
-    from pneumolens.service import NOT_A_RADIOGRAPH
+    from pneumolens.decision import NOT_A_RADIOGRAPH
 
     film = Image.open(app.EXAMPLES[0]).convert("L")
     film = film.resize((3000, round(3000 * film.height / film.width)))

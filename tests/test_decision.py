@@ -21,14 +21,10 @@ from PIL import Image
 from sklearn.metrics import brier_score_loss
 
 import app
-from pneumolens.calibration import (
-    CALIBRATION_KEY, Calibration, calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated,
-    shown_probabilities, stored_dtype,
-)
+from pneumolens.calibration import calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated, stored_dtype
+from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decide, shown_probabilities
 from pneumolens.evaluation import class_probabilities
-from pneumolens.modeling import (
-    BUNDLED_MODEL, THRESHOLD_KEY, ModelSource, decide, load_image_processor, load_model, save_model,
-)
+from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model, save_model
 from pneumolens.preprocessing import pixel_values
 from pneumolens.service import PneumoLensService
 from tests.conftest import REPO

@@ -15,7 +15,7 @@ from PIL import Image
 
 import app
 from benchmarks.served_app import ServedApp
-from pneumolens.service import NOT_A_RADIOGRAPH
+from pneumolens.decision import NOT_A_RADIOGRAPH
 from tests.test_app import _sample_photo
 from tests.test_images import _png_header_only
 

@@ -9,7 +9,8 @@ from transformers import DeiTConfig, DeiTForImageClassification, ViTImageProcess
 
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import Explainer, anatomy_of
-from pneumolens.modeling import ModelSource, attention_kernel, decide, load_config, load_model, operating_threshold, positive_index
+from pneumolens.decision import decide, operating_threshold
+from pneumolens.modeling import ModelSource, attention_kernel, load_config, load_model, positive_index
 
 
 def test_pickle_weights_are_refused(tmp_path, tiny_backbone_dirs):

@@ -15,8 +15,8 @@ from PIL import Image
 
 from ..errors import PneumoLensError
 from ..images import ImageSource, load_image
-from ..calibration import shown_probabilities
-from ..modeling import decision_index, is_transformer
+from ..decision import decision_index, shown_probabilities
+from ..modeling import is_transformer
 from ..preprocessing import pixel_values
 from .anatomy import Anatomy, anatomy_of
 from .geometry import input_box, normalise, scaled_box, to_original
