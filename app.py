@@ -33,7 +33,7 @@ from pneumolens import presentation
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import gpu_call, on_zero_gpu
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import HOW_TO_READ, METHODS, TITLES
+from pneumolens.explain import METHODS, TITLES
 from pneumolens.memory import trim_soon
 from pneumolens.preprocessing import input_size
 from pneumolens.decision import NOT_A_RADIOGRAPH

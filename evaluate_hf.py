@@ -59,8 +59,8 @@ class EvaluationArguments:
     )
 
 
-def main() -> None:
-    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses()
+def main(argv: list[str] | None = None) -> None:
+    (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
     cli.setup_logging()
     state = process_state()
     dataset = load_image_dataset(args.data_dir)

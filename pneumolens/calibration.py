@@ -24,18 +24,17 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from .errors import PneumoLensError
 from .decision import (
-    CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decision_boundary, logit_difference, operating_threshold,
-    shown_probabilities,
+    CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decision_boundary, operating_threshold,
 )
+from .errors import PneumoLensError
 from .modeling import positive_index, save_model
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,6 @@ import html
 import re
 
 import pytest
-from PIL import Image
 
 import app
 import explain as explain_cli
