@@ -2,8 +2,6 @@
 
 import json
 import random
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +14,7 @@ from pneumolens.stress import (
     CLEAN, SELECTION_CHANGES, STRESS_SUITE, robust_threshold, selection_metrics, stress_report, stressed_transform,
     with_stressed_copies,
 )
-from tests.conftest import REPO, train_tiny
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -213,10 +211,10 @@ def test_training_selects_on_stressed_copies_and_reports_the_suite(tmp_path, rea
 
 
 def test_evaluate_cli_runs_the_stress_suite(tmp_path, real_imagefolder, tiny_trained_dirs):
-    result = subprocess.run(
-        [sys.executable, "evaluate_hf.py", "--model", str(tiny_trained_dirs["vit"]), "--data_dir",
-         str(real_imagefolder), "--split", "validation", "--output_dir", str(tmp_path / "eval"), "--stress"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    from tests.test_evaluate import evaluate
+
+    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--split", "validation",
+                      "--output_dir", tmp_path / "eval", "--stress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| text_laterality | text |" in result.stdout
     stress = json.loads((tmp_path / "eval" / "stress" / "stress.json").read_text())
