@@ -210,9 +210,9 @@ class PneumoTrainingArguments(TrainingArguments):
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((DataArguments, ModelArguments, PneumoTrainingArguments))
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses()
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     cli.setup_logging()
     started = time.time()
     push_token = _take_over_push(training_args)

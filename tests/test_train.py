@@ -160,12 +160,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, small_imagefolder
     (["--push_to_hub", "true"], "needs --hub_model_id"),
     (["--positive_label", "EFFUSION"], "--positive_label EFFUSION is not a class"),
 ])
-def test_bad_input_ends_with_one_line_error(args, message, tmp_path, small_imagefolder, tiny_backbone_dirs):
-    command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
-               "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "out"), *args]
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home")}
-    env.pop("HF_TOKEN", None)
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def test_bad_input_ends_with_one_line_error(args, message, tmp_path, small_imagefolder, tiny_backbone_dirs,
+                                           monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("pneumolens.hub.get_token", lambda: None)  # no saved login either
+    result = train_in_process(["--dataset_name_or_dir", str(small_imagefolder), "--model_name_or_path",
+                               str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "out"), *args])
     assert result.returncode == 2
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ")
@@ -174,9 +174,28 @@ def test_bad_input_ends_with_one_line_error(args, message, tmp_path, small_image
     assert "Traceback" not in result.stderr
 
 
+def train_in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """train_hf.py's `main` in this process, answered as its process would: the exit status (2 for a
+    one-line error, as `cli.run` ends it), what it printed and its error line. (The runs that train start
+    processes of their own.)"""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import train_hf
+    from pneumolens import cli
+
+    printed, errors = io.StringIO(), io.StringIO()
+    with redirect_stdout(printed), redirect_stderr(errors):
+        try:
+            cli.run(lambda: train_hf.main(argv))
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+    return subprocess.CompletedProcess(["train_hf.py", *argv], status, printed.getvalue(), errors.getvalue())
+
+
 def test_help_lists_argument_groups():
-    result = subprocess.run([sys.executable, "train_hf.py", "--help"], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    result = train_in_process(["--help"])
     assert result.returncode == 0
     for option in ("--dataset_name_or_dir", "--freeze_layers", "--validation_fraction", "--save_dtype",
                    "--push_to_hub", "--resume_from_checkpoint"):
