@@ -9,8 +9,9 @@ with its measured faithfulness verdict, most faithful first on the page), /repor
 report, the raw maps at full resolution and the JSON record) and /faithfulness (on demand: this image's
 deletion and insertion curves of every map and of the random maps they are judged against).
 
-MCP (docs/app.md): the tools `predict` and `explain` (JSON text and 384-pixel maps, endpoints of their own:
-/agent_predict, /agent_explain) and `faithfulness_curves`, at /gradio_api/mcp/ unless GRADIO_MCP_SERVER=false.
+MCP (docs/app.md): the tools `predict`, `explain` and `robustness` (JSON text and 384-pixel maps, endpoints
+of their own: /agent_predict, /agent_explain, /agent_robustness) and `faithfulness_curves`, at
+/gradio_api/mcp/ unless GRADIO_MCP_SERVER=false.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.jpeg"))
 # The largest clinical radiograph files are ~20 MB (uncompressed 16-bit DICOM). Gradio caps uploads; the
 # app checks files itself too, since a data: URI sent to an MCP tool never passes through an upload.
 MAX_FILE_BYTES = 25 * 1024 * 1024
-MAX_FILE_SIZE = MAX_FILE_BYTES
 DISPLAY_MAX_SIDE = 1024  # overlays are drawn at most this large; maps.npz keeps the full resolution
 PREVIEW_MAX_SIDE = 640
 # The page at 1440x900 shows the decision, the probabilities and every map after Analyse without
@@ -186,17 +186,23 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
     # there instead of sharing the batcher's thread.
     batcher = None if on_zero_gpu() else MicroBatcher(service.predict_inputs, predict_batch_size)
 
-    def predict_one(pixels):
-        return service.predict_inputs([pixels])[0] if batcher is None else batcher.submit(pixels)
+    def predict_one(model_input):
+        return service.predict_inputs([model_input])[0] if batcher is None else batcher.submit(model_input)
+
+    def predicted(file_path) -> dict:
+        """One upload's prediction: decoded and preprocessed in the request's own thread (in parallel with
+        other requests, and a bad upload fails alone, never a shared batch), then its batched pass."""
+        return _safely(predict_one, _safely(service.model_input, _path(file_path)))
+
+    def analysed(file_path, explained_class):
+        return _safely(service.analyse, _path(file_path), target_of(explained_class))
+
     standings = {standing.name: standing for standing in service.standings}
     model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
 
     def label_prediction(file_path):
         try:
-            # Decoded and preprocessed in the request's own thread: in parallel with other requests,
-            # and a bad upload fails alone, never a shared batch.
-            pixels = _safely(service.model_input, _path(file_path))
-            result = _safely(predict_one, pixels)
+            result = predicted(file_path)
             return decision_value(result["decision"], {label: round(p, 6) for label, p in result["probabilities"].items()})
         finally:
             trim_soon()
@@ -210,7 +216,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
 
     def report_files(file_path, explained_class, opacity, checked=None):
         try:
-            analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
+            analysis = analysed(file_path, explained_class)
             # The robustness check, once it has run on this very upload, goes into the report too.
             robustness = checked["check"] if checked and checked["file"] == file_path else None
             return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE,
@@ -246,9 +252,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         Returns:
             One PNG figure of the curves, the log-odds of the explained class against the share of pixels removed or revealed.
         """
-        file_path = image
         try:
-            return _safely(service.faithfulness_curves, _path(file_path), target_of(explained_class))
+            return _safely(service.faithfulness_curves, _path(image), target_of(explained_class))
         finally:
             trim_soon()
 
@@ -262,7 +267,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             trim_soon()
 
     def page_outputs(file_path, explained_class, opacity):
-        analysis = _safely(service.analyse, _path(file_path), target_of(explained_class))
+        analysis = analysed(file_path, explained_class)
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity, COLORMAP)
         explanation = analysis.explanation
@@ -287,17 +292,23 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
             return [gr.skip()] * (len(METHODS) + 1)
         overlays = displayed.overlays(opacity, COLORMAP)
-        return [*[overlays.get(method) for method in METHODS], large_pair(displayed, overlays, large_title)]
+        return [*[overlays.get(method) for method in METHODS],
+                large_pair(displayed, overlays, large_method(displayed, large_title))]
 
     def large_view(displayed, opacity, large_title):
         if displayed is None:
             return gr.skip()
-        return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method_of[large_title]]), large_title)
+        method = large_method(displayed, large_title)
+        return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method]), method)
 
-    def large_pair(displayed, overlays, large_title):
-        """The radiograph against the chosen map over it, for the slider; the first map available if the
-        chosen one is not (ConvNeXt has no attention maps)."""
-        method = method_of[large_title] if method_of[large_title] in overlays else next(iter(overlays), None)
+    def large_method(displayed, large_title):
+        """The chosen map, or the first one there is where the architecture cannot make it (ConvNeXt has
+        no attention maps)."""
+        chosen = method_of[large_title]
+        return chosen if chosen in displayed.input_maps_png else next(iter(displayed.input_maps_png), None)
+
+    def large_pair(displayed, overlays, method):
+        """The radiograph against `method`'s map over it, for the slider."""
         return None if method is None else (displayed.image().convert("RGB"), overlays[method])
 
     # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
@@ -411,7 +422,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
         gr.Button(visible=False).click(label_prediction, upload, hidden_probabilities, api_name="predict",
                                        concurrency_limit=predict_batch_size, concurrency_id="predict")
-        add_agent_tools(service, predict_one, target_of, predict_batch_size)
+        add_agent_tools(service, predicted, analysed, predict_batch_size)
         # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
         # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
         for handler in (label_prediction, page_explanation, report_files, robustness_for_page):
@@ -429,7 +440,7 @@ def not_an_mcp_tool(function):
     return function
 
 
-def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_batch_size: int) -> None:
+def add_agent_tools(service: PneumoLensService, predicted, analysed, predict_batch_size: int) -> None:
     """The MCP tools `predict`, `explain` and `robustness`: endpoints of their own, whose answers an AI agent can take
     (JSON text, maps of at most AGENT_MAP_MAX_SIDE pixels), inside the Blocks being built."""
     admitted = _admission(AGENT_CALLS_AT_ONCE)
@@ -445,8 +456,7 @@ def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_
             JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
         """
         try:
-            pixels = _safely(service.model_input, _path(image))
-            return json.dumps(_safely(predict_one, pixels))
+            return json.dumps(predicted(image))
         finally:
             trim_soon()
 
@@ -462,7 +472,7 @@ def add_agent_tools(service: PneumoLensService, predict_one, target_of, predict_
         """
         with admitted():
             try:
-                analysis = _safely(service.analyse, _path(image), target_of(explained_class))
+                analysis = analysed(image, explained_class)
                 overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP)
                 record = analysis.record()
                 record["map_images"] = [s.name for s in service.standings if s.name in overlays]
@@ -616,7 +626,7 @@ def _path(file_path) -> str:
     size = Path(path).stat().st_size
     if size > MAX_FILE_BYTES:
         raise RequestError(f"The file is too large: {size / 2**20:.1f} MB, at most {MAX_FILE_BYTES / 2**20:.0f} MB "
-                       "are accepted.")
+                           "are accepted.")
     return path
 
 
@@ -676,7 +686,7 @@ def _downloads(analysis, report_html: str) -> list[str]:
 
 
 def launch_options() -> dict:
-    return {"max_file_size": MAX_FILE_SIZE, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+    return {"max_file_size": MAX_FILE_BYTES, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
             "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": cache_cleanup}, "css": PAGE_CSS,
             "mcp_server": serves_mcp()}
 

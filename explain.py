@@ -294,7 +294,7 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     report.write_text(service.report(analysis, opacity, path.name, colormap=colormap, robustness=check),
                       encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
-    held = {"robustness_held": f"{len(check.outcomes) - len(check.flipped)} of {len(check.outcomes)}",
+    held = {"robustness_held": f"{check.held} of {len(check.outcomes)}",
             "robustness_flipped": " ".join(o.name for o in check.flipped)} if check and not check.withheld else {}
     return {**row, **held, "report": report.name, "decision": record["decision"],
             "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",

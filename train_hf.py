@@ -213,6 +213,8 @@ class PneumoTrainingArguments(TrainingArguments):
 def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((DataArguments, ModelArguments, PneumoTrainingArguments))
     data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    # The command as a person types it, for the card: the arguments given, else the process's own.
+    command = "python train_hf.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     cli.setup_logging()
     started = time.time()
     push_token = _take_over_push(training_args)
@@ -335,11 +337,11 @@ def main(argv: list[str] | None = None) -> None:
     splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation,
               "test": test_split}
     card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
-                                  augmentation, stress, pooled, split_rule, calibration))
+                                  augmentation, stress, pooled, split_rule, calibration, command))
     card.save(output_dir / "README.md")
     if calibration:
         set_card_section(output_dir / "README.md", "Calibration",
-                         calibration_section(calibration, "python " + shlex.join(sys.argv)))
+                         calibration_section(calibration, command))
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
         commit = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
@@ -405,7 +407,7 @@ def card_title(model_args, training_args) -> str:
 
 
 def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
-                stress, pooled, split_rule, calibration) -> CardFacts:
+                stress, pooled, split_rule, calibration, command: str) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
@@ -444,7 +446,7 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         threshold_rule="maximising Youden's J (sensitivity + specificity - 1)" + (
             f" over the carved validation images and their stressed copies ({', '.join(pooled)}) pooled"
             if pooled else ""),
-        image_size=f"{height}x{width}", command="python " + shlex.join(sys.argv),
+        image_size=f"{height}x{width}", command=command,
         training_procedure=procedure, split_sizes=split_sizes, results=results,
         repo_id=training_args.hub_model_id or training_args.output_dir,
         folded=calibration is not None, calibrated=bool(calibration and calibration["calibration"]),

@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from .explain import HOW_TO_READ, REGISTRY, TITLES
-from .explain.overlay import DEFAULT_COLORMAP as COLORMAP
+from .explain.overlay import DEFAULT_COLORMAP as COLORMAP, palette
 RELATIVE = "relative to this image's strongest region"
 
 
@@ -130,7 +130,7 @@ def with_scale(image: Image.Image, method: str, explained_label: str, colormap: 
     bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
     levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
     bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
-    bar.putpalette(np.round(colormaps[colormap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8).tobytes())
+    bar.putpalette(palette(colormap))
     strip.paste(bar.convert("RGB"), (bar_left, gap))
     draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
     draw.text((font_size, gap), "low", fill="#333", font=font)

@@ -46,12 +46,16 @@ class RobustnessCheck:
     def flipped(self) -> list[ChangeOutcome]:
         return [outcome for outcome in self.outcomes if outcome.flipped]
 
+    @property
+    def held(self) -> int:
+        """How many changes keep the decision."""
+        return len(self.outcomes) - len(self.flipped)
+
     def sentence(self) -> str:
         """The answer in one sentence."""
         if self.withheld:
             return f"No decision to check: {self.withheld}"
-        held = len(self.outcomes) - len(self.flipped)
-        answer = f"The decision {self.decision} holds under {held} of {len(self.outcomes)} changes"
+        answer = f"The decision {self.decision} holds under {self.held} of {len(self.outcomes)} changes"
         if not self.flipped:
             return answer + "."
         flips = "; ".join(f"{outcome.description} ({outcome.name}) to {outcome.decision}" for outcome in self.flipped)
@@ -60,7 +64,7 @@ class RobustnessCheck:
     def record(self) -> dict:
         return {"decision": self.decision, "probability": self.probability, "threshold": self.threshold,
                 "positive_label": self.positive_label, "seed": self.seed, "withheld": self.withheld,
-                "held": len(self.outcomes) - len(self.flipped), "changes": len(self.outcomes),
+                "held": self.held, "changes": len(self.outcomes),
                 "flipped": [outcome.name for outcome in self.flipped], "sentence": self.sentence(),
                 "outcomes": [outcome.__dict__ for outcome in self.outcomes]}
 
@@ -87,8 +91,8 @@ class RobustnessCheck:
         axis.set(xlim=(0, 1), xlabel=f"shown probability of {self.positive_label}")
         axis.invert_yaxis()
         axis.grid(axis="x", alpha=0.3)
-        axis.set_title(f"Does the decision {self.decision} hold? {len(outcomes) - len(self.flipped)} of "
-                       f"{len(outcomes)} changes keep it", fontsize=9)
+        axis.set_title(f"Does the decision {self.decision} hold? {self.held} of {len(outcomes)} changes keep it",
+                       fontsize=9)
         axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
         figure.tight_layout()
         buffer = io.BytesIO()
@@ -100,12 +104,13 @@ class RobustnessCheck:
         return Image.open(io.BytesIO(self.figure_png()))
 
 
-def check_image(image: Image.Image, predict: Callable[[list[Image.Image]], list[float]], decide: Callable[[float], str],
-                threshold: float, positive_label: str, changes: tuple[StressChange, ...] = STRESS_SUITE,
-                seed: int = 0, batch_size: int = BATCH_SIZE) -> RobustnessCheck:
-    """`image` and each change of it through `predict` (images -> shown probabilities of the positive
-    class, one batch a call); every change seeded by (`seed`, its name, image index 0) as the suite does."""
-    probability = predict([image])[0]
+def check_image(image: Image.Image, probability: float, predict: Callable[[list[Image.Image]], list[float]],
+                decide: Callable[[float], str], threshold: float, positive_label: str,
+                changes: tuple[StressChange, ...] = STRESS_SUITE, seed: int = 0,
+                batch_size: int = BATCH_SIZE) -> RobustnessCheck:
+    """Each change of `image` (whose shown probability of the positive class is `probability`) through
+    `predict` (images -> those probabilities, one batch a call); every change seeded by (`seed`, its name,
+    image index 0) as the suite does."""
     decision = decide(probability)
     changed = [change(image, seed, 0) for change in changes]
     probabilities = [p for start in range(0, len(changed), batch_size) for p in predict(changed[start:start + batch_size])]

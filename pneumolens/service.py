@@ -230,7 +230,8 @@ class PneumoLensService:
             with self._model_lock, attention_kernel(self.model, "sdpa"):
                 return [p[positive] for p in self.explainer.predict_pixels(pixels)]
 
-        return check_image(decoded, predict, lambda p: decide(self.config, p), threshold, positive, seed=seed)
+        return check_image(decoded, clean["probabilities"][positive], predict, lambda p: decide(self.config, p),
+                           threshold, positive, seed=seed)
 
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is

@@ -15,7 +15,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ.pop("HF_TOKEN", None)
 
 import shutil  # noqa: E402
-import sys  # noqa: E402
+import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -111,18 +111,33 @@ def copy_of(tmp_path):
 
 def train_tiny(data_dir: Path, backbone_dir: Path, output_dir: Path, *extra: str) -> Path:
     """Fine-tune a tiny backbone for a few steps with train_hf.py (in-process) and return the model dir."""
-    from unittest import mock
-
     import train_hf
     from pneumolens import cli
 
-    argv = ["train_hf.py", "--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(backbone_dir),
+    argv = ["--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(backbone_dir),
             "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
             "--per_device_train_batch_size", "8", "--validation_fraction", "0.25", "--use_cpu", "true",
             *extra]
-    with mock.patch.object(sys, "argv", argv):
-        cli.run(train_hf.main)
+    cli.run(lambda: train_hf.main(argv))
     return output_dir
+
+
+def run_main(main, script: str, *args) -> subprocess.CompletedProcess:
+    """A command-line script's `main(argv)` in this process, answered as its process would: the exit status
+    (2 for a one-line error, as `cli.run` ends it), what it printed and its error line."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from pneumolens import cli
+
+    argv, printed, errors = [str(arg) for arg in args], StringIO(), StringIO()
+    with redirect_stdout(printed), redirect_stderr(errors):
+        try:
+            cli.run(lambda: main(argv))
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+    return subprocess.CompletedProcess([script, *argv], status, printed.getvalue(), errors.getvalue())
 
 
 @pytest.fixture(scope="session")

@@ -640,3 +640,12 @@ def test_every_film_we_hold_has_a_chest_radiographs_shape():
     assert len(films) > (5000 if SHARED_DATA.is_dir() else 3)
     refused = [film for film in films if shape_problem(Image.open(film).size)]
     assert not refused, refused[:5]
+
+
+def test_the_large_view_shows_a_map_the_architecture_has(tiny_trained_dirs):
+    """ConvNeXt has no attention rollout: chosen for the large view, the first map it has is shown instead."""
+    demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
+    handlers = {fn.name: fn.fn for fn in demo.fns.values()}
+    *_, displayed = handlers["page_explanation"](app.EXAMPLES[0], app.PREDICTED, 0.5)
+    radiograph, shown = handlers["large_view"](displayed, 0.5, REGISTRY["rollout"].title)
+    assert "rollout" not in displayed.input_maps_png and shown.size == radiograph.size == displayed.image().size

@@ -1,6 +1,5 @@
 """The app and its report in a real browser: headless Debian Chromium driven by Playwright."""
 
-import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import app
 from pneumolens.explain import METHODS
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
+from tests.test_presentation import CERTAINTY
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -99,7 +99,7 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
     assert all(in_view.values()), in_view
     assert all(beside.values()), beside
     assert large["width"] >= 600, large  # one map, large, over the radiograph
-    assert not re.search(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%", page_text), "a probability printed as 100 % or 0 %"
+    assert not CERTAINTY.search(page_text), "a probability printed as 100 % or 0 %"
     assert "decided from" in decision and "%" in decision  # the threshold, in words beside its mark
     assert label_text.strip() in ("NORMAL", "PNEUMONIA")
     assert robustness_sentence.startswith(f"The decision {label_text.strip()} holds under")
@@ -166,4 +166,4 @@ def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(examp
     for page in pages:
         last = [line.strip() for line in page.extract_text().splitlines() if line.strip()][-1]
         assert last not in headings and not last.startswith("Decision:"), last
-    assert not re.search(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%", text)
+    assert not CERTAINTY.search(text)

@@ -1,34 +1,21 @@
 """evaluate_hf.py: any model on any image folder, without training."""
 
 import csv
-import io
 import json
 import shutil
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import torch
 
 import evaluate_hf
-from pneumolens import cli
-from tests.conftest import REPO
+from tests.conftest import REPO, run_main
 
 
 def evaluate(*args) -> subprocess.CompletedProcess:
-    """evaluate_hf.py's `main` in this process, answered as its process would: the exit status (2 for a
-    one-line error, as `cli.run` ends it), what it printed and its error line. Its own process is
-    started by the two-process tests below."""
-    printed, errors = io.StringIO(), io.StringIO()
-    with redirect_stdout(printed), redirect_stderr(errors):
-        try:
-            cli.run(lambda: evaluate_hf.main([str(arg) for arg in args]))
-            status = 0
-        except SystemExit as exit:
-            status = exit.code
-    return subprocess.CompletedProcess(["evaluate_hf.py", *map(str, args)], status, printed.getvalue(),
-                                       errors.getvalue())
+    """evaluate_hf.py in this process (`run_main`); its own process is started by the two-process tests."""
+    return run_main(evaluate_hf.main, "evaluate_hf.py", *args)
 
 
 def test_evaluation_writes_metrics_predictions_and_plots(tiny_trained_dirs, real_imagefolder, tmp_path):

@@ -16,7 +16,7 @@ from PIL import Image
 import app
 from benchmarks.served_app import ServedApp
 from pneumolens.decision import NOT_A_RADIOGRAPH
-from tests.test_app import _sample_photo
+from tests.test_app import _sample_photo, encoded
 from tests.test_images import _png_header_only
 
 pytest.importorskip("mcp", reason="gradio[mcp] is not installed (requirements.txt pins it)")
@@ -38,9 +38,7 @@ def data_uri(data: bytes, mime: str = "image/jpeg") -> str:
 
 
 def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
+    return encoded(image.convert("RGB"), "JPEG", quality=90)
 
 
 @asynccontextmanager

@@ -211,10 +211,11 @@ def test_training_selects_on_stressed_copies_and_reports_the_suite(tmp_path, rea
 
 
 def test_evaluate_cli_runs_the_stress_suite(tmp_path, real_imagefolder, tiny_trained_dirs):
-    from tests.test_evaluate import evaluate
+    import evaluate_hf
+    from tests.conftest import run_main
 
-    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--split", "validation",
-                      "--output_dir", tmp_path / "eval", "--stress")
+    result = run_main(evaluate_hf.main, "evaluate_hf.py", "--model", tiny_trained_dirs["vit"], "--data_dir",
+                      real_imagefolder, "--split", "validation", "--output_dir", tmp_path / "eval", "--stress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| text_laterality | text |" in result.stdout
     stress = json.loads((tmp_path / "eval" / "stress" / "stress.json").read_text())

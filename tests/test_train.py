@@ -175,23 +175,11 @@ def test_bad_input_ends_with_one_line_error(args, message, tmp_path, small_image
 
 
 def train_in_process(argv: list[str]) -> subprocess.CompletedProcess:
-    """train_hf.py's `main` in this process, answered as its process would: the exit status (2 for a
-    one-line error, as `cli.run` ends it), what it printed and its error line. (The runs that train start
-    processes of their own.)"""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
+    """train_hf.py in this process (`run_main`); the kill/resume run starts a process of its own."""
     import train_hf
-    from pneumolens import cli
+    from tests.conftest import run_main
 
-    printed, errors = io.StringIO(), io.StringIO()
-    with redirect_stdout(printed), redirect_stderr(errors):
-        try:
-            cli.run(lambda: train_hf.main(argv))
-            status = 0
-        except SystemExit as exit:
-            status = exit.code
-    return subprocess.CompletedProcess(["train_hf.py", *argv], status, printed.getvalue(), errors.getvalue())
+    return run_main(train_hf.main, "train_hf.py", *argv)
 
 
 def test_help_lists_argument_groups():

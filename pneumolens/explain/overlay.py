@@ -27,11 +27,11 @@ def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.45,
         raise ValueError(f"map shape {heatmap.shape} does not match the image ({image.height}, {image.width})")
     levels = heatmap if heatmap.dtype == np.uint8 else np.round(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
     colours = Image.fromarray(levels)
-    colours.putpalette(_palette(colormap))  # a palette image: PIL colours it in C
+    colours.putpalette(palette(colormap))  # a palette image: PIL colours it in C
     return Image.blend(image.convert("RGB"), colours.convert("RGB"), opacity)
 
 
 @lru_cache(maxsize=8)
-def _palette(colormap: str) -> bytes:
+def palette(colormap: str) -> bytes:
     """`colormap` at the 256 levels of an 8-bit map, as PIL's RGB palette bytes."""
     return np.round(colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8).tobytes()
