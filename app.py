@@ -17,6 +17,7 @@ of their own: /agent_predict, /agent_explain, /agent_robustness) and `faithfulne
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -178,71 +179,72 @@ def _uploaded_file(url_or_file_path):
     raise RequestError("Only uploaded files are accepted: this app does not fetch URLs.")
 
 
-def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
-               predict_batch_size: int = PREDICT_BATCH_SIZE,
-               max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
-    """The Blocks app around one loaded model."""
-    # On ZeroGPU a GPU is attached only inside a `spaces.GPU` call, so each /predict runs its own pass
-    # there instead of sharing the batcher's thread.
-    batcher = None if on_zero_gpu() else MicroBatcher(service.predict_inputs, predict_batch_size)
+class Handlers:
+    """What the page, gradio_client and the MCP tools call: plain methods over one loaded model, which tests
+    call without a server. `build_demo` lays the page out and wires these to its components."""
 
-    def predict_one(model_input):
-        return service.predict_inputs([model_input])[0] if batcher is None else batcher.submit(model_input)
+    def __init__(self, service: PneumoLensService, predict_batch_size: int = PREDICT_BATCH_SIZE):
+        self.service = service
+        # On ZeroGPU a GPU is attached only inside a `spaces.GPU` call, so each /predict runs its own pass
+        # there instead of sharing the batcher's thread.
+        self.batcher = None if on_zero_gpu() else MicroBatcher(service.predict_inputs, predict_batch_size)
+        self.standings = {standing.name: standing for standing in service.standings}
+        self.model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
+        self.method_of = {TITLES[standing.name]: standing.name for standing in service.standings}
+        self.admitted = _admission(AGENT_CALLS_AT_ONCE)
 
-    def predicted(file_path) -> dict:
+    # -- shared by the page, gradio_client and the MCP tools ---------------------------------------------
+
+    def predict_one(self, model_input):
+        return self.service.predict_inputs([model_input])[0] if self.batcher is None \
+            else self.batcher.submit(model_input)
+
+    def predicted(self, file_path) -> dict:
         """One upload's prediction: decoded and preprocessed in the request's own thread (in parallel with
         other requests, and a bad upload fails alone, never a shared batch), then its batched pass."""
-        return _safely(predict_one, _safely(service.model_input, _path(file_path)))
+        return _safely(self.predict_one, _safely(self.service.model_input, _path(file_path)))
 
-    def analysed(file_path, explained_class):
-        return _safely(service.analyse, _path(file_path), target_of(explained_class))
+    def analysed(self, file_path, explained_class):
+        return _safely(self.service.analyse, _path(file_path), self.explained_index(explained_class))
 
-    standings = {standing.name: standing for standing in service.standings}
-    model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
+    def explained_index(self, explained_class):
+        return None if explained_class in (None, PREDICTED) else self.service.labels.index(explained_class)
 
-    def label_prediction(file_path):
+    # -- the page and gradio_client ----------------------------------------------------------------------
+
+    def label_prediction(self, file_path):
         try:
-            result = predicted(file_path)
+            result = self.predicted(file_path)
             return decision_value(result["decision"], {label: round(p, 6) for label, p in result["probabilities"].items()})
         finally:
             trim_soon()
 
-    def preview(file_path):
+    def preview(self, file_path):
         """The upload as decoded, and no downloads: those of an earlier image no longer apply."""
         if not file_path:
             return None, "", no_downloads()
-        image, details = _safely(service.preview, _path(file_path))
-        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, model_size), no_downloads()
+        image, details = _safely(self.service.preview, _path(file_path))
+        return _fit(image, PREVIEW_MAX_SIDE), _preview_markdown(image, details, self.model_size), no_downloads()
 
-    def report_files(file_path, explained_class, opacity, checked=None):
+    def report_files(self, file_path, explained_class, opacity, checked=None):
         try:
-            analysis = analysed(file_path, explained_class)
+            analysis = self.analysed(file_path, explained_class)
             # The robustness check, once it has run on this very upload, goes into the report too.
             robustness = checked["check"] if checked and checked["file"] == file_path else None
-            return _downloads(analysis, service.report(analysis, opacity, Path(file_path).name, DISPLAY_MAX_SIDE,
-                                                       COLORMAP, robustness))
+            return _downloads(analysis, self.service.report(analysis, opacity, Path(file_path).name,
+                                                            DISPLAY_MAX_SIDE, COLORMAP, robustness))
         finally:
             trim_soon()
 
-    def robustness_for_page(file_path):
+    def robustness_for_page(self, file_path):
         try:
-            check = _safely(service.robustness, _path(file_path))
+            check = _safely(self.service.robustness, _path(file_path))
             figure = None if check.withheld else check.figure()
             return check.sentence(), figure, check.record(), {"file": file_path, "check": check}
         finally:
             trim_soon()
 
-    def no_robustness():
-        return "", None
-
-    def no_downloads():
-        # Hidden while empty: an empty download box would push the maps below the fold.
-        return gr.update(value=None, visible=False)
-
-    def show_downloads():
-        return gr.update(visible=True)
-
-    def faithfulness_curves(image: str, explained_class: str = PREDICTED):
+    def faithfulness_curves(self, image: str, explained_class: str = PREDICTED):
         """How faithful each explanation map is for this one chest radiograph: the deletion and insertion curves of every map and of the random maps of the same grid it is judged against. Removing (deletion) or revealing (insertion) the pixels in the order a faithful map ranks them makes the explained class's log-odds fall or rise faster than for a random map. About 110 forward passes: several seconds on a CPU.
 
         Args:
@@ -253,26 +255,23 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             One PNG figure of the curves, the log-odds of the explained class against the share of pixels removed or revealed.
         """
         try:
-            return _safely(service.faithfulness_curves, _path(image), target_of(explained_class))
+            return _safely(self.service.faithfulness_curves, _path(image), self.explained_index(explained_class))
         finally:
             trim_soon()
 
-    def target_of(explained_class):
-        return None if explained_class in (None, PREDICTED) else service.labels.index(explained_class)
-
-    def page_explanation(file_path, explained_class, opacity):
+    def page_explanation(self, file_path, explained_class, opacity):
         try:
-            return page_outputs(file_path, explained_class, opacity)
+            return self.page_outputs(file_path, explained_class, opacity)
         finally:  # the full-resolution analysis is freed by now
             trim_soon()
 
-    def page_outputs(file_path, explained_class, opacity):
-        analysis = analysed(file_path, explained_class)
+    def page_outputs(self, file_path, explained_class, opacity):
+        analysis = self.analysed(file_path, explained_class)
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity, COLORMAP)
         explanation = analysis.explanation
-        captions = [_caption(service.standings, standings[method], explanation.target_label,
-                             explanation.variants.get(method, ""), explanation.unavailable.get(method))
+        captions = [_caption(self.service.standings, self.standings[method], explanation.target_label,
+                             explanation.settings.get(method, ""), explanation.unavailable.get(method))
                     for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -288,33 +287,109 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
             displayed,
         )
 
-    def redraw(displayed, opacity, large_title):
+    def redraw(self, displayed, opacity, large_title):
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
             return [gr.skip()] * (len(METHODS) + 1)
         overlays = displayed.overlays(opacity, COLORMAP)
         return [*[overlays.get(method) for method in METHODS],
-                large_pair(displayed, overlays, large_method(displayed, large_title))]
+                large_pair(displayed, overlays, self.large_method(displayed, large_title))]
 
-    def large_view(displayed, opacity, large_title):
+    def large_view(self, displayed, opacity, large_title):
         if displayed is None:
             return gr.skip()
-        method = large_method(displayed, large_title)
+        method = self.large_method(displayed, large_title)
         return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method]), method)
 
-    def large_method(displayed, large_title):
+    def large_method(self, displayed, large_title):
         """The chosen map, or the first one there is where the architecture cannot make it (ConvNeXt has
         no attention maps)."""
-        chosen = method_of[large_title]
+        chosen = self.method_of[large_title]
         return chosen if chosen in displayed.input_maps_png else next(iter(displayed.input_maps_png), None)
 
-    def large_pair(displayed, overlays, method):
-        """The radiograph against `method`'s map over it, for the slider."""
-        return None if method is None else (displayed.image().convert("RGB"), overlays[method])
+    # -- the MCP tools: answers an AI agent can take (JSON text, maps of at most AGENT_MAP_MAX_SIDE pixels).
+    # Gradio names each tool by its function and reads an argument's description from its own line alone.
 
+    def predict(self, image: str) -> str:
+        """Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+
+        Returns:
+            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
+        """
+        try:
+            return json.dumps(self.predicted(image))
+        finally:
+            trim_soon()
+
+    def explain(self, image: str, explained_class: str = PREDICTED):
+        """Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient saliency, attention rollout), most faithful first, each with the faithfulness verdict measured for this model. A research demo, not a medical device.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
+
+        Returns:
+            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
+        """
+        with self.admitted():
+            try:
+                analysis = self.analysed(image, explained_class)
+                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP)
+                record = analysis.record()
+                record["map_images"] = [s.name for s in self.service.standings if s.name in overlays]
+                return (json.dumps(record), *[overlays.get(s.name) for s in self.service.standings])
+            finally:
+                trim_soon()
+
+    def robustness(self, image: str) -> str:
+        """Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated probability of the image under each of the 26 changes of the shortcut stress suite (framing, film shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut the model may be using on this image. About 27 forward passes: several seconds on a CPU.
+
+        Args:
+            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
+
+        Returns:
+            JSON text. "sentence": the answer in one sentence. "decision", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the decision; "flipped": the names of the changes that flip it; "outcomes": for each change its "name", "group", "description", "probability", "decision" and "flipped". "withheld" says why nothing was checked when the image is not a chest radiograph.
+        """
+        try:
+            return json.dumps(_safely(self.service.robustness, _path(image)).record())
+        finally:
+            trim_soon()
+
+
+def no_downloads():
+    # Hidden while empty: an empty download box would push the maps below the fold.
+    return gr.update(value=None, visible=False)
+
+
+def show_downloads():
+    return gr.update(visible=True)
+
+
+def no_robustness():
+    return "", None
+
+
+def large_pair(displayed, overlays, method):
+    """The radiograph against `method`'s map over it, for the slider."""
+    return None if method is None else (displayed.image().convert("RGB"), overlays[method])
+
+
+def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
+               predict_batch_size: int = PREDICT_BATCH_SIZE,
+               max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
+    """The Blocks app around one loaded model: the page's layout, and its events wired to `Handlers`."""
+    handlers = Handlers(service, predict_batch_size)
     # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
     label_prediction, report_files, faithfulness_curves, page_explanation, robustness_for_page = map(
-        gpu_call, (label_prediction, report_files, faithfulness_curves, page_explanation, robustness_for_page))
-    method_of = {TITLES[standing.name]: standing.name for standing in service.standings}
+        gpu_call, (handlers.label_prediction, handlers.report_files, handlers.faithfulness_curves,
+                   handlers.page_explanation, handlers.robustness_for_page))
+    # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
+    # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
+    label_prediction, page_explanation, report_files, robustness_for_page = map(
+        not_an_mcp_tool, (label_prediction, page_explanation, report_files, robustness_for_page))
+    method_of = handlers.method_of
 
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
     with gr.Blocks(title=TITLE, delete_cache=delete_cache, fill_width=True) as demo:
@@ -393,7 +468,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
         checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
 
-        upload.change(preview, upload, [shown, shown_details, downloads], api_visibility="private",
+        upload.change(handlers.preview, upload, [shown, shown_details, downloads], api_visibility="private",
                       concurrency_limit=2, concurrency_id="preview")
         upload.change(no_robustness, None, [robustness_answer, robustness_figure], api_visibility="private",
                       concurrency_limit=None)
@@ -401,7 +476,7 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         run.click(page_explanation, [upload, explained_class, opacity],
                   [probabilities, decision, warning, *images, *captions, result, state],
                   api_name="explain", concurrency_limit=1, concurrency_id="model").success(
-            large_view, [state, opacity, large_title], large, api_visibility="private", concurrency_limit=2,
+            handlers.large_view, [state, opacity, large_title], large, api_visibility="private", concurrency_limit=2,
             concurrency_id="redraw").then(None, js=SHOW_DECISION)
         make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
                           concurrency_limit=1, concurrency_id="model")
@@ -413,88 +488,36 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                           concurrency_limit=1, concurrency_id="model").success(
             show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
         # Queued like everything else, but in its own group: a redraw never waits for the model.
-        opacity.release(redraw, [state, opacity, large_title], [*images, large], api_visibility="private",
+        opacity.release(handlers.redraw, [state, opacity, large_title], [*images, large], api_visibility="private",
                         concurrency_limit=2, concurrency_id="redraw")
-        large_title.change(large_view, [state, opacity, large_title], large, api_visibility="private",
+        large_title.change(handlers.large_view, [state, opacity, large_title], large, api_visibility="private",
                            concurrency_limit=2, concurrency_id="redraw")
         # The fast endpoint: no button of its own in the page, one forward pass, for programs.
         hidden_probabilities = DecisionLabel(visible=False)
         # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
         gr.Button(visible=False).click(label_prediction, upload, hidden_probabilities, api_name="predict",
                                        concurrency_limit=predict_batch_size, concurrency_id="predict")
-        add_agent_tools(service, predicted, analysed, predict_batch_size)
-        # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
-        # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
-        for handler in (label_prediction, page_explanation, report_files, robustness_for_page):
-            not_an_mcp_tool(handler)
+        add_agent_tools(handlers, service, predict_batch_size)
     demo.queue(max_size=64)
     limit_waiting_per_client(demo, max_waiting_per_client)
     return demo
 
 
 def not_an_mcp_tool(function):
-    """Leave a public endpoint's `function` out of the MCP tool list (Gradio's list skips a function
-    marked as another kind of MCP object); gradio_client still calls it. The test of the tool list
-    checks that this still holds."""
-    function._mcp_type = "gradio_client endpoint"
-    return function
+    """`function`, left out of the MCP tool list (Gradio's list skips a function marked as another kind of
+    MCP object); gradio_client still calls it. The test of the tool list checks that this still holds."""
+    @functools.wraps(function)
+    def endpoint(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    endpoint._mcp_type = "gradio_client endpoint"
+    return endpoint
 
 
-def add_agent_tools(service: PneumoLensService, predicted, analysed, predict_batch_size: int) -> None:
-    """The MCP tools `predict`, `explain` and `robustness`: endpoints of their own, whose answers an AI agent can take
-    (JSON text, maps of at most AGENT_MAP_MAX_SIDE pixels), inside the Blocks being built."""
-    admitted = _admission(AGENT_CALLS_AT_ONCE)
-
-    # Gradio reads an argument's description from its own line alone, and joins the lines under Returns.
-    def predict(image: str) -> str:
-        """Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-
-        Returns:
-            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
-        """
-        try:
-            return json.dumps(predicted(image))
-        finally:
-            trim_soon()
-
-    def explain(image: str, explained_class: str = PREDICTED):
-        """Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient saliency, attention rollout), most faithful first, each with the faithfulness verdict measured for this model. A research demo, not a medical device.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
-
-        Returns:
-            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
-        """
-        with admitted():
-            try:
-                analysis = analysed(image, explained_class)
-                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP)
-                record = analysis.record()
-                record["map_images"] = [s.name for s in service.standings if s.name in overlays]
-                return (json.dumps(record), *[overlays.get(s.name) for s in service.standings])
-            finally:
-                trim_soon()
-
-    def robustness(image: str) -> str:
-        """Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated probability of the image under each of the 26 changes of the shortcut stress suite (framing, film shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut the model may be using on this image. About 27 forward passes: several seconds on a CPU.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-
-        Returns:
-            JSON text. "sentence": the answer in one sentence. "decision", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the decision; "flipped": the names of the changes that flip it; "outcomes": for each change its "name", "group", "description", "probability", "decision" and "flipped". "withheld" says why nothing was checked when the image is not a chest radiograph.
-        """
-        try:
-            return json.dumps(_safely(service.robustness, _path(image)).record())
-        finally:
-            trim_soon()
-
-    predict, explain, robustness = gpu_call(predict), gpu_call(explain), gpu_call(robustness)
+def add_agent_tools(handlers: Handlers, service: PneumoLensService, predict_batch_size: int) -> None:
+    """The MCP tools `predict`, `explain` and `robustness`, endpoints of their own, inside the Blocks being
+    built."""
+    predict, explain, robustness = map(gpu_call, (handlers.predict, handlers.explain, handlers.robustness))
     with gr.Group(visible=False):
         image = UploadedFile(type="filepath")
         explained_class = gr.Textbox(value=PREDICTED)

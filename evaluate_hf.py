@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Evaluate any PneumoLens-compatible model on any imagefolder directory, without training.
 
-    python evaluate_hf.py --model models/pneumolens-dinov2-small \\
-        --data_dir ../shared/data/chest_xray --split validation --output_dir outputs/eval
+    python evaluate_hf.py --model_name_or_path models/pneumolens-dinov2-small \\
+        --dataset_name_or_dir ../shared/data/chest_xray --split validation --output_dir outputs/eval
 
 Writes metrics.json, predictions.csv, roc_curve.png and confusion_matrix.png to --output_dir. The
 decision threshold is the one saved in the model's config unless --threshold is given.
@@ -12,7 +12,8 @@ the project's `evaluate` module (pneumolens/binary_metrics). Under `accelerate l
 split between the processes, each on its own device, and the results gathered into the same files as
 one process writes:
 
-    accelerate launch --num_processes 4 evaluate_hf.py --model ... --data_dir ... --split test
+    accelerate launch --num_processes 4 evaluate_hf.py --model_name_or_path ... --dataset_name_or_dir ... \\
+        --split test
 
 --stress also runs the shortcut stress suite (pneumolens/stress.py): every image under each acquisition
 change that must not change a diagnosis, written to --output_dir/stress (stress.json, stress.png,
@@ -33,21 +34,26 @@ from pneumolens.data import drop_unreadable, image_sources, load_image_dataset
 from pneumolens.errors import PneumoLensError
 from pneumolens.distributed import map_in_order, process_state
 from pneumolens.evaluation import evaluate_model, metrics_table, predict_probabilities
-from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.modeling import ModelSource, load_model_and_processor
 from pneumolens.stress import CLEAN, predict_stressed, run_stress_suite, stress_table
 
 
 @dataclass
 class EvaluationArguments:
-    model: str = field(metadata={"help": "Hub id or local directory of the model to evaluate."})
-    data_dir: str = field(
-        metadata={"help": "Imagefolder directory (SPLIT/CLASS/IMAGE or CLASS/IMAGE), or a Hub data set id."}
+    model_name_or_path: str = field(
+        metadata={"help": "Hub id or local directory of the model to evaluate.", "aliases": [cli.ALIASES[cli.MODEL]]}
+    )
+    dataset_name_or_dir: str = field(
+        metadata={"help": "Imagefolder directory (SPLIT/CLASS/IMAGE or CLASS/IMAGE), or a Hub data set id.",
+                  "aliases": [cli.ALIASES[cli.DATASET]]}
     )
     split: str | None = field(
         default=None, metadata={"help": "Split to evaluate (e.g. test, validation); needed if there are several."}
     )
     output_dir: str = field(default="outputs/eval", metadata={"help": "Where the metrics and plots go."})
-    revision: str | None = field(default=None, metadata={"help": "Hub model revision."})
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Hub model revision.", "aliases": [cli.ALIASES[cli.MODEL_REVISION]]}
+    )
     threshold: float | None = field(
         default=None, metadata={"help": "Decision threshold; default: the model's saved operating threshold."}
     )
@@ -63,13 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=argv)
     cli.setup_logging()
     state = process_state()
-    dataset = load_image_dataset(args.data_dir)
+    dataset = load_image_dataset(args.dataset_name_or_dir)
     split = args.split or _only_split(dataset)
     if split not in dataset:
-        raise PneumoLensError(f"No split '{split}' in {args.data_dir}; it has {sorted(dataset)}.")
-    source = ModelSource(args.model, args.revision)
+        raise PneumoLensError(f"No split '{split}' in {args.dataset_name_or_dir}; it has {sorted(dataset)}.")
     # SDPA: scoring reads no attention maps.
-    model, processor = load_model(source, attention="sdpa").to(state.device), load_image_processor(source)
+    model, processor = load_model_and_processor(ModelSource(args.model_name_or_path, args.model_revision), "sdpa")
+    model = model.to(state.device)
     data = drop_unreadable(dataset[split], split)
     if args.stress:
         rows = map_in_order(lambda indices: _stressed_rows(model, processor, data, indices, args), len(data), state)

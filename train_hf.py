@@ -37,11 +37,12 @@ from pneumolens.data import (
 )
 from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model, predict_probabilities
+from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
 from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY
 from pneumolens.modeling import (
-    POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_image_processor, load_model, save_model,
+    POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_model, load_model_and_processor, save_model,
 )
 from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
 from pneumolens.stress import (
@@ -58,7 +59,7 @@ class DataArguments:
     dataset_name_or_dir: str = field(
         default="hf-vision/chest-xray-pneumonia",
         metadata={"help": "A Hub data set id, or a local imagefolder directory (SPLIT/CLASS/IMAGE), "
-                          "e.g. ../shared/data/chest_xray."},
+                          "e.g. ../shared/data/chest_xray.", "aliases": [cli.ALIASES[cli.DATASET]]},
     )
     dataset_revision: str | None = field(
         default=None,
@@ -69,7 +70,7 @@ class DataArguments:
         default="PNEUMONIA", metadata={"help": "The class whose probability is the score (the finding)."}
     )
     validation_fraction: float = field(
-        default=0.15,
+        default=cli.VALIDATION_FRACTION,
         metadata={"help": "Share of the training split carved out, by patient, for early stopping, "
                           "checkpoint selection and the threshold."},
     )
@@ -111,9 +112,12 @@ class ModelArguments:
     model_name_or_path: str = field(
         default="facebook/dinov2-small",
         metadata={"help": "Hub id or local directory of a ViT, DeiT, DINOv2 or ConvNeXt checkpoint; "
-                          "here ../shared/models/dinov2-small stands in for facebook/dinov2-small."},
+                          "here ../shared/models/dinov2-small stands in for facebook/dinov2-small.",
+                  "aliases": [cli.ALIASES[cli.MODEL]]},
     )
-    model_revision: str | None = field(default=None, metadata={"help": "Hub model revision."})
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Hub model revision.", "aliases": [cli.ALIASES[cli.MODEL_REVISION]]}
+    )
     card_title: str | None = field(
         default=None,
         metadata={"help": "The model's name in its card title and model-index (default: --hub_model_id, else "
@@ -241,8 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     # Model and transforms, both resolved from the checkpoint
     source = ModelSource(model_args.model_name_or_path, model_args.model_revision)
     # SDPA attention while training: nothing reads attention maps here, and it is faster on a CPU.
-    model = load_model(
-        source, attention="sdpa", num_labels=len(labels), id2label=dict(enumerate(labels)),
+    model, processor = load_model_and_processor(
+        source, "sdpa", num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, **{POSITIVE_LABEL_KEY: data_args.positive_label},
         # A PneumoLens model fine-tuned again starts without the old head's threshold and calibration.
         **{THRESHOLD_KEY: None, CALIBRATION_KEY: None},
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     trainable = freeze_early_layers(model, model_args.freeze_layers)
     logger.info("%s: %.2f M of %.2f M parameters trainable", model.config.model_type, trainable / 1e6,
                 sum(p.numel() for p in model.parameters()) / 1e6)
-    processor = square_resize(load_image_processor(source))
+    processor = square_resize(processor)
     augmentation = radiograph_augmentation(p_zoom=data_args.zoom_probability) if data_args.augment else None
     paired = model_args.consistency_weight > 0
     train_split.set_transform(batch_transform(processor, augmentation, paired=paired))
@@ -328,8 +332,6 @@ def main(argv: list[str] | None = None) -> None:
     stress = run_stress_suite(model, processor, suite_split, output_dir / "eval" / "stress",
                               probabilities=probabilities, seed=training_args.seed, example=example) if changes else None
     if model_args.explanation_settings_images > 0:
-        from pneumolens.explain.selection import choose_and_confirm
-
         choose_and_confirm(output_dir, validation_split, training_args.seed, model_args.explanation_settings_images,
                            model_args.faithfulness_images)
     all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}

@@ -81,7 +81,7 @@ def main() -> None:
     options = options_for(source)  # the maps as the app makes them: the model's chosen settings
     paths = images(args.images)
     prepared = [explainer.prepare(path) for path in paths]
-    inputs = [(pixels, anatomy) for _, pixels, anatomy in prepared]
+    inputs = [(pixels, layout) for _, pixels, layout in prepared]
 
     variants = {
         "fused (a)": lambda item: explainer.fused_maps(item[0], item[1], None, options),

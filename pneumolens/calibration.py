@@ -13,17 +13,17 @@ Both are fitted on the carved validation split and saved with a binary model:
 
 Calibration is measured as the expected calibration error of P(positive) over 15 equal-width bins
 (`ECE_BINS`), the Brier score and the log loss, before and after, and, since fitting and measuring on the
-same images flatters the fit, also out of fold: fitted on one half of the patients, measured on the other.
+same images flatters the fit, also cross-fitted: fitted on one half of the patients, measured on the other
+("fold" here always means the decision folded into the bias, never a cross-validation fold).
 
-    python -m pneumolens.calibration --model models/pneumolens-dinov2-small --data_dir ../shared/data/chest_xray
+    python -m pneumolens calibrate --model_name_or_path models/pneumolens-dinov2-small \\
+        --dataset_name_or_dir ../shared/data/chest_xray
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shlex
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from .decision import (
     CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decision_boundary, operating_threshold,
 )
 from .errors import PneumoLensError
-from .modeling import positive_index, save_model
+from .modeling import positive_index
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +58,29 @@ def fit_platt(differences: np.ndarray, truth: np.ndarray) -> Calibration:
 def calibration_metrics(truth: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> dict:
     """ECE over `bins` equal-width bins of P(positive), Brier score and log loss."""
     truth, probabilities = np.asarray(truth, float), np.clip(np.asarray(probabilities, float), 1e-12, 1 - 1e-12)
-    which = np.minimum((probabilities * bins).astype(int), bins - 1)
-    ece = sum(abs(probabilities[which == b].mean() - truth[which == b].mean()) * np.mean(which == b)
-              for b in range(bins) if np.any(which == b))
+    shown, observed, counts = reliability_bins(truth, probabilities, bins)
+    ece = sum(abs(p - o) * (n / len(truth)) for p, o, n in zip(shown, observed, counts))
     return {"ece": float(ece), "brier": float(np.mean((probabilities - truth) ** 2)),
             "log_loss": float(-np.mean(truth * np.log(probabilities) + (1 - truth) * np.log(1 - probabilities)))}
 
 
-def out_of_fold(differences: np.ndarray, truth: np.ndarray, groups: list[str], seed: int = 0) -> np.ndarray:
+def reliability_bins(truth: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS):
+    """Per non-empty equal-width bin of P(positive), in order: the mean shown probability, the observed
+    share of positives and the number of images."""
+    truth, probabilities = np.asarray(truth, float), np.asarray(probabilities, float)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    used = [b for b in range(bins) if np.any(which == b)]
+    return (np.array([probabilities[which == b].mean() for b in used]),
+            np.array([truth[which == b].mean() for b in used]), np.array([np.sum(which == b) for b in used]))
+
+
+def cross_fitted(differences: np.ndarray, truth: np.ndarray, groups: list[str], seed: int = 0) -> np.ndarray:
     """Calibrated probabilities, each from a fit on the other half of the patients."""
     patients = np.array(sorted(set(groups)))
     first_half = set(np.random.default_rng(seed).permutation(patients)[: len(patients) // 2])
-    fold = np.array([group in first_half for group in groups])
+    in_first_half = np.array([group in first_half for group in groups])
     calibrated = np.empty(len(truth))
-    for held_out in (fold, ~fold):
+    for held_out in (in_first_half, ~in_first_half):
         calibrated[held_out] = _sigmoid(fit_platt(differences[~held_out], truth[~held_out]).log_odds(differences[held_out]))
     return calibrated
 
@@ -138,17 +147,17 @@ def calibrate(model, truth: np.ndarray, probabilities: np.ndarray, groups: list[
         differences = (differences - current.bias) / current.scale
     try:
         calibration = fit_platt(differences, truth)
-        out_of_fold_metrics = calibration_metrics(truth, out_of_fold(differences, truth, groups))
+        cross_fitted_metrics = calibration_metrics(truth, cross_fitted(differences, truth, groups))
     except PneumoLensError as reason:
         logger.warning("%s The decision is folded into the classifier without a calibration.", reason)
-        calibration, out_of_fold_metrics = None, None
+        calibration, cross_fitted_metrics = None, None
     threshold_before = operating_threshold(config)
     folded = fold_decision(model, calibration, storage_dtype)
     after = _sigmoid(_shown_after(calibration, folded["shift"]).log_odds(differences))
     record = {
         "images": len(truth), "bins": ECE_BINS, "binning": f"{ECE_BINS} equal-width bins of P(positive)",
         "before": calibration_metrics(truth, before), "after": calibration_metrics(truth, after),
-        "after_out_of_fold": out_of_fold_metrics,
+        "after_cross_fitted": cross_fitted_metrics,
         "calibration": getattr(config, CALIBRATION_KEY), "fitted": asdict(calibration) if calibration else None,
         "threshold_before": threshold_before, "threshold_after": folded["threshold"], "shift": folded["shift"],
         "decisions_changed": int(np.sum((before >= threshold_before) != (differences >= folded["shift"]))),
@@ -183,12 +192,9 @@ def reliability_diagram(path, truth, curves: dict[str, np.ndarray], positive_nam
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
     edges = np.linspace(0, 1, bins + 1)
     for (name, probabilities), marker in zip(curves.items(), "os"):
-        which = np.minimum((np.asarray(probabilities) * bins).astype(int), bins - 1)
-        used = [b for b in range(bins) if np.any(which == b)]
         ece = calibration_metrics(truth, probabilities, bins)["ece"]
-        x = np.array([probabilities[which == b].mean() for b in used])
-        y = np.array([truth[which == b].mean() for b in used])
-        few = np.array([np.sum(which == b) < FEW_IMAGES for b in used])
+        x, y, counts_per_bin = reliability_bins(truth, probabilities, bins)
+        few = counts_per_bin < FEW_IMAGES
         line, = axis.plot(x, y, marker=marker, label=f"{name}: ECE {ece:.3f}")
         # A bin of one or two images is 0 or 1 by chance: drawn hollow, so the eye weighs it less.
         axis.plot(x[few], y[few], linestyle="none", marker=marker, markerfacecolor="white", color=line.get_color())
@@ -207,8 +213,8 @@ def calibration_section(record: dict, command: str) -> str:
     fitted = record["calibration"]
     after = "after: Platt scaling, fitted here" if fitted else "after: the folded softmax (no calibration fitted)"
     rows = [("before: softmax", record["before"]), (after, record["after"])]
-    if record["after_out_of_fold"]:
-        rows.append(("after: Platt scaling, out of fold (by patient)", record["after_out_of_fold"]))
+    if record["after_cross_fitted"]:
+        rows.append(("after: Platt scaling, cross-fitted (by patient halves)", record["after_cross_fitted"]))
     table = "\n".join(f"| {name} | {m['ece']:.4f} | {m['brier']:.4f} | {m['log_loss']:.4f} |" for name, m in rows)
     shown = (f"The probabilities PneumoLens shows are sigmoid({fitted['scale']:.4f} x (logit difference) + "
              f"{fitted['bias']:.4f}), saved in `config.json` as `{CALIBRATION_KEY}`. They are calibrated for images "
@@ -232,44 +238,6 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
-def main(argv: list[str] | None = None) -> None:
-    from . import cli
-    from .card import set_card_section
-    from .data import carved_validation, model_label_ids, patient_groups
-    from .evaluation import predict_probabilities
-    from .modeling import ModelSource, load_image_processor, load_model
-    from .training import save_atomically
 
-    args = cli.model_dir_parser("python -m pneumolens.calibration", __doc__,
-                                "Local model directory; weights and config are updated in it.").parse_args(argv)
-    cli.setup_logging()
-    model_dir = Path(args.model)
-    if not model_dir.is_dir():
-        raise PneumoLensError(f"Model directory not found: {args.model}")
-    source = ModelSource(str(model_dir))
-    model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
-    validation = carved_validation(args.data_dir, args.validation_fraction, args.seed)
-    truth = np.array(model_label_ids(validation, model.config)) == positive_index(model.config)
-    probabilities = predict_probabilities(model, processor, validation)
-    storage_dtype = stored_dtype(model_dir)
-    record = calibrate(model, truth, probabilities, patient_groups(validation), model_dir / CALIBRATION_DIR,
-                       storage_dtype)
-    with save_atomically(model_dir) as staging:
-        save_model(model, staging, storage_dtype)
-    command = f"python -m pneumolens.calibration {shlex.join(argv if argv is not None else sys.argv[1:])}"
-    if (model_dir / "README.md").is_file():
-        set_card_section(model_dir / "README.md", "Calibration", calibration_section(record, command))
-    print(json.dumps(record, indent=2))
-
-
-def stored_dtype(model_dir: Path) -> torch.dtype:
-    from safetensors import safe_open
-
-    with safe_open(str(Path(model_dir) / "model.safetensors"), "pt") as handle:
-        return handle.get_tensor("classifier.bias").dtype
-
-
-if __name__ == "__main__":
-    from . import cli as _cli
-
-    _cli.run(main)
+if __name__ == "__main__":  # the command's earlier name: say where it went rather than do nothing
+    raise SystemExit("error: this command is `python -m pneumolens calibrate` now, with the same options")

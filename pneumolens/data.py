@@ -16,6 +16,7 @@ from datasets import Image as ImageFeature
 from huggingface_hub import HfApi
 from sklearn.model_selection import StratifiedGroupKFold
 
+from .cli import SEED, VALIDATION_FRACTION
 from .errors import PneumoLensError
 from .images import PICTURE_SUFFIXES, load_image, undecoded_source
 
@@ -209,7 +210,7 @@ def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) ->
     return dataset.select(train_index), dataset.select(validation_index)
 
 
-def carved_validation(name_or_dir: str, validation_fraction: float = 0.15, seed: int = 42,
+def carved_validation(name_or_dir: str, validation_fraction: float = VALIDATION_FRACTION, seed: int = SEED,
                       revision: str | None = None) -> Dataset:
     """The validation split `train_hf.py` carves from the training images (same fraction and seed, same images)."""
     dataset = load_image_dataset(name_or_dir, revision)

@@ -50,6 +50,14 @@ def logit_difference(config, logits: torch.Tensor) -> torch.Tensor:
     return logits[..., positive] - logits[..., 1 - positive]
 
 
+@torch.no_grad()
+def class_probabilities(model, pixel_values: torch.Tensor) -> np.ndarray:
+    """The shown probabilities (N, num_labels) of one preprocessed batch: the one forward pass that
+    scoring, serving and the stress suite share."""
+    inputs = pixel_values.to(model.device, model.dtype)
+    return shown_probabilities(model.config, model(pixel_values=inputs).logits).cpu().numpy()
+
+
 def shown_probabilities(config, logits: torch.Tensor) -> torch.Tensor:
     """The class probabilities PneumoLens shows, (..., num_labels): the calibrated ones where the model
     has a calibration, else the softmax. Float64, so that "P >= threshold" and "top logit" agree to the

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from .decision import decide, operating_threshold, shown_probabilities  # noqa: E402
+from .decision import class_probabilities, decide, operating_threshold  # noqa: E402
 from .card import REPORTED_METRICS  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
@@ -37,14 +37,6 @@ def predict_probabilities(model, processor, dataset: Dataset, batch_size: int = 
         rows = dataset[start:start + batch_size]
         batches.append(class_probabilities(model, transform(rows)["pixel_values"]))
     return np.concatenate(batches) if batches else np.zeros((0, model.config.num_labels))
-
-
-@torch.no_grad()
-def class_probabilities(model, pixel_values: torch.Tensor) -> np.ndarray:
-    """The shown (calibrated, where the model has a calibration) probabilities (N, num_labels) of one
-    preprocessed batch."""
-    inputs = pixel_values.to(model.device, model.dtype)
-    return shown_probabilities(model.config, model(pixel_values=inputs).logits).cpu().numpy()
 
 
 def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, split_name: str,

@@ -147,6 +147,19 @@ def load_image_processor(source: ModelSource):
     return _from_pretrained(AutoImageProcessor, source)
 
 
+def load_model_and_processor(source: ModelSource, attention: str = "eager", **config_overrides):
+    """(model, image processor) of one source: what every command and the app start from."""
+    return load_model(source, attention, **config_overrides), load_image_processor(source)
+
+
+def stored_dtype(model_dir: str | Path) -> torch.dtype:
+    """The dtype a saved model's weights are stored in (its classifier's, which every family has)."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(model_dir) / "model.safetensors"), "pt") as handle:
+        return handle.get_tensor("classifier.bias").dtype
+
+
 def _from_pretrained(auto_class, source: ModelSource, **kwargs):
     name = source.name_or_path
     if name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():

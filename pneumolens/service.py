@@ -14,7 +14,7 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import REGISTRY, TITLES, Explainer, Explanation, ExplanationOptions, anatomy_of
+from .explain import REGISTRY, TITLES, Explainer, Explanation, ExplanationOptions, layout_of
 from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
@@ -24,7 +24,7 @@ from .device import serving_device
 from .images import describe_file, load_image
 from .decision import NOT_A_RADIOGRAPH, Calibration, decide, gated_decision, operating_threshold
 from .modeling import (
-    ModelSource, attention_kernel, default_model_source, load_image_processor, load_model, model_file, positive_index,
+    ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
 )
 from .preprocessing import input_size, pixel_values
 from .film_shape import shape_problem
@@ -71,7 +71,7 @@ class Analysis:
             "explained_class": self.explanation.target_label,
             "out_of_distribution": self.ood,
             "maps": {standing.name: {"faithfulness": standing.verdict, "note": standing.note,
-                                     "settings": self.explanation.variants.get(standing.name, "")}
+                                     "settings": self.explanation.settings.get(standing.name, "")}
                      for standing in self.standings if standing.name in self.explanation.input_maps},
             "maps_unavailable": self.explanation.unavailable,
         }
@@ -152,8 +152,8 @@ class PneumoLensService:
     def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None):
         self.source = source or default_model_source()
         self.device = torch.device(device) if device is not None else serving_device()
-        self.model = load_model(self.source).to(self.device)
-        self.processor = load_image_processor(self.source)
+        self.model, self.processor = load_model_and_processor(self.source)
+        self.model = self.model.to(self.device)
         self.explainer = Explainer(self.model, self.processor)
         self.ood_detector = OODDetector.load(self.source)
         self.config = self.model.config
@@ -298,12 +298,12 @@ class PneumoLensService:
                 f"sigmoid({calibration.scale:.3f} d + {calibration.bias:.3f}) of the logit difference d)")
 
     def _map_settings(self) -> str:
-        anatomy = anatomy_of(self.model, input_size(self.processor))
+        layout = layout_of(self.model, input_size(self.processor))
         verdicts = {standing.name: standing.verdict for standing in self.standings}
         parts = []
         for name, method in REGISTRY.items():
-            if anatomy.kind in method.architectures:
-                made = method.variant(anatomy, self.explanation_options)
+            if layout.kind in method.architectures:
+                made = method.settings_text(layout, self.explanation_options)
                 parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
         return "; ".join(parts)
 

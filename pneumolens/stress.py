@@ -190,7 +190,7 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     placement is seeded by `seed` and the image's position in the data set (`positions`, by default its
     index in `images`), so a share of the data set gets the placements the whole of it would.
     """
-    from .evaluation import class_probabilities
+    from .decision import class_probabilities
     from .preprocessing import pixel_values
 
     positions = list(range(len(images))) if positions is None else positions

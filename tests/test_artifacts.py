@@ -25,9 +25,9 @@ def test_high_norm_tokens_and_the_mass_they_hold():
 def test_token_maps_are_per_patch_token(tiny_trained_dirs, real_images):
     source = ModelSource(str(tiny_trained_dirs["dinov2"]))
     explainer = Explainer(load_model(source), load_image_processor(source))
-    _, pixels, anatomy = explainer.prepare(real_images["NORMAL"][0])
+    _, pixels, layout = explainer.prepare(real_images["NORMAL"][0])
     maps = token_maps(explainer.model, pixels)
-    assert {name: m.shape for name, m in maps.items()} == {name: anatomy.grid for name in ("norm", "rollout", "attribution")}
+    assert {name: m.shape for name, m in maps.items()} == {name: layout.grid for name in ("norm", "rollout", "attribution")}
     assert (maps["norm"] > 0).all() and maps["rollout"].sum() > 0
 
 
@@ -35,11 +35,11 @@ def test_command_line_reports_artifacts_and_refuses_convnext(tiny_trained_dirs, 
     model = copy_of(tiny_trained_dirs["dinov2"])
     out = tmp_path / "artifacts.json"
     explain_cli.main(["artifacts", "--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3",
-                      "--num_images", "3", "--model", str(model), "--out", str(out), "--card"])
+                      "--num_images", "3", "--model_name_or_path", str(model), "--out", str(out), "--card"])
     report = json.loads(out.read_text())
     assert report["summary"]["images"] == 3 and len(report["images"]) == 3
     assert all(0.0 <= row["rollout_share"] <= 1.0 and row["max_norm_ratio"] >= 1.0 for row in report["images"])
     assert "## Explanations: artifact tokens" in (model / "README.md").read_text()
     with pytest.raises(Exception, match="no attention maps"):
         explain_cli.main(["artifacts", "--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3",
-                          "--num_images", "1", "--model", str(tiny_trained_dirs["convnext"])])
+                          "--num_images", "1", "--model_name_or_path", str(tiny_trained_dirs["convnext"])])

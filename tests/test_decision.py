@@ -10,8 +10,6 @@ import csv
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,13 +22,14 @@ from transformers import pipeline
 import app
 import evaluate_hf
 import explain as explain_cli
-from pneumolens.calibration import calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated, stored_dtype
-from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY, Calibration, decide, shown_probabilities
-from pneumolens.evaluation import class_probabilities
-from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model, save_model
+from pneumolens import commands
+from pneumolens.calibration import calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated
+from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY, Calibration, class_probabilities, decide, shown_probabilities
+
+from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model, save_model, stored_dtype
 from pneumolens.preprocessing import pixel_values
 from pneumolens.service import PneumoLensService
-from tests.conftest import REPO
+from tests.conftest import run_main
 
 MODEL_ID = "pneumolens/tiny-decision"
 
@@ -189,17 +188,17 @@ def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model,
 
     # The command lines, called in-process as their own `main`s (their own processes are tested elsewhere).
     for side, path in images.items():
-        explain_cli.main([str(path), "--model", str(directory), "--out", str(tmp_path / "maps")])
+        explain_cli.main([str(path), "--model_name_or_path", str(directory), "--out", str(tmp_path / "maps")])
         answers["explain.py"][side] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["decision"]
 
     folder = tmp_path / "images"
     for side, path in images.items():
         (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / path.parent.name / path.name)
-    explain_cli.main(["report", str(folder), "--model", str(directory), "--out", str(tmp_path / "reports")])
+    explain_cli.main(["report", str(folder), "--model_name_or_path", str(directory), "--out", str(tmp_path / "reports")])
     by_name = {row["image"].rsplit("/", 1)[-1]: row["decision"]
                for row in csv.DictReader(open(tmp_path / "reports" / "summary.csv"))}
-    evaluate_hf.main(["--model", str(directory), "--data_dir", str(folder), "--output_dir", str(tmp_path / "eval")])
+    evaluate_hf.main(["--model_name_or_path", str(directory), "--dataset_name_or_dir", str(folder), "--output_dir", str(tmp_path / "eval")])
     predicted = {row["image"]: row["predicted"] for row in csv.DictReader(open(tmp_path / "eval" / "predictions.csv"))}
     for side, path in images.items():
         answers["explain.py report"][side] = by_name[path.name]
@@ -278,9 +277,8 @@ def test_the_calibration_command_updates_a_saved_model_and_its_card(tiny_trained
     directory = copy_of(tiny_trained_dirs["convnext"])
     (directory / "eval" / "calibration").rename(directory / "eval" / "calibration-from-training")
     before = load_model(ModelSource(str(directory)))
-    result = subprocess.run([sys.executable, "-m", "pneumolens.calibration", "--model", str(directory), "--data_dir",
-                             str(real_imagefolder), "--validation_fraction", "0.25"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    result = run_main(commands.main, "python -m pneumolens", "calibrate", "--model_name_or_path", directory,
+                      "--dataset_name_or_dir", real_imagefolder, "--validation_fraction", "0.25")
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((directory / "eval" / "calibration" / "calibration.json").read_text())
     assert record["decisions_changed"] == 0 and record["images"] >= 8
@@ -289,10 +287,10 @@ def test_the_calibration_command_updates_a_saved_model_and_its_card(tiny_trained
     # Refitted on an already folded model: the boundary was at equal logits, so the bias moves by ~0.
     assert torch.allclose(after.classifier.bias, before.classifier.bias, atol=1e-5)
     card = (directory / "README.md").read_text()
-    assert card.count("\n## Calibration\n") == 1 and "python -m pneumolens.calibration --model" in card
+    assert card.count("\n## Calibration\n") == 1 and "python -m pneumolens calibrate --model_name_or_path" in card
     assert "## How to use" in card and "### Figures" in card  # nothing else was replaced
-    missing = subprocess.run([sys.executable, "-m", "pneumolens.calibration", "--model", str(directory / "nothing"),
-                              "--data_dir", str(real_imagefolder)], cwd=REPO, capture_output=True, text=True)
+    missing = run_main(commands.main, "python -m pneumolens", "calibrate", "--model_name_or_path",
+                       directory / "nothing", "--dataset_name_or_dir", real_imagefolder)
     assert missing.returncode == 2 and "Model directory not found" in missing.stderr
 
 

@@ -19,7 +19,7 @@ def evaluate(*args) -> subprocess.CompletedProcess:
 
 
 def test_evaluation_writes_metrics_predictions_and_plots(tiny_trained_dirs, real_imagefolder, tmp_path):
-    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--split", "validation",
+    result = evaluate("--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir", real_imagefolder, "--split", "validation",
                       "--output_dir", tmp_path / "eval")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -50,7 +50,7 @@ def test_class_folders_are_matched_by_name_not_order(tiny_trained_dirs, real_ima
 
     results = {}
     for name, directory in (("original", tiny_trained_dirs["vit"]), ("reversed", tmp_path / "reversed")):
-        run = evaluate("--model", directory, "--data_dir", real_imagefolder / "val", "--output_dir", tmp_path / name)
+        run = evaluate("--model_name_or_path", directory, "--dataset_name_or_dir", real_imagefolder / "val", "--output_dir", tmp_path / name)
         assert run.returncode == 0, run.stderr[-2000:]
         results[name] = json.loads((tmp_path / name / "metrics.json").read_text())
     assert results["reversed"]["confusion_matrix"] == results["original"]["confusion_matrix"]
@@ -61,14 +61,14 @@ def test_data_without_the_positive_class_is_refused(tiny_trained_dirs, tmp_path,
     for label in ("CATS", "DOGS"):
         (tmp_path / "pets" / label).mkdir(parents=True)
         shutil.copy(real_images["NORMAL"][0], tmp_path / "pets" / label / "a.jpeg")
-    run = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", tmp_path / "pets", "--output_dir", tmp_path / "o")
+    run = evaluate("--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir", tmp_path / "pets", "--output_dir", tmp_path / "o")
     assert run.returncode == 2 and "do not include the model's 'PNEUMONIA'" in run.stderr
 
 
 def test_several_splits_need_a_choice_and_missing_split_is_named(tiny_trained_dirs, real_imagefolder, tmp_path):
-    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--output_dir", tmp_path)
+    result = evaluate("--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir", real_imagefolder, "--output_dir", tmp_path)
     assert result.returncode == 2 and "choose one with --split" in result.stderr
-    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", real_imagefolder, "--split", "test",
+    result = evaluate("--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir", real_imagefolder, "--split", "test",
                       "--output_dir", tmp_path)
     assert result.returncode == 2 and "No split 'test'" in result.stderr
 
@@ -77,7 +77,7 @@ def test_evaluation_prints_each_figure_with_its_bootstrap_interval(tiny_trained_
     from tests.conftest import SHARED_DATA
 
     data = SHARED_DATA / "chest_xray"  # its validation split: the 16 official validation images
-    result = evaluate("--model", tiny_trained_dirs["vit"], "--data_dir", data, "--split", "validation",
+    result = evaluate("--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir", data, "--split", "validation",
                       "--output_dir", tmp_path / "eval", "--bootstrap_samples", "200")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -103,7 +103,7 @@ def accelerate_launch(*args) -> subprocess.CompletedProcess:
 def test_evaluation_across_two_processes_equals_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
     # One image a batch: a batch of other images sums in another order, and the tiny model's probabilities sit
     # close enough to its threshold that the last bit can change a decision.
-    common = ("--model", tiny_trained_dirs["dinov2"], "--data_dir", real_imagefolder, "--split", "train",
+    common = ("--model_name_or_path", tiny_trained_dirs["dinov2"], "--dataset_name_or_dir", real_imagefolder, "--split", "train",
               "--stress", "--batch_size", "1")
     single = evaluate(*common, "--output_dir", tmp_path / "one")
     assert single.returncode == 0, single.stderr[-2000:]
@@ -121,7 +121,7 @@ def test_batch_reports_across_two_processes_equal_one_process(tiny_trained_dirs,
     images = real_imagefolder / "val"
     (images / "broken.jpeg").write_bytes(b"not an image")  # an error row must survive the gathering too
     try:
-        common = ("report", images, "--model", tiny_trained_dirs["vit"])
+        common = ("report", images, "--model_name_or_path", tiny_trained_dirs["vit"])
         single = subprocess.run([sys.executable, "explain.py", *map(str, common), "--out", str(tmp_path / "one")],
                                 cwd=REPO, capture_output=True, text=True, timeout=300)
         assert single.returncode == 0, single.stderr[-2000:]

@@ -14,7 +14,7 @@ from transformers import BitImageProcessor
 
 import explain as explain_cli
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import METHODS, REGISTRY, Explainer, ExplanationOptions, anatomy_of, overlay
+from pneumolens.explain import METHODS, REGISTRY, Explainer, ExplanationOptions, layout_of, overlay
 from pneumolens.explain.attribution import transformer_attribution
 from pneumolens.explain.method import Needs
 from pneumolens.explain import sanity
@@ -144,30 +144,30 @@ def test_transformer_attribution_is_class_specific(explainers, real_images):
 
 def test_grad_cam_layer_and_grid_follow_config_and_input_size(explainers):
     model = explainers["dinov2"].model
-    anatomy = anatomy_of(model, (48, 32))
-    assert anatomy.grid == (48 // model.config.patch_size, 32 // model.config.patch_size)
-    tokens = torch.randn(2, anatomy.special_tokens + 6 * 4, model.config.hidden_size)
-    assert anatomy.reshape_transform(tokens).shape == (2, model.config.hidden_size, 6, 4)
+    layout = layout_of(model, (48, 32))
+    assert layout.grid == (48 // model.config.patch_size, 32 // model.config.patch_size)
+    tokens = torch.randn(2, layout.special_tokens + 6 * 4, model.config.hidden_size)
+    assert layout.reshape_transform(tokens).shape == (2, model.config.hidden_size, 6, 4)
     with pytest.raises(PneumoLensError, match="not a multiple of the patch size"):
-        anatomy_of(model, (30, 32))
+        layout_of(model, (30, 32))
 
 
 def test_grad_cam_layer_specs_name_the_block_part_and_its_grid(explainers):
     vit, dinov2, convnext = (explainers[kind].model for kind in ("vit", "dinov2", "convnext"))
     vit_blocks, dinov2_blocks = backbone_blocks(vit), backbone_blocks(dinov2)
-    anatomy = anatomy_of(vit, (32, 32))
-    assert anatomy.cam_layer("0.norm1").module is vit_blocks[0].layernorm_before
-    assert anatomy.cam_layer("-1.norm2").module is vit_blocks[-1].layernorm_after
-    assert anatomy.cam_layer().module is vit_blocks[-1].layernorm_before  # the default without a choice
-    assert anatomy_of(dinov2, (32, 32)).cam_layer("1.norm2").module is dinov2_blocks[1].norm2
-    assert anatomy_of(dinov2, (32, 32)).cam_layer("0.output").module is dinov2_blocks[0]
-    assert anatomy.cam_layer("1.output").grid == anatomy.grid and anatomy.layer_title("1.norm2") == "block 2 of 2, norm2"
-    stages = anatomy_of(convnext, (32, 32))
+    layout = layout_of(vit, (32, 32))
+    assert layout.cam_layer("0.norm1").module is vit_blocks[0].layernorm_before
+    assert layout.cam_layer("-1.norm2").module is vit_blocks[-1].layernorm_after
+    assert layout.cam_layer().module is vit_blocks[-1].layernorm_before  # the default without a choice
+    assert layout_of(dinov2, (32, 32)).cam_layer("1.norm2").module is dinov2_blocks[1].norm2
+    assert layout_of(dinov2, (32, 32)).cam_layer("0.output").module is dinov2_blocks[0]
+    assert layout.cam_layer("1.output").grid == layout.grid and layout.layer_title("1.norm2") == "block 2 of 2, norm2"
+    stages = layout_of(convnext, (32, 32))
     assert stages.cam_layer("0.output").grid == (8, 8) and stages.cam_layer("1.output").grid == (4, 4)
     assert stages.cam_layer().module is backbone_blocks(convnext)[-1] and stages.layer_title() == "stage 2 of 2"
     for spec, message in (("2.norm1", "BLOCK in -2..1"), ("norm1", "not BLOCK.PART"), ("1.attention", "part 'attention'")):
         with pytest.raises(PneumoLensError, match=message):
-            anatomy.cam_layer(spec)
+            layout.cam_layer(spec)
     with pytest.raises(PneumoLensError, match="part 'norm1' does not exist on convnext"):
         stages.cam_layer("0.norm1")
 
@@ -177,13 +177,13 @@ def test_each_map_says_its_granularity_and_settings(model_type, explainers, real
     explainer = explainers[model_type]
     options = ExplanationOptions(gradcam_layer="0.output", cam="hirescam", head_fusion="max", discard_ratio=0.5)
     explanation = explainer.explain(real_images["NORMAL"][1], options=options)
-    anatomy = anatomy_of(explainer.model, (32, 32))
+    layout = layout_of(explainer.model, (32, 32))
     assert explanation.granularity["saliency"] is None  # a map per pixel
-    assert explanation.granularity["gradcam"] == anatomy.cam_layer("0.output").grid
-    assert explanation.variants["gradcam"] == f"HiResCAM at {anatomy.layer_title('0.output')}"
-    if anatomy.kind == TRANSFORMER:
-        assert explanation.granularity["rollout"] == explanation.granularity["attribution"] == anatomy.grid
-        assert explanation.variants["rollout"] == "max over heads, weakest 50% discarded"
+    assert explanation.granularity["gradcam"] == layout.cam_layer("0.output").grid
+    assert explanation.settings["gradcam"] == f"HiResCAM at {layout.layer_title('0.output')}"
+    if layout.kind == TRANSFORMER:
+        assert explanation.granularity["rollout"] == explanation.granularity["attribution"] == layout.grid
+        assert explanation.settings["rollout"] == "max over heads, weakest 50% discarded"
     # A different layer makes a different map (the setting is used, not just recorded).
     other = explainer.explain(real_images["NORMAL"][1], options=ExplanationOptions(gradcam_layer="-1.output"))
     assert not np.allclose(other.input_maps["gradcam"], explanation.input_maps["gradcam"], atol=1e-3)
@@ -250,7 +250,7 @@ def test_maps_at_display_size_match_the_full_resolution_maps_scaled_down(crop, e
 def test_hooks_are_released_and_memory_stays_flat(explainers):
     explainer = explainers["vit"]
     image = Image.new("L", (40, 40), 100)
-    layer = anatomy_of(explainer.model, (32, 32)).cam_layer().module
+    layer = layout_of(explainer.model, (32, 32)).cam_layer().module
     explainer.explain(image)
 
     def live_tensors():
@@ -291,7 +291,7 @@ def test_overlay_blends_and_checks_its_inputs():
 def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs, real_images, tmp_path):
     model = str(tiny_trained_dirs["dinov2"])
     image = real_images["PNEUMONIA"][0]
-    explain_cli.main([str(image), "--model", model, "--out", str(tmp_path / "maps")])
+    explain_cli.main([str(image), "--model_name_or_path", model, "--out", str(tmp_path / "maps")])
     stem = image.stem
     width, height = Image.open(image).size
     for method in METHODS:
@@ -311,12 +311,12 @@ def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs,
 
     card_model = tmp_path / "model"
     shutil.copytree(model, card_model)
-    explain_cli.main(["sanity", str(image), "--model", str(card_model), "--out", str(tmp_path / "sanity.json"), "--card"])
+    explain_cli.main(["sanity", str(image), "--model_name_or_path", str(card_model), "--out", str(tmp_path / "sanity.json"), "--card"])
     assert set(json.loads((tmp_path / "sanity.json").read_text())) == set(METHODS)
     card = (card_model / "README.md").read_text()
     assert card.index("## Explanations: sanity check") < card.index("## How to use")
     assert "python explain.py sanity" in card and "| saliency |" in card
-    explain_cli.main(["sanity", str(image), "--model", str(card_model), "--card"])  # rewrites, never duplicates
+    explain_cli.main(["sanity", str(image), "--model_name_or_path", str(card_model), "--card"])  # rewrites, never duplicates
     assert (card_model / "README.md").read_text().count("## Explanations: sanity check") == 1
 
 
@@ -328,7 +328,7 @@ def test_report_command_writes_one_report_per_image_and_a_summary(tiny_trained_d
     for path in real_images["NORMAL"][:2] + real_images["PNEUMONIA"][:1]:
         shutil.copy(path, folder / path.name)
     (folder / "broken.png").write_bytes(b"not an image")  # reported in the summary, the others go on
-    explain_cli.main(["report", str(folder), "--model", str(tiny_trained_dirs["dinov2"]), "--out", str(tmp_path / "out")])
+    explain_cli.main(["report", str(folder), "--model_name_or_path", str(tiny_trained_dirs["dinov2"]), "--out", str(tmp_path / "out")])
     rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
     assert len(rows) == 4
     broken = next(row for row in rows if row["image"].endswith("broken.png"))
@@ -341,4 +341,4 @@ def test_report_command_writes_one_report_per_image_and_a_summary(tiny_trained_d
         assert float(row["p_NORMAL"]) + float(row["p_PNEUMONIA"]) == pytest.approx(1.0, abs=1e-5)
         assert report.count("data:image/jpeg;base64,") == 1 + len(METHODS) and "Not a medical device" in report
     with pytest.raises(PneumoLensError, match="No such file or folder"):
-        explain_cli.main(["report", str(tmp_path / "missing"), "--model", str(tiny_trained_dirs["dinov2"])])
+        explain_cli.main(["report", str(tmp_path / "missing"), "--model_name_or_path", str(tiny_trained_dirs["dinov2"])])

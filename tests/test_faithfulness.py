@@ -120,7 +120,7 @@ def test_command_line_measures_every_method_writes_json_and_card(tiny_trained_di
     model = copy_of(tiny_trained_dirs["dinov2"])
     out = tmp_path / "faithfulness.json"
     explain_cli.main(["faithfulness", "--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3",
-                      "--num_images", "4", "--steps", "3", "--road_percentiles", "50", "--model", str(model),
+                      "--num_images", "4", "--steps", "3", "--road_percentiles", "50", "--model_name_or_path", str(model),
                       "--out", str(out), "--card"])
     result = json.loads(out.read_text())
     assert result["summary"]["all"]["images"] == 4 and len(result["images"]) == 4
@@ -226,7 +226,7 @@ def test_select_stores_settings_that_the_cli_the_app_and_the_confirmation_use(
 
     model = copy_of(tiny_trained_dirs["dinov2"])
     common = ["--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3", "--num_images", "4",
-              "--steps", "3", "--model", str(model)]
+              "--steps", "3", "--model_name_or_path", str(model)]
     explain_cli.main(["select", *common, "--gradcam_layers", "0.norm2", "1.output", "--cams", "gradcam", "hirescam",
                       "--head_fusions", "mean", "max", "--discard_ratios", "0", "--card"])
     stored = json.loads((model / SETTINGS_FILE).read_text())
@@ -242,9 +242,9 @@ def test_select_stores_settings_that_the_cli_the_app_and_the_confirmation_use(
     assert (options.gradcam_layer, options.cam) == (stored["settings"]["gradcam_layer"], stored["settings"]["cam"])
     served = PneumoLensService(ModelSource(str(model))).analyse(real_images["NORMAL"][0])
     layer_words = {"0.norm2": "block 1 of 2, norm2", "1.output": "block 2 of 2, output"}[options.gradcam_layer]
-    assert layer_words in served.explanation.variants["gradcam"] and layer_words in served.record()["maps"]["gradcam"]["settings"]
+    assert layer_words in served.explanation.settings["gradcam"] and layer_words in served.record()["maps"]["gradcam"]["settings"]
     out = tmp_path / "maps"
-    explain_cli.main([str(real_images["NORMAL"][0]), "--model", str(model), "--out", str(out)])
+    explain_cli.main([str(real_images["NORMAL"][0]), "--model_name_or_path", str(model), "--out", str(out)])
     printed = json.loads((out / f"{real_images['NORMAL'][0].stem}_explanation.json").read_text())
     assert layer_words in printed["settings"]["gradcam"]
 
@@ -254,7 +254,7 @@ def test_select_stores_settings_that_the_cli_the_app_and_the_confirmation_use(
     result = json.loads(measured.read_text())
     assert not {r["image"] for r in result["images"]} & set(selection["image_names"])
     assert result["baselines"]["saliency"] == RANDOM and result["baselines"]["gradcam"].startswith("random@")
-    assert layer_words in result["variants"]["gradcam"]
+    assert layer_words in result["map_settings"]["gradcam"]
 
 
 def test_default_candidates_cover_the_last_blocks_or_stages_and_rollout_only_for_transformers():

@@ -190,7 +190,7 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
     shutil.copytree(model_dir, incomplete, ignore=shutil.ignore_patterns("preprocessor_config.json", "checkpoint-*"))
     with FakeHub(TOKEN) as hub:
         env = hub_env(hub, tmp_path)
-        command = [sys.executable, "-m", "pneumolens.hub", "push"]
+        command = [sys.executable, "-m", "pneumolens", "push"]
         refused = subprocess.run([*command, str(incomplete), "--repo_id", repo_id], cwd=REPO, env=env,
                                  capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and (repo_id not in {key[1] for key in hub.repos})

@@ -64,7 +64,7 @@ def test_the_decision_rule_needs_no_fitting_code():
 def test_one_version_and_one_list_of_image_suffixes(tmp_path):
     import tomllib
 
-    import explain as explain_cli
+    from pneumolens.commands.explain_report import image_files
     import pneumolens
     from pneumolens.images import IMAGE_SUFFIXES, PICTURE_SUFFIXES
 
@@ -72,5 +72,5 @@ def test_one_version_and_one_list_of_image_suffixes(tmp_path):
     for name in ("a.jpeg", "b.gif", "c.dcm", "d.TIFF", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     # explain.py searches a folder for every file it can decode; imagefolder reads the pictures among them.
-    assert [p.name for p in explain_cli.image_files([str(tmp_path)])] == ["a.jpeg", "b.gif", "c.dcm", "d.TIFF"]
+    assert [p.name for p in image_files([str(tmp_path)])] == ["a.jpeg", "b.gif", "c.dcm", "d.TIFF"]
     assert set(IMAGE_SUFFIXES) - set(PICTURE_SUFFIXES) == {".dcm"}

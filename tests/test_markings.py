@@ -38,7 +38,7 @@ def test_command_line_measures_every_method_on_every_marking(tiny_trained_dirs, 
     out = tmp_path / "markings.json"
     explain_cli.main(["markings", "--dataset_name_or_dir", str(real_imagefolder), "--validation_fraction", "0.3",
                       "--num_images", "2", "--markings", "text_laterality", "text_timestamp",
-                      "--model", str(model), "--out", str(out), "--card"])
+                      "--model_name_or_path", str(model), "--out", str(out), "--card"])
     report = json.loads(out.read_text())
     assert set(report["summary"]) == {"text_laterality", "text_timestamp"}
     methods = {row["method"] for row in report["rows"]}

@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import DeiTConfig, DeiTForImageClassification, ViTImageProcessor
 
 from pneumolens.errors import PneumoLensError
-from pneumolens.explain import Explainer, anatomy_of
+from pneumolens.explain import Explainer, layout_of
 from pneumolens.decision import decide, operating_threshold
 from pneumolens.modeling import ModelSource, attention_kernel, load_config, load_model, positive_index
 
@@ -53,8 +53,8 @@ def test_deit_distillation_token_is_skipped_and_fused_equals_reference(tmp_path)
     DeiTForImageClassification(config).save_pretrained(tmp_path)
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
     model = load_model(ModelSource(str(tmp_path)))
-    anatomy = anatomy_of(model, (32, 32))
-    assert anatomy.special_tokens == 2 and anatomy.grid == (4, 4)
+    layout = layout_of(model, (32, 32))
+    assert layout.special_tokens == 2 and layout.grid == (4, 4)
     explainer = Explainer(model, processor)
     image = Image.new("L", (50, 40), 120)
     fused, reference = explainer.explain(image), explainer.explain_separately(image)

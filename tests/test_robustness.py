@@ -98,7 +98,7 @@ def test_the_endpoint_answers_one_row_per_change_the_same_twice_with_the_flip(co
 def test_explain_report_robustness_adds_the_check_to_the_report_and_the_summary(tiny_trained_dirs, real_images,
                                                                                    tmp_path):
     image = real_images["PNEUMONIA"][0]
-    explain_cli.main(["report", str(image), "--model", str(tiny_trained_dirs["dinov2"]), "--out", str(tmp_path),
+    explain_cli.main(["report", str(image), "--model_name_or_path", str(tiny_trained_dirs["dinov2"]), "--out", str(tmp_path),
                       "--robustness"])
     (row,) = list(csv.DictReader(open(tmp_path / "summary.csv")))
     report = (tmp_path / row["report"]).read_text(encoding="utf-8")

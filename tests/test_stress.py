@@ -214,7 +214,7 @@ def test_evaluate_cli_runs_the_stress_suite(tmp_path, real_imagefolder, tiny_tra
     import evaluate_hf
     from tests.conftest import run_main
 
-    result = run_main(evaluate_hf.main, "evaluate_hf.py", "--model", tiny_trained_dirs["vit"], "--data_dir",
+    result = run_main(evaluate_hf.main, "evaluate_hf.py", "--model_name_or_path", tiny_trained_dirs["vit"], "--dataset_name_or_dir",
                       real_imagefolder, "--split", "validation", "--output_dir", tmp_path / "eval", "--stress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| text_laterality | text |" in result.stdout

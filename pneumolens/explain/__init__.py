@@ -7,7 +7,7 @@ new file with a `@register`ed `ExplanationMethod` and its line here.
 """
 
 from . import rollout, attribution, saliency, gradcam  # noqa: F401  (registers the methods, in this order)
-from .anatomy import anatomy_of
+from .layout import layout_of
 from .explainer import Explainer, Explanation
 from .options import ExplanationOptions
 from .method import REGISTRY, ExplanationMethod, MethodUnavailable, method
@@ -18,4 +18,4 @@ TITLES = {name: m.title for name, m in REGISTRY.items()}
 HOW_TO_READ = {name: m.how_to_read for name, m in REGISTRY.items()}
 
 __all__ = ["HOW_TO_READ", "METHODS", "REGISTRY", "TITLES", "Explainer", "Explanation", "ExplanationMethod",
-           "ExplanationOptions", "MethodUnavailable", "anatomy_of", "method", "overlay"]
+           "ExplanationOptions", "MethodUnavailable", "layout_of", "method", "overlay"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .anatomy import anatomy_of
+from .layout import layout_of
 from .attribution import transformer_attribution
 from .method import attention_pass
 from .rollout import attention_rollout
@@ -36,13 +36,13 @@ def mass_share(grid_map: np.ndarray, mask: np.ndarray) -> float:
 
 def token_maps(model, pixels: torch.Tensor, target: int | None = None) -> dict[str, np.ndarray]:
     """Per patch token (grid shape): last-layer output norm, attention rollout and transformer attribution."""
-    anatomy = anatomy_of(model, tuple(pixels.shape[-2:]))
+    layout = layout_of(model, tuple(pixels.shape[-2:]))
     outputs, gradients = attention_pass(model, pixels, target, output_hidden_states=True)
-    tokens = outputs.hidden_states[-1][0, anatomy.special_tokens:].detach()
+    tokens = outputs.hidden_states[-1][0, layout.special_tokens:].detach()
     return {
-        "norm": tokens.norm(dim=-1).reshape(anatomy.grid).numpy(),
-        "rollout": attention_rollout(outputs.attentions, anatomy.special_tokens, anatomy.grid).numpy(),
-        "attribution": transformer_attribution(outputs.attentions, gradients, anatomy.special_tokens, anatomy.grid).numpy(),
+        "norm": tokens.norm(dim=-1).reshape(layout.grid).numpy(),
+        "rollout": attention_rollout(outputs.attentions, layout.special_tokens, layout.grid).numpy(),
+        "attribution": transformer_attribution(outputs.attentions, gradients, layout.special_tokens, layout.grid).numpy(),
     }
 
 
@@ -75,3 +75,8 @@ def artifact_markdown(report: dict) -> str:
             f"of attention rollout's mass (at most {s['rollout_share']['max']:.1%} in one image) and "
             f"{s['attribution_share']['mean']:.1%} of the transformer attribution's (at most "
             f"{s['attribution_share']['max']:.1%}).")
+
+
+def artifact_section(report: dict, where: str, command_line: str) -> str:
+    return (f"{artifact_markdown(report)} Measured on {report['summary']['images']} images of {where}.\n\n"
+            f"Command: `{command_line}`")

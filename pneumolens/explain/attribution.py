@@ -46,17 +46,17 @@ class TransformerAttribution(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(attentions=True, attention_gradients=True)
 
-    def granularity(self, anatomy, options):
-        return anatomy.grid
+    def granularity(self, layout, options):
+        return layout.grid
 
-    def from_pass(self, shared, anatomy, options):
-        return self._map(shared.attentions, shared.attention_gradients, anatomy, shared.pixels)
+    def from_pass(self, shared, layout, options):
+        return self._map(shared.attentions, shared.attention_gradients, layout, shared.pixels)
 
-    def reference(self, model, pixels, target, anatomy, options):
+    def reference(self, model, pixels, target, layout, options):
         outputs, gradients = attention_pass(model, pixels, target)
-        return self._map(outputs.attentions, gradients, anatomy, pixels)
+        return self._map(outputs.attentions, gradients, layout, pixels)
 
     @staticmethod
-    def _map(attentions, gradients, anatomy, pixels) -> torch.Tensor:
-        grid_map = transformer_attribution(attentions, gradients, anatomy.special_tokens, anatomy.grid)
+    def _map(attentions, gradients, layout, pixels) -> torch.Tensor:
+        grid_map = transformer_attribution(attentions, gradients, layout.special_tokens, layout.grid)
         return to_input_size(grid_map, tuple(pixels.shape[-2:]))

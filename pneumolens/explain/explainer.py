@@ -15,10 +15,10 @@ from PIL import Image
 
 from ..errors import PneumoLensError
 from ..images import ImageSource, load_image
-from ..decision import decision_index, shown_probabilities
+from ..decision import class_probabilities, decision_index, shown_probabilities
 from ..modeling import is_transformer
 from ..preprocessing import pixel_values
-from .anatomy import Anatomy, anatomy_of
+from .layout import ModelLayout, layout_of
 from .geometry import input_box, normalise, scaled_box, to_original
 from .gradcam import grad_cam
 from .method import REGISTRY, ExplanationMethod, MethodUnavailable, Needs, SharedPass, as_array, method
@@ -39,7 +39,7 @@ class Explanation:
     box: tuple[float, float, float, float] | None = None  # the part of `image` the model input shows
     # Per map: the grid it was made on (None: per pixel), and the settings that made it, in words.
     granularity: dict[str, tuple[int, int] | None] = field(default_factory=dict)
-    variants: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def maps(self) -> dict[str, np.ndarray]:
@@ -69,10 +69,10 @@ class Explainer:
         self.processor = processor
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
-    def prepare(self, image: ImageSource) -> tuple[Image.Image, torch.Tensor, Anatomy]:
+    def prepare(self, image: ImageSource) -> tuple[Image.Image, torch.Tensor, ModelLayout]:
         rgb = load_image(image)
         pixels = pixel_values(self.processor, [rgb]).to(self.model.device, self.model.dtype)
-        return rgb, pixels, anatomy_of(self.model, tuple(pixels.shape[-2:]))
+        return rgb, pixels, layout_of(self.model, tuple(pixels.shape[-2:]))
 
     def predict(self, image: ImageSource) -> dict[str, float]:
         """Class probabilities only: one forward pass without gradients."""
@@ -84,28 +84,26 @@ class Explainer:
 
     def predict_pixels(self, pixels: torch.Tensor) -> list[dict[str, float]]:
         """Class probabilities of a batch of already preprocessed `pixel_values` (N, 3, H, W)."""
-        with torch.no_grad():
-            logits = self.model(pixel_values=pixels.to(self.model.device, self.model.dtype)).logits
-        return [self._by_label(row) for row in shown_probabilities(self.model.config, logits)]
+        return [self._by_label(row) for row in class_probabilities(self.model, pixels)]
 
     def explain(self, image: ImageSource, target: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """Probabilities and the requested maps from one forward and one backward pass."""
         return self.explain_prepared(*self.prepare(image), target, options)
 
-    def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, anatomy: Anatomy, target: int | None = None,
+    def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, layout: ModelLayout, target: int | None = None,
                          options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """`explain` of an image already `prepare`d, for callers that need its model input as well."""
-        return self._result(rgb, anatomy, options, *self.fused_maps(pixels, anatomy, target, options))
+        return self._result(rgb, layout, options, *self.fused_maps(pixels, layout, target, options))
 
     def explain_separately(self, image: ImageSource, target: int | None = None,
                            options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
         rollout pass. Slower; kept as the reference the fused `explain` must equal."""
-        rgb, pixels, anatomy = self.prepare(image)
-        return self._result(rgb, anatomy, options, *self.separate_maps(pixels, anatomy, target, options))
+        rgb, pixels, layout = self.prepare(image)
+        return self._result(rgb, layout, options, *self.separate_maps(pixels, layout, target, options))
 
-    def fused_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
+    def fused_maps(self, pixels: torch.Tensor, layout: ModelLayout, target: int | None, options: ExplanationOptions):
         """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
 
         The pass gives what the requested methods declare they need: hooks capture the Grad-CAM layer's
@@ -113,12 +111,12 @@ class Explainer:
         the input gradient, the layer gradient (through grad-cam's hook) and the attention gradients.
         No weight gradients are computed: an explanation needs none.
         """
-        methods, unavailable = self._available(options, anatomy)
+        methods, unavailable = self._available(options, layout)
         needs = reduce(operator.or_, (m.needs(options) for m in methods), Needs())
         smoothgrad = needs.input_gradient and options.smoothgrad_samples > 0
         batch = torch.cat([pixels, smoothgrad_copies(pixels, options)]) if smoothgrad else pixels
         batch = batch.detach().requires_grad_(True)
-        with grad_cam(self.model, anatomy, options, keep_attentions=needs.attentions) as cam:
+        with grad_cam(self.model, layout, options, keep_attentions=needs.attentions) as cam:
             logits = cam.activations_and_grads(batch)
             probabilities = shown_probabilities(self.model.config, logits[0].detach())
             target = self._target(target, probabilities)
@@ -130,25 +128,25 @@ class Explainer:
                 gradients = torch.autograd.grad(logits[:, target].sum(), grad_inputs)
                 shared.input_gradient = gradients[0][1:] if smoothgrad else gradients[0]
                 shared.attention_gradients = tuple(gradients[1:])
-            raw = {m.name: m.from_pass(shared, anatomy, options) for m in methods}
+            raw = {m.name: m.from_pass(shared, layout, options) for m in methods}
         return probabilities, target, raw, unavailable
 
-    def separate_maps(self, pixels: torch.Tensor, anatomy: Anatomy, target: int | None, options: ExplanationOptions):
+    def separate_maps(self, pixels: torch.Tensor, layout: ModelLayout, target: int | None, options: ExplanationOptions):
         """Like `fused_maps`, one pass per method, the way a typical demo computes them."""
-        methods, unavailable = self._available(options, anatomy)
+        methods, unavailable = self._available(options, layout)
         with torch.no_grad():
             probabilities = shown_probabilities(self.model.config, self.model(pixel_values=pixels).logits[0])
         target = self._target(target, probabilities)
-        raw = {m.name: m.reference(self.model, pixels, target, anatomy, options) for m in methods}
+        raw = {m.name: m.reference(self.model, pixels, target, layout, options) for m in methods}
         return probabilities, target, raw, unavailable
 
     @staticmethod
-    def _available(options: ExplanationOptions, anatomy: Anatomy) -> tuple[list[ExplanationMethod], dict[str, str]]:
+    def _available(options: ExplanationOptions, layout: ModelLayout) -> tuple[list[ExplanationMethod], dict[str, str]]:
         methods, unavailable = [], {}
         for name in (REGISTRY if options.methods is None else options.methods):
             candidate = method(name)
             try:
-                candidate.check(anatomy)
+                candidate.check(layout)
                 methods.append(candidate)
             except MethodUnavailable as reason:
                 unavailable[name] = str(reason)
@@ -167,7 +165,7 @@ class Explainer:
     def _by_label(self, probabilities: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
-    def _result(self, rgb, anatomy, options, probabilities, target, raw, unavailable) -> Explanation:
+    def _result(self, rgb, layout, options, probabilities, target, raw, unavailable) -> Explanation:
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),
@@ -176,6 +174,6 @@ class Explainer:
             input_maps={name: normalise(as_array(m)) for name, m in raw.items()},
             unavailable=unavailable,
             box=input_box(self.processor, rgb.size),
-            granularity={name: REGISTRY[name].granularity(anatomy, options) for name in raw},
-            variants={name: REGISTRY[name].variant(anatomy, options) for name in raw},
+            granularity={name: REGISTRY[name].granularity(layout, options) for name in raw},
+            settings={name: REGISTRY[name].settings_text(layout, options) for name in raw},
         )

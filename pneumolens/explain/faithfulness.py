@@ -36,6 +36,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from ..modeling import attention_kernel
 from .geometry import to_input_size
+from .gradcam import LogitsOf
 from .options import ExplanationOptions
 
 logger = logging.getLogger(__name__)
@@ -137,17 +138,6 @@ def area(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
 
 
-class _Logits(torch.nn.Module):
-    """The model as pytorch-grad-cam's metrics call it: pixels in, logits out."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixels):
-        return self.model(pixel_values=pixels).logits
-
-
 class _LogOdds:
     """pytorch-grad-cam target: the explained class's log-odds of one output row."""
 
@@ -167,7 +157,7 @@ def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, pe
     ranked = np.empty(order.size, dtype=np.float32)
     ranked[order] = np.arange(order.size, 0, -1, dtype=np.float32) / order.size
     cams = ranked.reshape(1, *heatmap.shape)
-    wrapped, targets = _Logits(model), [_LogOdds(target)]
+    wrapped, targets = LogitsOf(model), [_LogOdds(target)]
     torch.manual_seed(seed)  # the imputer's noise
     scores = []
     with torch.no_grad(), attention_kernel(model, "sdpa"):
@@ -219,8 +209,8 @@ def with_random_map(maps: dict[str, np.ndarray], rng: np.random.Generator,
 
 def explained_with_random_map(explainer, image, target: int | None, options, rng: np.random.Generator):
     """(explanation, model input, its maps and their random maps) of one image: what the curves start from."""
-    rgb, pixels, anatomy = explainer.prepare(image)
-    explanation = explainer.explain_prepared(rgb, pixels, anatomy, target, options)
+    rgb, pixels, layout = explainer.prepare(image)
+    explanation = explainer.explain_prepared(rgb, pixels, layout, target, options)
     return explanation, pixels, with_random_map(explanation.input_maps, rng, explanation.granularity)
 
 
@@ -242,7 +232,7 @@ class FaithfulnessReport:
     records: list[ImageRecord] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     baselines: dict[str, str] = field(default_factory=dict)  # method -> the random map of its granularity
-    variants: dict[str, str] = field(default_factory=dict)  # method -> the settings that made its maps
+    map_settings: dict[str, str] = field(default_factory=dict)  # method -> the settings that made its maps
 
     def methods(self) -> list[str]:
         return [name for name in self.records[0].scores if not is_random(name)] if self.records else []
@@ -260,7 +250,7 @@ class FaithfulnessReport:
 
     def to_json(self, resamples: int = 2000) -> dict:
         return {"settings": asdict(self.settings), "unavailable": self.unavailable,
-                "baselines": self.baselines, "variants": self.variants,
+                "baselines": self.baselines, "map_settings": self.map_settings,
                 "summary": self.summary(resamples),
                 "images": [{**asdict(record), "correct": record.correct} for record in self.records]}
 
@@ -286,8 +276,21 @@ def evaluate_faithfulness(explainer, images, labels=None, methods=None,
         report.records.append(ImageRecord(str(name), label, explanation.target, scores))
         report.unavailable.update(explanation.unavailable)
         report.baselines.update({m: baseline_name(grid) for m, grid in explanation.granularity.items()})
-        report.variants.update({m: text for m, text in explanation.variants.items() if text})
+        report.map_settings.update({m: text for m, text in explanation.settings.items() if text})
     return report
+
+
+def measure_faithfulness(explainer, dataset, settings: FaithfulnessSettings, options: ExplanationOptions,
+                         progress=None) -> dict:
+    """`evaluate_faithfulness` on a data set's images and labels, as JSON, each image under its file name."""
+    from ..data import image_name, image_sources, model_label_ids  # `datasets`: not for the serving path
+
+    report = evaluate_faithfulness(explainer, image_sources(dataset), model_label_ids(dataset, explainer.model.config),
+                                   settings=settings, progress=progress, options=options)
+    result = report.to_json()
+    for record, name in zip(result["images"], (image_name(image) for image in dataset.with_format(None)["image"])):
+        record["image"] = name or record["image"]
+    return result
 
 
 def paired_interval(differences: np.ndarray, rng: np.random.Generator, resamples: int) -> dict:
@@ -435,3 +438,52 @@ def curves_figure(curves_by_map: dict[str, dict[str, np.ndarray]], titles: dict[
     figure.savefig(buffer, format="png")
     plt.close(figure)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def faithfulness_markdown(result: dict, where: str, command_line: str, titles: dict[str, str]) -> str:
+    """The card's section: what was measured, the tables and the command."""
+    summary = result["summary"]
+    settings = result["settings"]
+    parts = [
+        f"{summary['all']['images']} images of {where}, split evenly between the classes; each explains its "
+        f"predicted class. Scores are areas under the explained class's **log-odds** curve as the pixels a map "
+        f"ranks highest are removed first (deletion, lower is better) or revealed first (insertion, higher is "
+        f"better), in {settings['steps']} steps, onto a strong blur or the image's mean grey; ROAD (Rong et al. "
+        f"2022) removes pixels by noisy linear imputation{_road_text(settings['road_percentiles'])}. Under each mean: "
+        "the paired bootstrap 95 % interval of how much better the method does than the random map of its own "
+        "granularity on the same images (positive: better): a random map on the same grid, upsampled the same "
+        "way, for the patch-level maps (named in brackets), one random value per pixel for saliency. In "
+        "parentheses below it, for the patch-level maps: the same against the per-pixel random map, which is kept "
+        "for comparison but does not decide, because scattered random pixels restore the whole image's texture "
+        "at once on insertion, which a map drawn on a 16x16 grid cannot do whatever it ranks. A method *passes* "
+        "when every deletion and insertion interval against its own baseline is above zero. The app shows every "
+        "map with its verdict, in the order ranked here." + _map_settings_text(result, titles),
+        "", faithfulness_table(summary["all"], titles)]
+    if "correct" in summary and summary["correct"]["images"]:
+        parts += ["", f"Correctly classified images only ({summary['correct']['images']}):", "",
+                  faithfulness_table(summary["correct"], titles)]
+    best = summary["all"]["ranking"][0] if summary["all"].get("ranking") else None
+    if best:
+        parts += ["", f"{titles.get(best, best)}, the most faithful here, against each other method (paired 95 % "
+                  "intervals of its advantage; positive: more faithful):", "", pairs_table(summary["all"], best, titles)]
+    if result["unavailable"]:
+        parts += ["", "Not available for this model: " + "; ".join(f"{titles.get(m, m)}: {why}"
+                                                                     for m, why in result["unavailable"].items())]
+    parts += ["", f"Command: `{command_line}`"]
+    return "\n".join(parts)
+
+
+def _percentages(values) -> str:
+    return ", ".join(f"{value} %" for value in values)
+
+
+def _road_text(percentiles) -> str:
+    return f" at {_percentages(percentiles)} kept" if percentiles else " (not measured in this run)"
+
+
+def _map_settings_text(result: dict, titles: dict[str, str]) -> str:
+    map_settings = result.get("map_settings") or {}
+    if not map_settings:
+        return ""
+    return " Settings of the maps (`eval/explanation_settings.json`): " + "; ".join(
+        f"{titles.get(m, m)}: {text}" for m, text in map_settings.items()) + "."

@@ -14,7 +14,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from ..errors import PneumoLensError
 from ..modeling import CONVOLUTIONAL, TRANSFORMER
-from .anatomy import Anatomy
+from .layout import ModelLayout
 from .method import ExplanationMethod, Needs, register
 from .options import ExplanationOptions
 
@@ -47,7 +47,8 @@ class LogitsOf(torch.nn.Module):
         self.attentions: tuple[torch.Tensor, ...] = ()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        outputs = self.model(pixel_values=pixel_values, output_attentions=self.keep_attentions)
+        # Asked only when kept: any classifier of pixels into logits can be wrapped (faithfulness's ROAD).
+        outputs = self.model(pixel_values=pixel_values, **({"output_attentions": True} if self.keep_attentions else {}))
         self.attentions = tuple(outputs.attentions or ()) if self.keep_attentions else ()
         for attention in self.attentions:
             if attention.requires_grad:
@@ -56,7 +57,7 @@ class LogitsOf(torch.nn.Module):
 
 
 @contextmanager
-def grad_cam(model: torch.nn.Module, anatomy: Anatomy, options: ExplanationOptions = ExplanationOptions(),
+def grad_cam(model: torch.nn.Module, layout: ModelLayout, options: ExplanationOptions = ExplanationOptions(),
              keep_attentions: bool = False) -> Iterator[GradCAM]:
     """The options' CAM on the options' layer, its hooks removed and its captures dropped on exit.
 
@@ -65,9 +66,9 @@ def grad_cam(model: torch.nn.Module, anatomy: Anatomy, options: ExplanationOptio
     collector cannot see. Dropping the attentions breaks it, so memory stays flat call after call.
     """
     wrapper = LogitsOf(model, keep_attentions)
-    layer = anatomy.cam_layer(options.gradcam_layer)
+    layer = layout.cam_layer(options.gradcam_layer)
     cam = cam_class(options.cam)(model=wrapper, target_layers=[layer.module],
-                                 reshape_transform=anatomy.reshape_transform)
+                                 reshape_transform=layout.reshape_transform)
     try:
         yield cam
     finally:
@@ -75,10 +76,10 @@ def grad_cam(model: torch.nn.Module, anatomy: Anatomy, options: ExplanationOptio
         wrapper.attentions = ()
 
 
-def grad_cam_reference(model: torch.nn.Module, anatomy: Anatomy, pixel_values: torch.Tensor,
+def grad_cam_reference(model: torch.nn.Module, layout: ModelLayout, pixel_values: torch.Tensor,
                        target: int, options: ExplanationOptions = ExplanationOptions()) -> np.ndarray:
     """Grad-CAM the plain way: the package's own forward, backward and CAM, (H, W) in [0, 1]."""
-    with grad_cam(model, anatomy, options) as cam:
+    with grad_cam(model, layout, options) as cam:
         return cam(input_tensor=pixel_values, targets=[ClassifierOutputTarget(target)])[0]
 
 
@@ -100,14 +101,14 @@ class GradCAMMethod(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(layer=True)
 
-    def granularity(self, anatomy, options):
-        return anatomy.cam_layer(options.gradcam_layer).grid
+    def granularity(self, layout, options):
+        return layout.cam_layer(options.gradcam_layer).grid
 
-    def variant(self, anatomy, options) -> str:
-        return f"{CAM_TITLES[options.cam]} at {anatomy.layer_title(options.gradcam_layer)}"
+    def settings_text(self, layout, options) -> str:
+        return f"{CAM_TITLES[options.cam]} at {layout.layer_title(options.gradcam_layer)}"
 
-    def from_pass(self, shared, anatomy, options):
+    def from_pass(self, shared, layout, options):
         return cam_from_captured(shared.cam, shared.pixels, shared.target)
 
-    def reference(self, model, pixels, target, anatomy, options):
-        return grad_cam_reference(model, anatomy, pixels, target, options)
+    def reference(self, model, pixels, target, layout, options):
+        return grad_cam_reference(model, layout, pixels, target, options)

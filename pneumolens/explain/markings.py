@@ -81,3 +81,12 @@ def markings_table(summary: dict, titles: dict[str, str] | None = None) -> str:
         rows.append(f"| {titles.get(method, method)} | " + " | ".join(cells) + " |")
     rows.append("| area of the marking | " + " | ".join(f"{summary[m][methods[0]]['area']:.1%}" for m in markings) + " |")
     return "\n".join(rows)
+
+
+def markings_section(report: dict, markings, num_images: int, where: str, command_line: str,
+                     titles: dict[str, str]) -> str:
+    return (f"Burned-in text from the stress suite ({', '.join(markings)}) pasted onto {num_images} images of "
+            f"{where}; each explains its predicted class. Per method, the mean share of the map's mass on the "
+            "marking's pixels and, in brackets, the mean lift: that share over the share of the model input the "
+            f"marking covers (1x: the map ignores the marking).\n\n{markings_table(report['summary'], titles)}\n\n"
+            f"Command: `{command_line}`")

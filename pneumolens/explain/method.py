@@ -21,7 +21,7 @@ from ..modeling import CONVOLUTIONAL, TRANSFORMER
 from .options import ExplanationOptions
 
 if TYPE_CHECKING:
-    from .anatomy import Anatomy
+    from .layout import ModelLayout
 
 
 def attention_pass(model, pixels: torch.Tensor, target: int | None = None, gradients: bool = True, **outputs):
@@ -81,29 +81,29 @@ class ExplanationMethod:
     def needs(self, options: ExplanationOptions) -> Needs:
         raise NotImplementedError
 
-    def granularity(self, anatomy: "Anatomy", options: ExplanationOptions) -> tuple[int, int] | None:
+    def granularity(self, layout: "ModelLayout", options: ExplanationOptions) -> tuple[int, int] | None:
         """The grid (rows, columns) the map is made on before it is scaled to the input, or None for a map
         made per pixel: the faithfulness test compares a map with a random map of the same grid."""
         return None
 
-    def variant(self, anatomy: "Anatomy", options: ExplanationOptions) -> str:
+    def settings_text(self, layout: "ModelLayout", options: ExplanationOptions) -> str:
         """The settings that made the map, in words for its caption ("" where there are none)."""
         return ""
 
-    def from_pass(self, shared: SharedPass, anatomy: "Anatomy", options: ExplanationOptions):
+    def from_pass(self, shared: SharedPass, layout: "ModelLayout", options: ExplanationOptions):
         """The (H, W) map at model input size from the shared pass."""
         raise NotImplementedError
 
-    def reference(self, model: torch.nn.Module, pixels: torch.Tensor, target: int, anatomy: "Anatomy",
+    def reference(self, model: torch.nn.Module, pixels: torch.Tensor, target: int, layout: "ModelLayout",
                   options: ExplanationOptions):
         """The same map the plain way, with passes of its own."""
         raise NotImplementedError
 
-    def check(self, anatomy: "Anatomy") -> None:
+    def check(self, layout: "ModelLayout") -> None:
         """Raise `MethodUnavailable`, saying why, where the architecture cannot give this map."""
-        if anatomy.kind not in self.architectures:
+        if layout.kind not in self.architectures:
             raise MethodUnavailable(f"{self.title} needs a {' or '.join(self.architectures)} model; "
-                                    f"{anatomy.model_type} is {anatomy.kind}.")
+                                    f"{layout.model_type} is {layout.kind}.")
 
 
 REGISTRY: dict[str, ExplanationMethod] = {}

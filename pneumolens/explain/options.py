@@ -31,7 +31,7 @@ class ExplanationOptions:
     noise_level: float = 0.15  # SmoothGrad noise, as a share of the input's value range
     seed: int = 0
     # Grad-CAM: the layer it reads, "BLOCK.PART" (block index into the backbone's blocks or stages,
-    # negative from the end; part norm1, norm2 or output, see `anatomy.LAYER_PARTS`; None: the family's
+    # negative from the end; part norm1, norm2 or output, see `layout.LAYER_PARTS`; None: the family's
     # default), and which CAM of the grad-cam package turns its activations and gradients into a map.
     gradcam_layer: str | None = None
     cam: str = "gradcam"

@@ -94,24 +94,24 @@ class AttentionRollout(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(attentions=True, attention_gradients=options.gradient_rollout)
 
-    def granularity(self, anatomy, options):
-        return anatomy.grid
+    def granularity(self, layout, options):
+        return layout.grid
 
-    def variant(self, anatomy, options) -> str:
+    def settings_text(self, layout, options) -> str:
         kind = "gradient-weighted, " if options.gradient_rollout else ""
         discarded = f"weakest {options.discard_ratio:.0%} discarded" if options.discard_ratio else "none discarded"
         return f"{kind}{options.head_fusion} over heads, {discarded}"
 
-    def from_pass(self, shared, anatomy, options):
+    def from_pass(self, shared, layout, options):
         gradients = shared.attention_gradients if options.gradient_rollout else None
-        return self._map(shared.attentions, gradients, anatomy, shared.pixels, options)
+        return self._map(shared.attentions, gradients, layout, shared.pixels, options)
 
-    def reference(self, model, pixels, target, anatomy, options):
+    def reference(self, model, pixels, target, layout, options):
         outputs, gradients = attention_pass(model, pixels, target, gradients=options.gradient_rollout)
-        return self._map(outputs.attentions, gradients, anatomy, pixels, options)
+        return self._map(outputs.attentions, gradients, layout, pixels, options)
 
     @staticmethod
-    def _map(attentions, gradients, anatomy, pixels, options) -> torch.Tensor:
-        grid_map = attention_rollout(attentions, anatomy.special_tokens, anatomy.grid, options.head_fusion,
+    def _map(attentions, gradients, layout, pixels, options) -> torch.Tensor:
+        grid_map = attention_rollout(attentions, layout.special_tokens, layout.grid, options.head_fusion,
                                      options.discard_ratio, gradients)
         return to_input_size(grid_map, tuple(pixels.shape[-2:]))

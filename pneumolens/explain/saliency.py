@@ -40,10 +40,10 @@ class GradientSaliency(ExplanationMethod):
     def needs(self, options) -> Needs:
         return Needs(input_gradient=True)
 
-    def from_pass(self, shared, anatomy, options):
+    def from_pass(self, shared, layout, options):
         return gradient_saliency(shared.input_gradient)
 
-    def reference(self, model, pixels, target, anatomy, options):
+    def reference(self, model, pixels, target, layout, options):
         batch = smoothgrad_copies(pixels, options) if options.smoothgrad_samples > 0 else pixels
         batch = batch.detach().requires_grad_(True)
         logits = model(pixel_values=batch).logits

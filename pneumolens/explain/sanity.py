@@ -68,3 +68,11 @@ def sanity_table(report: dict[str, dict]) -> str:
             verdict = "pass" if result["passed"] else "FAIL (maps barely depend on the weights)"
             rows.append(f"| {method} | {result['spearman_mean']:.3f} | {len(result['spearman_per_image'])} | {verdict} |")
     return "\n".join(rows)
+
+
+def sanity_section(report: dict[str, dict], num_images: int, command_line: str) -> str:
+    """The card's section: the test, the table and the command."""
+    return ("Model-parameter randomisation test (Adebayo et al. 2018): each method's maps from this model are "
+            "compared with the maps of the same architecture with random weights, by Spearman rank correlation; "
+            f"a method passes when the mean correlation is below {MAX_SPEARMAN}. {num_images} images.\n\n"
+            f"{sanity_table(report)}\n\nCommand: `{command_line}`")

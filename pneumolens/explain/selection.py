@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import balanced_sample, image_sources, model_label_ids, validation_parts
-from ..modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
+from ..data import balanced_sample, image_name, image_sources, model_label_ids, validation_parts
+from ..modeling import TRANSFORMER, ModelSource, load_model_and_processor
 from ..preprocessing import input_size
-from .anatomy import LAYER_PARTS, anatomy_of
+from .layout import LAYER_PARTS, layout_of
 from .explainer import Explainer
-from .faithfulness import (CURVES, FaithfulnessSettings, ImageRecord, baseline_name, evaluate_faithfulness,
-                           image_scores, summarise, with_random_map)
+from .faithfulness import (CURVES, FaithfulnessSettings, ImageRecord, baseline_name, image_scores,
+                           measure_faithfulness, summarise, with_random_map)
 from .options import SETTINGS_FILE, ExplanationOptions
 from .standing import FAITHFULNESS_FILE
 
@@ -80,10 +80,10 @@ def select_settings(explainer, images, labels, found: list[Candidate],
     rng = np.random.default_rng(settings.seed)
     records, baselines = [], {}
     for index in (progress or iter)(range(len(images))):
-        rgb, pixels, anatomy = explainer.prepare(images[index])
+        rgb, pixels, layout = explainer.prepare(images[index])
         maps, granularity, target = {}, {}, None
         for candidate in found:
-            explanation = explainer.explain_prepared(rgb, pixels, anatomy, None, candidate.options())
+            explanation = explainer.explain_prepared(rgb, pixels, layout, None, candidate.options())
             maps[candidate.key] = explanation.input_maps[candidate.method]
             granularity[candidate.key] = explanation.granularity[candidate.method]
             target = explanation.target
@@ -117,33 +117,53 @@ def selection_table(selection: dict) -> str:
     return "\n".join(rows)
 
 
+def selection_markdown(stored: dict, part: str, command_line: str) -> str:
+    """The card's section: what was chosen on which images, the table and the command."""
+    selection = stored["selection"]
+    chosen = ", ".join(f"`{key}`" for key in selection["chosen"].values())
+    return (f"Chosen per model by faithfulness on {selection['images']} images of {selection['data']}, part "
+            f"'{part}' (the 'confirmation' part, disjoint by patient, is where `explain.py faithfulness` "
+            f"then measures them): {chosen}. Each candidate's improvement over the random map of its own "
+            f"granularity in log-odds area ({selection['faithfulness_settings']['steps']} steps, paired bootstrap "
+            "95 % interval; positive: better); per method the candidate with the highest worst lower bound wins "
+            f"(bold).\n\n{selection_table(selection)}\n\nCommand: `{command_line}`")
+
+
+def choose_settings(explainer, dataset, found: list[Candidate], seed: int, steps: int = 8, progress=None,
+                    data: str = "") -> dict:
+    """`select_settings` on a data set's images and labels: the record `options.SETTINGS_FILE` stores, with
+    the images' names. A misspelt Grad-CAM layer fails before any curve is drawn."""
+    layout = layout_of(explainer.model, input_size(explainer.processor))
+    for candidate in found:
+        layout.cam_layer(dict(candidate.settings).get("gradcam_layer"))
+    settings = FaithfulnessSettings(steps=steps, road_percentiles=(), seed=seed)
+    stored = select_settings(explainer, image_sources(dataset), model_label_ids(dataset, explainer.model.config),
+                             found, settings, progress, data=data)
+    stored["selection"]["image_names"] = [image_name(image) for image in dataset.with_format(None)["image"]]
+    return stored
+
+
 def choose_and_confirm(model_dir, validation, seed: int, selection_images: int, confirmation_images: int,
                        steps: int = 8, progress=None) -> tuple[dict, dict]:
-    """What `explain.py select` then `explain.py faithfulness` do, for `train_hf.py` at the end of training:
-    settings chosen on the selection half of `validation` (the carved split), measured on the
-    confirmation half, both stored in `model_dir` (`options.SETTINGS_FILE`, `standing.FAITHFULNESS_FILE`)."""
-    source = ModelSource(str(model_dir))
-    model, processor = load_model(source), load_image_processor(source)
-    explainer = Explainer(model, processor)
-    anatomy = anatomy_of(model, input_size(processor))
+    """`explain.py select` then `explain.py faithfulness`, for `train_hf.py` at the end of training: settings
+    chosen on the selection half of `validation` (the carved split), measured on the confirmation half,
+    both stored in `model_dir` (`options.SETTINGS_FILE`, `standing.FAITHFULNESS_FILE`)."""
+    explainer = Explainer(*load_model_and_processor(ModelSource(str(model_dir))))
+    layout = layout_of(explainer.model, input_size(explainer.processor))
     parts = validation_parts(validation, seed)
-
-    def sample(part: str, count: int):
-        images = balanced_sample(parts[part], count, seed)
-        return image_sources(images), model_label_ids(images, model.config)
-
-    settings = FaithfulnessSettings(steps=steps, road_percentiles=(), seed=seed)
-    stored = select_settings(explainer, *sample("selection", selection_images),
-                             candidates(anatomy.kind, len(anatomy.blocks)), settings, progress,
+    stored = choose_settings(explainer, balanced_sample(parts["selection"], selection_images, seed),
+                             candidates(layout.kind, len(layout.blocks)), seed, steps, progress,
                              data="the carved validation split's 'selection' half (train_hf.py)")
-    options = ExplanationOptions().with_settings(stored["settings"])
-    report = evaluate_faithfulness(explainer, *sample("confirmation", confirmation_images), settings=settings,
-                                   progress=progress, options=options)
-    measured = report.to_json()
+    measured = measure_faithfulness(explainer, balanced_sample(parts["confirmation"], confirmation_images, seed),
+                                    FaithfulnessSettings(steps=steps, road_percentiles=(), seed=seed),
+                                    ExplanationOptions().with_settings(stored["settings"]), progress)
     for name, result in ((SETTINGS_FILE, stored), (FAITHFULNESS_FILE, measured)):
-        path = Path(model_dir) / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(model_dir) / name, result)
     logger.info("Explanation settings %s; faithfulness verdicts %s", stored["settings"],
                 {m: v["passes"] for m, v in measured["summary"]["all"]["verdicts"].items()})
     return stored, measured
+
+
+def write_json(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")

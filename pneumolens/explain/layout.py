@@ -46,7 +46,7 @@ def parse_layer(spec: str, count: int) -> tuple[int, str]:
 
 
 @dataclass(frozen=True)
-class Anatomy:
+class ModelLayout:
     """How to read explanations out of one model for one input size."""
 
     model_type: str
@@ -88,8 +88,8 @@ class Anatomy:
         return patches.reshape(patches.shape[0], rows, cols, patches.shape[2]).permute(0, 3, 1, 2)
 
 
-def anatomy_of(model: torch.nn.Module, input_size: tuple[int, int]) -> Anatomy:
-    """Read the anatomy of a ViT / DeiT / DINOv2 / ConvNeXt classifier for inputs of `input_size`."""
+def layout_of(model: torch.nn.Module, input_size: tuple[int, int]) -> ModelLayout:
+    """Read the layout of a ViT / DeiT / DINOv2 / ConvNeXt classifier for inputs of `input_size`."""
     config = model.config
     facts = family(config)
     blocks = backbone_blocks(model)
@@ -99,9 +99,9 @@ def anatomy_of(model: torch.nn.Module, input_size: tuple[int, int]) -> Anatomy:
             raise PneumoLensError(f"Input {input_size} is not a multiple of the patch size {patch}.")
         distillation = facts.distillation_token and hasattr(model.base_model.embeddings, "distillation_token")
         registers = int(getattr(config, "num_register_tokens", 0) or 0) if facts.register_tokens else 0
-        return Anatomy(config.model_type, facts.kind, 1 + int(distillation) + registers,
+        return ModelLayout(config.model_type, facts.kind, 1 + int(distillation) + registers,
                        (input_size[0] // patch, input_size[1] // patch), blocks, tuple(input_size))
     # Convolutional: stem (stride 4) and one downsampling (stride 2) per stage after the first.
     stride = 4 * 2 ** (len(blocks) - 1)
-    return Anatomy(config.model_type, facts.kind, 0, (input_size[0] // stride, input_size[1] // stride), blocks,
+    return ModelLayout(config.model_type, facts.kind, 0, (input_size[0] // stride, input_size[1] // stride), blocks,
                    tuple(input_size))

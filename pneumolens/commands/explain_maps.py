@@ -1,0 +1,122 @@
+"""`python explain.py IMAGE...`: per image, one overlay PNG per method with its colour scale, the raw
+maps (.npy), a side-by-side figure and the record (decision, probabilities, settings) as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .. import cli
+from ..errors import PneumoLensError
+from ..explain import METHODS, TITLES, overlay
+from ..explain.gradcam import CAMS
+from ..explain.options import SETTINGS_FILE, options_for
+from ..explain.rollout import HEAD_FUSIONS
+from ..modeling import ModelSource
+from ..presentation import COLORMAP, percent, scale_meaning, with_scale
+
+logger = logging.getLogger("explain")
+
+HELP = "Explanation maps for chest X-ray images (the default command)."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("images", nargs="+", help="Image files (JPEG, PNG, 16-bit PNG, ...).")
+    cli.add_model_options(parser)
+    parser.add_argument("--out", default="outputs/explanations", help="Output directory.")
+    parser.add_argument("--target", type=int, default=None, help="Class index to explain (default: predicted).")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    add_overlay_options(parser)
+    stored = f"default: the model's {SETTINGS_FILE}, else "
+    parser.add_argument("--head_fusion", default=None, choices=HEAD_FUSIONS, help=f"Rollout head fusion ({stored}mean).")
+    parser.add_argument("--discard_ratio", type=float, default=None,
+                        help=f"Rollout: share of weakest attention dropped ({stored}0).")
+    parser.add_argument("--gradcam_layer", default=None, help=f"Grad-CAM layer BLOCK.PART, block counted from 0, e.g. 10.norm2 ({stored}"
+                        "the last block's norm1 or the last stage).")
+    parser.add_argument("--cam", default=None, choices=list(CAMS), help=f"Which CAM of the grad-cam package ({stored}gradcam).")
+    parser.add_argument("--gradient_rollout", action="store_true", help="Class-specific, gradient-weighted rollout.")
+    parser.add_argument("--smoothgrad", type=int, default=0, help="SmoothGrad noisy copies (0: vanilla gradient).")
+
+
+def add_overlay_options(parser) -> None:
+    parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
+    parser.add_argument("--colormap", default=COLORMAP,
+                        help=f"Matplotlib colormap of the overlays (default {COLORMAP}: perceptually uniform and "
+                             "colour-blind-safe; jet as before).")
+
+
+def check_opacity(opacity: float) -> None:
+    if not 0.0 <= opacity <= 1.0:
+        raise PneumoLensError(f"--opacity must be in [0, 1], not {opacity}")
+
+
+def source_of(args) -> ModelSource:
+    return ModelSource(args.model_name_or_path, args.model_revision)
+
+
+def run(args) -> None:
+    check_opacity(args.opacity)
+    from ..service import PneumoLensService
+
+    # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
+    service = PneumoLensService(source_of(args))
+    given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
+             if getattr(args, name) is not None}
+    options = options_for(source_of(args), methods=tuple(args.methods),
+                          gradient_rollout=args.gradient_rollout, smoothgrad_samples=args.smoothgrad, **given)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for image_path in args.images:
+        analysis = service.analyse(image_path, args.target, options)
+        explanation = analysis.explanation
+        stem = Path(image_path).stem
+        for method, heatmap in explanation.maps.items():
+            drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap)
+            with_scale(drawn, method, explanation.target_label, args.colormap).save(out / f"{stem}_{method}.png")
+            np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
+        figure_path = out / f"{stem}_explanation.png"
+        side_by_side(explanation, analysis.decision, args.opacity, args.colormap).savefig(figure_path)
+        record = analysis.record()
+        summary = {"image": image_path, **{key: record[key] for key in (
+            "decision", "probabilities", "threshold", "explained_class", "out_of_distribution")},
+                   "settings": explanation.settings, "unavailable": explanation.unavailable}
+        (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary))
+    logger.info("Wrote overlays, maps and figures to %s", out)
+
+
+def side_by_side(explanation, decision: str, opacity: float, colormap: str = COLORMAP):
+    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
+    say why."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+
+    methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
+    figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
+    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
+    axes[0].imshow(explanation.image)
+    axes[0].set_title(f"decision: {decision}\n{probabilities}\nexplaining: {explanation.target_label}", fontsize=9)
+    for axis, method in zip(axes[1:], methods):
+        if method in explanation.maps:
+            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap))
+            axis.set_title(TITLES[method], fontsize=10)
+            scale = figure.colorbar(ScalarMappable(cmap=colormap), ax=axis, orientation="horizontal", fraction=0.05,
+                                    pad=0.03, ticks=[0, 1])
+            scale.ax.set_xticklabels(["low", "high"], fontsize=7)
+            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.target_label), 48), fontsize=7)
+        else:
+            axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
+                      wrap=True, fontsize=8)
+            axis.set_title(method, fontsize=10)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure

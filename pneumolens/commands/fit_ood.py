@@ -1,0 +1,44 @@
+"""Fit the out-of-distribution detector of a saved model (`pneumolens.ood`) on its training images and
+carved validation split, and save it beside the weights (`ood_detector.safetensors`)."""
+
+from __future__ import annotations
+
+from .. import cli
+from ..card import set_card_section
+from ..data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
+from ..modeling import ModelSource, load_model_and_processor
+from ..ood import OOD_FILE, fit_for_model
+from .calibrate import local_model_dir
+
+HELP = "Fit the out-of-distribution detector saved with a model."
+
+
+def add_arguments(parser) -> None:
+    cli.add_model_options(parser, "Local model directory; the detector is saved into it.", required=True,
+                          revision=False)
+    cli.add_dataset_option(parser, "Imagefolder with a train split, or a Hub data set id (as for train_hf.py).")
+    cli.add_split_options(parser)
+    parser.add_argument("--num_train", type=int, default=1000, help="Training images used for the Gaussian.")
+    parser.add_argument("--quantile", type=float, default=0.99, help="Validation quantile behind the threshold.")
+    parser.add_argument("--margin", type=float, default=1.5, help="Threshold = margin x that quantile.")
+
+
+def run(args) -> None:
+    model_dir = local_model_dir(args.model_name_or_path)
+    train, validation = split_by_patient(
+        drop_unreadable(load_image_dataset(args.dataset_name_or_dir)["train"], "train"),
+        args.validation_fraction, args.seed)
+    train = train.shuffle(seed=args.seed).select(range(min(args.num_train, len(train))))
+    model, processor = load_model_and_processor(ModelSource(str(model_dir)), attention="sdpa")
+    detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile,
+                             args.margin, seed=args.seed)
+    print(f"saved {detector.save(model_dir)} (threshold {detector.threshold:.3f})")
+    card = model_dir / "README.md"
+    if card.is_file():
+        set_card_section(card, "Out-of-distribution detector", (
+            f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {len(train)} "
+            f"training images and an augmented copy of each (zoom, text, exposure, detector changes); the "
+            f"PneumoLens app warns when an image's Mahalanobis distance exceeds {detector.threshold:.2f} "
+            f"({args.margin} x the {args.quantile:.0%} quantile over the {len(validation)} carved validation "
+            f"images and stressed copies of 60 of them under each stress-suite change).\n\n"
+            f"Command: `{args.command_line}`"))
