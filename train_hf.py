@@ -45,10 +45,8 @@ from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_model, load_model_and_processor, save_model,
 )
 from pneumolens.preprocessing import batch_transform, input_size, radiograph_augmentation, square_resize
-from pneumolens.stress import (
-    CLEAN, STRESS_SUITE, SELECTION_CHANGES, predict_stressed, robust_threshold, run_stress_suite, selection_metrics,
-    stress_table, stressed_transform, with_stressed_copies,
-)
+from pneumolens.checkpoint_selection import robust_threshold, selection_metrics, stressed_transform, with_stressed_copies
+from pneumolens.stress import CLEAN, STRESS_SUITE, SELECTION_CHANGES, predict_stressed, run_stress_suite, stress_table
 from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss, last_complete_checkpoint, save_atomically
 
 logger = logging.getLogger("train_hf")

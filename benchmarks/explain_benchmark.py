@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time the fused explanation against the separate passes and against the model's own forward+backward.
 
-    python benchmarks/explain_benchmark.py [--model DIR_OR_ID] [--repeats 10]
+    python benchmarks/explain_benchmark.py [--model_name_or_path DIR_OR_ID] [--repeats 10]
 
 On the same images, in one run, it times:
   (a) fused:    Explainer.fused_maps - probabilities + every registered method's map, one forward, one backward
@@ -27,9 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 import torch  # noqa: E402
 
+from pneumolens import cli  # noqa: E402
 from pneumolens.explain import METHODS, Explainer  # noqa: E402
 from pneumolens.explain.options import options_for  # noqa: E402
-from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model  # noqa: E402
+from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model_and_processor  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 
@@ -37,11 +38,10 @@ SHARED = REPO.parent / "shared"
 def load(model_arg: str | None):
     if model_arg or BUNDLED_MODEL.is_dir():
         source = ModelSource(model_arg or str(BUNDLED_MODEL))
-        return source, load_model(source), load_image_processor(source)
+        return (source, *load_model_and_processor(source))
     source = ModelSource(str(SHARED / "models" / "dinov2-small"))
-    model = load_model(source, num_labels=2, id2label={0: "NORMAL", 1: "PNEUMONIA"},
-                       label2id={"NORMAL": 0, "PNEUMONIA": 1})
-    return source, model, load_image_processor(source)
+    return (source, *load_model_and_processor(source, num_labels=2, id2label={0: "NORMAL", 1: "PNEUMONIA"},
+                                              label2id={"NORMAL": 0, "PNEUMONIA": 1}))
 
 
 def images(count: int) -> list[Path]:
@@ -70,12 +70,12 @@ def median_seconds(function, inputs, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="Hub id or directory (default: bundled model).")
+    cli.add_option(parser, cli.MODEL, default=None, help="Hub id or directory (default: bundled model).")
     parser.add_argument("--images", type=int, default=4, help="How many example images.")
     parser.add_argument("--repeats", type=int, default=5, help="Rounds over the images per variant.")
     args = parser.parse_args()
 
-    source, model, processor = load(args.model)
+    source, model, processor = load(args.model_name_or_path)
     name = source.name_or_path
     explainer = Explainer(model, processor)
     options = options_for(source)  # the maps as the app makes them: the model's chosen settings

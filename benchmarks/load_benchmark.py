@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Load test of the app on loopback with concurrent gradio_client clients.
 
-    python3 -m benchmarks.load_benchmark [--clients 8] [--requests 5] [--endpoint /predict] [--model DIR]
+    python3 -m benchmarks.load_benchmark [--clients 8] [--requests 5] [--endpoint /predict] [--model_name_or_path DIR]
     python3 -m benchmarks.load_benchmark --compare_batching [--clients 8] [--requests 5]
     python3 -m benchmarks.load_benchmark --explain_overhead [--requests 15]
     python3 -m benchmarks.load_benchmark --explain_floor [--requests 15]
 
-Launches the app in this process (the bundled model unless --model), then prints errors (must be 0),
+Launches the app in this process (the bundled model unless --model_name_or_path), then prints errors (must be 0),
 p50/p95 latency and throughput. --compare_batching serves /predict unbatched (one image per forward
 pass) and batched (PREDICT_BATCH_SIZE) in one run, with the same clients, and prints the ratio; then
 the most batching could reach on this machine: the forward pass per image at batch 1 and batched, and
@@ -31,6 +31,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 REPO = Path(__file__).resolve().parent.parent
 
 import app  # noqa: E402
+from pneumolens import cli  # noqa: E402
 from pneumolens.modeling import ModelSource, default_model_source  # noqa: E402
 from pneumolens.service import PneumoLensService  # noqa: E402
 
@@ -260,7 +261,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=5, help="Requests per client.")
     parser.add_argument("--endpoint", default="/predict", choices=["/predict", "/explain"])
-    parser.add_argument("--model", default=None, help="Hub id or directory (default: MODEL_ID or bundled).")
+    cli.add_option(parser, cli.MODEL, default=None, help="Hub id or directory (default: MODEL_ID or bundled).")
     parser.add_argument("--compare_batching", action="store_true")
     parser.add_argument("--explain_overhead", action="store_true")
     parser.add_argument("--explain_floor", action="store_true",
@@ -268,7 +269,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    service = PneumoLensService(ModelSource(args.model) if args.model else default_model_source())
+    service = PneumoLensService(ModelSource(args.model_name_or_path) if args.model_name_or_path else default_model_source())
     print(f"model {service.source.name_or_path}, loaded in {time.perf_counter() - started:.1f} s")
     if args.compare_batching:
         compare_batching(service, args.clients, args.requests)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Out-of-distribution scores of things that are not radiographs, and of radiographs under acquisition changes.
 
-    python benchmarks/ood_probe.py [--model DIR] [--radiographs DIR]
+    python benchmarks/ood_probe.py [--model_name_or_path DIR] [--radiographs DIR]
 
 Prints the detector's threshold, then the score and verdict of two photos (scikit-learn's sample
 images), uniform noise, a line drawing, a black and a grey-ramp image, and the range of scores and
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from pneumolens import cli  # noqa: E402
 from pneumolens.images import load_image  # noqa: E402
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource  # noqa: E402
 from pneumolens.service import PneumoLensService  # noqa: E402
@@ -49,12 +50,12 @@ def not_radiographs() -> dict[str, Image.Image]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(BUNDLED_MODEL))
+    cli.add_option(parser, cli.MODEL, default=str(BUNDLED_MODEL))
     parser.add_argument("--radiographs", default=str(SHARED / "data" / "chest_xray_val_original"))
     args = parser.parse_args()
-    service = PneumoLensService(ModelSource(args.model))
+    service = PneumoLensService(ModelSource(args.model_name_or_path))
     if service.ood_detector is None:
-        raise SystemExit(f"{args.model} has no out-of-distribution detector")
+        raise SystemExit(f"{args.model_name_or_path} has no out-of-distribution detector")
     print(f"threshold {service.ood_detector.threshold:.1f}")
     for name, image in not_radiographs().items():
         verdict = service.predict(image)["out_of_distribution"]

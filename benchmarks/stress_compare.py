@@ -28,20 +28,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 import numpy as np  # noqa: E402
 
+from pneumolens import cli  # noqa: E402
 from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, split_by_patient  # noqa: E402
 from pneumolens.metrics import binary_metrics  # noqa: E402
 from pneumolens.decision import operating_threshold  # noqa: E402
-from pneumolens.modeling import ModelSource, load_image_processor, load_model, positive_index  # noqa: E402
+from pneumolens.modeling import ModelSource, load_model_and_processor, positive_index  # noqa: E402
+from pneumolens.checkpoint_selection import selection_metrics, stressed_transform, with_stressed_copies  # noqa: E402
 from pneumolens.stress import (  # noqa: E402
-    CLEAN, SELECTION_CHANGES, STRESS_SUITE, predict_stressed, selection_metrics, stress_change, stress_report,
-    stressed_transform, with_stressed_copies,
+    CLEAN, SELECTION_CHANGES, STRESS_SUITE, predict_stressed, stress_change, stress_report,
 )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "chest_xray"))
+    cli.add_option(parser, cli.DATASET, default=str(REPO.parent / "shared" / "data" / "chest_xray"))
     parser.add_argument("--changes", nargs="*", default=[change.name for change in STRESS_SUITE])
     parser.add_argument("--max_images", type=int, default=None, help="A seeded subset of the carved split.")
     parser.add_argument("--validation_fraction", type=float, default=0.15)
@@ -50,7 +51,7 @@ def main() -> None:
                         help="Score train_hf.py's selection pool with this many stressed images per change instead.")
     args = parser.parse_args()
 
-    train = drop_unreadable(load_image_dataset(args.data_dir)["train"], "train")
+    train = drop_unreadable(load_image_dataset(args.dataset_name_or_dir)["train"], "train")
     _, validation = split_by_patient(train, args.validation_fraction, args.seed)
     if args.selection_pool:
         compare_selection(args.models, validation, args.selection_pool, args.seed)
@@ -62,7 +63,7 @@ def main() -> None:
     reports, robust = {}, {}
     for model_dir in args.models:
         source = ModelSource(model_dir)
-        model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
+        model, processor = load_model_and_processor(source, "sdpa")
         positive = positive_index(model.config)
         labels = validation.features["label"].names
         truth = np.array([labels[label] == model.config.id2label[positive] for label in validation["label"]], int)
@@ -92,7 +93,7 @@ def compare_selection(models: list[str], validation, images_per_change: int, see
     print(f"selection pool: {len(validation)} carved images + {images_per_change} x {len(SELECTION_CHANGES)} stressed")
     for model_dir in models:
         source = ModelSource(model_dir)
-        model, processor = load_model(source, attention="sdpa"), load_image_processor(source)
+        model, processor = load_model_and_processor(source, "sdpa")
         pool.set_transform(stressed_transform(processor, seed))
         logits = []
         with torch.no_grad():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training throughput in images/s: attention kernel, data-loading workers and the data pipeline, side by side.
 
-    python benchmarks/train_throughput.py [--model DIR] [--data_dir DIR] [--steps 6] [--batch_size 16]
+    python benchmarks/train_throughput.py [--model_name_or_path DIR] [--dataset_name_or_dir DIR] [--steps 6] [--batch_size 16]
 
 In one run, on real training images through the real pipeline (decode, shortcut augmentation,
 processor), full fine-tuning with AdamW, it times:
@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from pneumolens import cli  # noqa: E402
 from pneumolens.data import load_image_dataset  # noqa: E402
 from pneumolens.modeling import ModelSource, load_image_processor, load_model  # noqa: E402
 from pneumolens.preprocessing import batch_transform, radiograph_augmentation, square_resize  # noqa: E402
@@ -68,14 +69,14 @@ def pipeline_images_per_second(dataset, batch_size: int, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHARED / "models" / "dinov2-small"))
-    parser.add_argument("--data_dir", default=str(SHARED / "data" / "chest_xray"))
+    cli.add_option(parser, cli.MODEL, default=str(SHARED / "models" / "dinov2-small"))
+    cli.add_option(parser, cli.DATASET, default=str(SHARED / "data" / "chest_xray"))
     parser.add_argument("--steps", type=int, default=6, help="Timed training steps per variant.")
     parser.add_argument("--batch_size", type=int, default=16)
     args = parser.parse_args()
-    source = ModelSource(args.model)
+    source = ModelSource(args.model_name_or_path)
     processor = square_resize(load_image_processor(source))
-    dataset = load_image_dataset(args.data_dir)["train"].shuffle(seed=0)
+    dataset = load_image_dataset(args.dataset_name_or_dir)["train"].shuffle(seed=0)
     dataset.set_transform(batch_transform(processor, radiograph_augmentation()))
 
     results = {

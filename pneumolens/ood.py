@@ -30,21 +30,33 @@ from sklearn.covariance import LedoitWolf
 
 from .images import load_image
 from .modeling import ModelSource, backbone_blocks, is_transformer, model_file
-from .preprocessing import pixel_values
+from .preprocessing import pixel_values, radiograph_augmentation
+from .stress import STRESS_SUITE
 
 logger = logging.getLogger(__name__)
 
 OOD_FILE = "ood_detector.safetensors"
 
 
+class _FeaturesTaken(Exception):
+    """Ends a forward pass at the middle block, where the detector's features are: the rest is not needed."""
+
+
 @contextmanager
-def captured_features(model: torch.nn.Module):
-    """Collect (batch, D) middle-block features during forward passes in the yielded list."""
+def captured_features(model: torch.nn.Module, stop: bool = False):
+    """Collect (batch, D) middle-block features during forward passes in the yielded list; with `stop`,
+    each pass ends there by raising `_FeaturesTaken` (see `image_features`)."""
     features: list[torch.Tensor] = []
     blocks = backbone_blocks(model)
     middle = blocks[len(blocks) // 2 - 1]
     transformer = is_transformer(model.config)
-    handle = middle.register_forward_hook(lambda module, args, output: features.append(_pooled(output, transformer)))
+
+    def take(module, args, output):
+        features.append(_pooled(output, transformer))
+        if stop:
+            raise _FeaturesTaken
+
+    handle = middle.register_forward_hook(take)
     try:
         yield features
     finally:
@@ -60,13 +72,14 @@ def _pooled(output, transformer: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def image_features(model, processor, images, batch_size: int = 32) -> np.ndarray:
-    """(N, D) head-input features of images in any form `load_image` accepts."""
-    chunks = []
-    with captured_features(model) as features:
+    """(N, D) middle-block features of images in any form `load_image` accepts."""
+    with captured_features(model, stop=True) as features:
         for start in range(0, len(images), batch_size):
-            model(pixel_values=pixel_values(processor, images[start:start + batch_size]).to(model.device, model.dtype))
-        chunks = [f.float().cpu().numpy() for f in features]
-    return np.concatenate(chunks)
+            try:  # only the blocks up to the middle one run: half a forward pass for a ViT
+                model(pixel_values=pixel_values(processor, images[start:start + batch_size]).to(model.device, model.dtype))
+            except _FeaturesTaken:
+                pass
+    return np.concatenate([f.float().cpu().numpy() for f in features])
 
 
 @dataclass
@@ -125,9 +138,6 @@ def fit_for_model(model, processor, train_images, calibration_images, quantile: 
     text-marked or re-exposed radiograph is still a radiograph and must not be flagged.
     """
     if acquisition_changes:
-        from .preprocessing import radiograph_augmentation
-        from .stress import STRESS_SUITE
-
         augment = radiograph_augmentation(random.Random(seed))
         train_images = [*train_images, *(augment(load_image(image)) for image in train_images)]
         chosen = random.Random(seed).sample(range(len(calibration_images)), min(60, len(calibration_images)))

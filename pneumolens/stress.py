@@ -23,11 +23,15 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset
 
 from . import acquisition as acq
-from .images import load_image, undecoded_source
-from .metrics import binary_metrics, youden_threshold
+from .data import image_sources
+from .decision import class_probabilities, operating_threshold
+from .images import load_image
+from .metrics import binary_metrics
+from .modeling import negative_label, positive_index
+from .preprocessing import pixel_values
 
 logger = logging.getLogger(__name__)
 
@@ -120,65 +124,6 @@ def stress_change(name: str) -> StressChange:
     return _BY_NAME[name]
 
 
-# --- Stressed validation copies, for checkpoint selection while training ------------------------------
-
-def with_stressed_copies(dataset: Dataset, changes=SELECTION_CHANGES, max_images: int | None = None,
-                         seed: int = 0) -> Dataset:
-    """`dataset` (undecoded images) followed by one stressed copy per change of the same `max_images`
-    images (all if None), with columns `stress` (the change's name, or "none") and `stress_index` (the
-    image's index in `dataset`, which seeds the change). Use with `stressed_transform`."""
-    plain = dataset.with_format(None)
-    count = len(plain)
-    chosen = sorted(random.Random(seed).sample(range(count), min(count, max_images or count)))
-    parts = [plain.add_column("stress", [CLEAN] * count).add_column("stress_index", list(range(count)))]
-    for name in changes:
-        stress_change(name)  # fail early on an unknown name
-        part = plain.select(chosen)
-        parts.append(part.add_column("stress", [name] * len(chosen)).add_column("stress_index", chosen))
-    return concatenate_datasets(parts)
-
-
-def stressed_transform(processor, seed: int = 0):
-    """A `Dataset.set_transform` function for `with_stressed_copies` data: each row's change applied."""
-    from .preprocessing import processed_batch
-
-    def transform(batch: dict) -> dict:
-        images = [load_image(undecoded_source(image)) for image in batch["image"]]
-        images = [image if name == CLEAN else stress_change(name)(image, seed, index)
-                  for image, name, index in zip(images, batch["stress"], batch["stress_index"])]
-        return processed_batch(processor, images, batch["label"])
-
-    return transform
-
-
-def selection_metrics(positive_index: int, stress_names) -> Callable:
-    """A Trainer `compute_metrics` for `with_stressed_copies` data, in its order (`stress_names`).
-
-    The clean rows give the usual metrics (accuracy, roc_auc, ...); `robust_roc_auc` is the ROC-AUC of
-    clean and stressed rows pooled, which drops when a change shifts scores even if it keeps their
-    order, so it is the one to select on; `worst_roc_auc` is the lowest per-change ROC-AUC.
-    """
-    from .metrics import scalar_metrics, softmax
-
-    names = np.asarray(stress_names)
-
-    def compute_metrics(eval_prediction) -> dict:
-        scores = softmax(np.asarray(eval_prediction.predictions))[:, positive_index]
-        truth = (np.asarray(eval_prediction.label_ids) == positive_index).astype(int)
-        clean = names == CLEAN
-        metrics = scalar_metrics(binary_metrics(truth[clean], scores[clean]))
-        per_change = {}
-        for name in dict.fromkeys(names[~clean].tolist()):
-            rows = names == name
-            per_change[name] = binary_metrics(truth[rows], scores[rows])["roc_auc"]
-            metrics[f"roc_auc_{name}"] = per_change[name]
-        metrics["worst_roc_auc"] = min([metrics["roc_auc"], *per_change.values()])
-        metrics["robust_roc_auc"] = binary_metrics(truth, scores)["roc_auc"]
-        return metrics
-
-    return compute_metrics
-
-
 # --- The suite on a whole data set ------------------------------------------------------------------
 
 def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed: int = 0,
@@ -190,9 +135,6 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     placement is seeded by `seed` and the image's position in the data set (`positions`, by default its
     index in `images`), so a share of the data set gets the placements the whole of it would.
     """
-    from .decision import class_probabilities
-    from .preprocessing import pixel_values
-
     positions = list(range(len(images))) if positions is None else positions
 
     names = [CLEAN, *(change.name for change in changes)]
@@ -206,15 +148,6 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
             chunks[name].append(class_probabilities(model, pixel_values(processor, batch)))
         logger.info("Stress suite: %d / %d images", min(start + batch_size, len(images)), len(images))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
-
-
-def robust_threshold(truth, probabilities: dict[str, np.ndarray], positive_index: int,
-                     changes=SELECTION_CHANGES) -> float:
-    """Youden's J threshold on clean and stressed images pooled: an operating point that holds when
-    framing, text or exposure change, not only on the clean split."""
-    pooled = [CLEAN, *changes]
-    scores = np.concatenate([probabilities[name][:, positive_index] for name in pooled])
-    return youden_threshold(np.tile(np.asarray(truth), len(pooled)), scores)
 
 
 def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: int, threshold: float) -> dict:
@@ -251,10 +184,6 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
 
     Labels are matched to the model's by name; the threshold defaults to the model's saved one.
     """
-    from .data import image_sources
-    from .decision import operating_threshold
-    from .modeling import negative_label, positive_index
-
     positive = positive_index(model.config)
     threshold = operating_threshold(model.config) if threshold is None else threshold
     class_names = dataset.features["label"].names

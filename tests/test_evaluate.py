@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import evaluate_hf
+import explain as explain_cli
+from pneumolens.commands import explain_report
 from tests.conftest import REPO, run_main
 
 
@@ -103,39 +105,78 @@ def accelerate_launch(*args) -> subprocess.CompletedProcess:
 def test_evaluation_across_two_processes_equals_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
     # One image a batch: a batch of other images sums in another order, and the tiny model's probabilities sit
     # close enough to its threshold that the last bit can change a decision.
-    common = ("--model_name_or_path", tiny_trained_dirs["dinov2"], "--dataset_name_or_dir", real_imagefolder, "--split", "train",
-              "--stress", "--batch_size", "1")
+    common = ("--model_name_or_path", tiny_trained_dirs["dinov2"], "--dataset_name_or_dir", real_imagefolder,
+              "--split", "validation", "--stress", "--batch_size", "1")
     single = evaluate(*common, "--output_dir", tmp_path / "one")
     assert single.returncode == 0, single.stderr[-2000:]
     launched = accelerate_launch("evaluate_hf.py", *common, "--output_dir", tmp_path / "two")
-    assert "Process 1 of 2 (cpu" in launched.stderr and "): 24 of 48 items" in launched.stderr
+    assert "Process 1 of 2 (cpu" in launched.stderr and "): 4 of 8 items" in launched.stderr
     assert "Process 2 of 2 (cpu" in launched.stderr
     one, two = tmp_path / "one", tmp_path / "two"
     assert json.loads((two / "metrics.json").read_text()) == json.loads((one / "metrics.json").read_text())
     rows = [sorted(csv.DictReader(open(folder / "predictions.csv")), key=lambda row: row["image"]) for folder in (one, two)]
-    assert rows[0] == rows[1] and len(rows[0]) == 48
+    assert rows[0] == rows[1] and len(rows[0]) == 8
     assert json.loads((two / "stress" / "stress.json").read_text()) == json.loads((one / "stress" / "stress.json").read_text())
 
 
-def test_batch_reports_across_two_processes_equal_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
+class FakeState:
+    """Process `index` of `count`, as `accelerate.PartialState` describes it, with no process group."""
+
+    def __init__(self, index: int, count: int):
+        self.process_index, self.num_processes, self.device = index, count, "cpu"
+        self.is_main_process = index == 0
+
+
+def run_as_processes(monkeypatch, count: int, run, user) -> None:
+    """`run()` once as each of `count` processes, the main one last, with `user`'s `process_state` telling
+    each which it is; `gather_object` hands the main one every process's share, as the real gathering does
+    (the real launch is the evaluation test's)."""
+    from pneumolens import distributed
+
+    shares = []
+
+    def gather(pairs):
+        shares.extend(pairs)
+        return list(shares)
+
+    monkeypatch.setattr(distributed, "gather_object", gather)
+    for index in [*range(1, count), 0]:
+        monkeypatch.setattr(user, "process_state", lambda: FakeState(index, count))
+        run()
+
+
+def test_batch_reports_split_between_processes_equal_one_process(tiny_trained_dirs, real_imagefolder, tmp_path,
+                                                                monkeypatch):
     images = real_imagefolder / "val"
     (images / "broken.jpeg").write_bytes(b"not an image")  # an error row must survive the gathering too
+    common = ["report", str(images), "--model_name_or_path", str(tiny_trained_dirs["vit"])]
     try:
-        common = ("report", images, "--model_name_or_path", tiny_trained_dirs["vit"])
-        single = subprocess.run([sys.executable, "explain.py", *map(str, common), "--out", str(tmp_path / "one")],
-                                cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert single.returncode == 0, single.stderr[-2000:]
-        launched = accelerate_launch("explain.py", *common, "--out", tmp_path / "two")
-        assert "Process 2 of 2 (cpu" in launched.stderr
+        explain_cli.main([*common, "--out", str(tmp_path / "one")])
+        run_as_processes(monkeypatch, 3, lambda: explain_cli.main([*common, "--out", str(tmp_path / "three")]),
+                         explain_report)
     finally:
         (images / "broken.jpeg").unlink()
-    one, two = tmp_path / "one", tmp_path / "two"
-    summaries = [list(csv.DictReader(open(folder / "summary.csv"))) for folder in (one, two)]
+    one, three = tmp_path / "one", tmp_path / "three"
+    summaries = [list(csv.DictReader(open(folder / "summary.csv"))) for folder in (one, three)]
     assert summaries[0] == summaries[1] and len(summaries[0]) == 9 and sum(bool(r["error"]) for r in summaries[0]) == 1
     reports = sorted(path.name for path in one.glob("*.html"))
-    assert reports == sorted(path.name for path in two.glob("*.html")) and len(reports) == 8
+    assert reports == sorted(path.name for path in three.glob("*.html")) and len(reports) == 8
     for name in reports:
-        assert _without_date((one / name).read_text()) == _without_date((two / name).read_text()), name
+        assert _without_date((one / name).read_text()) == _without_date((three / name).read_text()), name
+
+
+def test_each_process_takes_every_nth_item_and_the_results_come_back_in_order(monkeypatch):
+    from pneumolens import distributed
+
+    assert [distributed.my_indices(7, FakeState(index, 3)) for index in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    answers = []
+
+    def run():
+        answers.append(distributed.map_in_order(lambda indices: [f"item {i}" for i in indices], 7,
+                                                distributed.process_state()))
+
+    run_as_processes(monkeypatch, 3, run, distributed)
+    assert answers[-1] == [f"item {i}" for i in range(7)]  # the main process's answer: all, in order
 
 
 def _without_date(report: str) -> str:

@@ -95,7 +95,8 @@ def train_on_hub(hub, tmp_path, backbone, *extra) -> subprocess.CompletedProcess
     return run([sys.executable, "train_hf.py", "--dataset_name_or_dir", DATASET_ID,
                 "--model_name_or_path", str(backbone), "--output_dir", str(tmp_path / "model"),
                 "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
-                "--stress_selection_images", "4", "--stress_suite_images", "4", "--ood_num_train", "8", *extra],
+                # The tests are about the data's way in and the card: the stages after training are not.
+                "--stress_selection_images", "0", "--stress_suite", "false", "--ood_num_train", "0", *extra],
                hub_env(hub, tmp_path))
 
 
@@ -148,16 +149,30 @@ def test_images_without_file_names_are_split_per_image_and_the_card_says_so(
 
 
 def test_an_unknown_dataset_or_revision_fails_clearly(tmp_path, tiny_backbone_dirs):
+    # Both in one process whose HF_ENDPOINT is the fake Hub, each as train_hf.py's main answers it.
+    attempts = [(name, revision) for name, revision in (("nobody/nothing", "main"), (DATASET_ID, "0" * 40))]
+    driver = (  # not tests.conftest's run_main: importing the test set-up would turn this process offline
+        "import contextlib, io, json, sys, train_hf\n"
+        "from pneumolens import cli\n"
+        "answers = []\n"
+        "for name, revision in json.loads(sys.argv[3]):\n"
+        "    errors = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(errors):\n"
+        "        try:\n"
+        "            cli.run(lambda: train_hf.main(['--dataset_name_or_dir', name, '--dataset_revision', revision,\n"
+        "                                           '--model_name_or_path', sys.argv[1], '--output_dir', sys.argv[2]]))\n"
+        "            status = 0\n"
+        "        except SystemExit as exit:\n"
+        "            status = exit.code\n"
+        "    answers.append([status, errors.getvalue().strip().splitlines()[-1]])\n"
+        "print(json.dumps(answers))\n")
     with FakeHub(TOKEN) as hub:
         hub.seed(DATASET_ID, "dataset", {"README.md": DATASET_CARD.encode()})
-        env = hub_env(hub, tmp_path)
-        for name, revision in (("nobody/nothing", "main"), (DATASET_ID, "0" * 40)):
-            result = subprocess.run(
-                [sys.executable, "train_hf.py", "--dataset_name_or_dir", name, "--dataset_revision", revision,
-                 "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "m")],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-            assert result.returncode == 2
-            assert result.stderr.strip().splitlines()[-1].startswith(f"error: Could not reach data set '{name}'")
+        result = run([sys.executable, "-c", driver, str(tiny_backbone_dirs["vit"]), str(tmp_path / "m"),
+                      json.dumps(attempts)], hub_env(hub, tmp_path))
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    for (name, _), (status, last_line) in zip(attempts, answers):
+        assert status == 2 and last_line.startswith(f"error: Could not reach data set '{name}'"), (name, last_line)
 
 
 # -- a model round trip ---------------------------------------------------------------------------------

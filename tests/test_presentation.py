@@ -6,7 +6,7 @@ import re
 import pytest
 
 import app
-import explain as explain_cli
+from pneumolens.commands.explain_maps import side_by_side
 from pneumolens.explain import METHODS
 from pneumolens.explain.standing import MethodStanding
 from pneumolens.modeling import ModelSource
@@ -61,7 +61,7 @@ def test_no_text_for_a_person_prints_certainty(tiny_trained_dirs, tmp_path, monk
     page = app._decision_markdown(analysis)
     report = html_report(analysis, analysis.displayed(256).overlays(0.45), analysis.explanation.image,
                          ModelIdentity("tiny", None, "dinov2"), "x.jpeg")
-    figure = explain_cli.side_by_side(analysis.explanation, analysis.decision, 0.45)
+    figure = side_by_side(analysis.explanation, analysis.decision, 0.45)
     title = figure.axes[0].get_title()
     for text in (visible(page), visible(report), title):
         found = CERTAINTY.search(text)
@@ -73,6 +73,6 @@ def test_no_text_for_a_person_prints_certainty(tiny_trained_dirs, tmp_path, monk
 def test_every_map_of_the_command_line_and_figure_has_its_scale(tiny_trained_dirs, real_images):
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
     analysis = service.analyse(real_images["NORMAL"][0])
-    figure = explain_cli.side_by_side(analysis.explanation, analysis.decision, 0.45)
+    figure = side_by_side(analysis.explanation, analysis.decision, 0.45)
     labels = [axis.get_xlabel() for axis in figure.axes if axis.get_xlabel().startswith("high:")]
     assert len(labels) == len(METHODS)

@@ -10,10 +10,8 @@ from PIL import Image
 
 from pneumolens import acquisition
 from pneumolens.augmentation import ShortcutAugmentation
-from pneumolens.stress import (
-    CLEAN, SELECTION_CHANGES, STRESS_SUITE, robust_threshold, selection_metrics, stress_report, stressed_transform,
-    with_stressed_copies,
-)
+from pneumolens.checkpoint_selection import robust_threshold, selection_metrics, stressed_transform, with_stressed_copies
+from pneumolens.stress import CLEAN, SELECTION_CHANGES, STRESS_SUITE, stress_report
 from tests.conftest import train_tiny
 
 

@@ -1,10 +1,10 @@
 """PneumoLens binary metrics, as a Hugging Face `evaluate` module.
 
 Accuracy, ROC-AUC, sensitivity, specificity, precision and F1 of the decision `score >= threshold`
-(scikit-learn underneath), the threshold and the confusion matrix; with `bootstrap_samples` > 0, also a
+(NumPy and SciPy), the threshold and the confusion matrix; with `bootstrap_samples` > 0, also a
 95 % percentile bootstrap interval of each figure (images resampled with replacement, seeded).
 
-Self-contained (NumPy and scikit-learn only), so it loads from its folder with no network:
+Self-contained (NumPy and SciPy only), so it loads from its folder with no network:
 
     import evaluate
     metric = evaluate.load("pneumolens/binary_metrics")   # this folder
@@ -14,7 +14,7 @@ Self-contained (NumPy and scikit-learn only), so it loads from its folder with n
 import datasets
 import evaluate
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score
+from scipy.stats import rankdata
 
 _DESCRIPTION = __doc__
 _KWARGS_DESCRIPTION = """
@@ -51,36 +51,45 @@ class BinaryMetrics(evaluate.Metric):
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, undefined: float = 0.0) -> dict:
     """The figures; a ratio whose denominator is 0 (no positives, say) is `undefined`."""
-    predictions = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel().tolist()
+    figures = resampled_metrics(np.asarray(labels)[None], np.asarray(scores, dtype=np.float64)[None], threshold,
+                                undefined)
+    tn, fp, fn, tp = (int(figures[count][0]) for count in ("tn", "fp", "fn", "tp"))
+    return {**{name: float(figures[name][0]) for name in SCALARS}, "threshold": float(threshold),
+            "confusion_matrix": [[tn, fp], [fn, tp]]}
+
+
+def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, undefined: float) -> dict:
+    """Every figure of each row of (R, N) labels and scores at once: the one implementation, of one data set
+    (R = 1) and of its bootstrap resamples alike. ROC-AUC is the Mann-Whitney statistic (ties count half),
+    which is the area under the ROC curve; NaN for a row without both classes."""
+    positive, decided = labels == 1, scores >= threshold
+    tp, fn = np.sum(positive & decided, axis=1), np.sum(positive & ~decided, axis=1)
+    fp, tn = np.sum(~positive & decided, axis=1), np.sum(~positive & ~decided, axis=1)
     precision, sensitivity = _ratio(tp, tp + fp, undefined), _ratio(tp, tp + fn, undefined)
+    positives, negatives = tp + fn, tn + fp
+    rank_sum = np.sum(rankdata(scores, axis=1) * positive, axis=1) - positives * (positives + 1) / 2
+    both = (positives > 0) & (negatives > 0)
     return {
-        "accuracy": _ratio(tp + tn, len(labels), undefined),
+        "accuracy": _ratio(tp + tn, labels.shape[1], undefined),
         "precision": precision,
         "sensitivity": sensitivity,
         "specificity": _ratio(tn, tn + fp, undefined),
         "f1": _ratio(2 * precision * sensitivity, precision + sensitivity, undefined),
-        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan"),
-        "threshold": float(threshold),
-        "confusion_matrix": [[tn, fp], [fn, tp]],
+        "roc_auc": np.where(both, rank_sum / np.where(both, positives * negatives, 1), np.nan),
+        "tn": tn, "fp": fp, "fn": fn, "tp": tp,
     }
 
 
 def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, threshold: float, samples: int, seed: int) -> dict:
     """95 % percentile intervals over the resamples where a figure is defined (one without positives
     has no sensitivity, one without both classes no ROC-AUC)."""
-    rng = np.random.default_rng(seed)
-    drawn = {name: [] for name in SCALARS}
-    for _ in range(samples):
-        chosen = rng.integers(0, len(labels), len(labels))
-        metrics = binary_metrics(labels[chosen], scores[chosen], threshold, undefined=float("nan"))
-        for name in SCALARS:
-            drawn[name].append(metrics[name])
-    return {name: [float(v) for v in np.nanpercentile(values, [2.5, 97.5])] if not np.all(np.isnan(values))
-            else [float("nan"), float("nan")] for name, values in drawn.items()}
+    chosen = np.random.default_rng(seed).integers(0, len(labels), (samples, len(labels)))
+    drawn = resampled_metrics(labels[chosen], scores[chosen], threshold, undefined=float("nan"))
+    return {name: [float(v) for v in np.nanpercentile(drawn[name], [2.5, 97.5])]
+            if not np.all(np.isnan(drawn[name])) else [float("nan"), float("nan")] for name in SCALARS}
 
 
-def _ratio(numerator: float, denominator: float, undefined: float = 0.0) -> float:
-    if np.isnan(numerator) or np.isnan(denominator) or not denominator:
-        return undefined
-    return float(numerator / denominator)
+def _ratio(numerator, denominator, undefined: float = 0.0) -> np.ndarray:
+    numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    defined = (denominator != 0) & ~np.isnan(numerator) & ~np.isnan(denominator)
+    return np.where(defined, numerator / np.where(defined, denominator, 1.0), undefined)

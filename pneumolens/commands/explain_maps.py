@@ -18,6 +18,7 @@ from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
 from ..presentation import COLORMAP, percent, scale_meaning, with_scale
+from ..service import PneumoLensService
 
 logger = logging.getLogger("explain")
 
@@ -60,7 +61,6 @@ def source_of(args) -> ModelSource:
 
 def run(args) -> None:
     check_opacity(args.opacity)
-    from ..service import PneumoLensService
 
     # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
     service = PneumoLensService(source_of(args))

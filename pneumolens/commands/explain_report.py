@@ -8,9 +8,12 @@ import logging
 from pathlib import Path
 
 from .. import cli
+from ..distributed import map_in_order, process_state
 from ..errors import PneumoLensError
 from ..images import IMAGE_SUFFIXES
 from ..presentation import COLORMAP
+from ..report import write_summary
+from ..service import PneumoLensService
 from .explain_maps import add_overlay_options, check_opacity, source_of
 
 logger = logging.getLogger("explain")
@@ -34,10 +37,6 @@ def run(args) -> None:
     """A report per image; an image that cannot be read gets its error in the summary, and the rest go on.
     Under `accelerate launch` the images are split between the processes and the rows gathered."""
     from tqdm.auto import tqdm
-
-    from ..distributed import map_in_order, process_state
-    from ..report import write_summary
-    from ..service import PneumoLensService
 
     check_opacity(args.opacity)
     images = image_files(args.images)
