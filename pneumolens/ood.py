@@ -29,7 +29,7 @@ from safetensors.numpy import load_file, save_file
 from sklearn.covariance import LedoitWolf
 
 from .images import load_image
-from .modeling import ModelSource, backbone_blocks, is_transformer, model_file
+from .modeling import ModelSource, attention_kernel, backbone_blocks, is_transformer, model_file
 from .preprocessing import pixel_values, radiograph_augmentation
 from .stress import STRESS_SUITE
 
@@ -73,7 +73,8 @@ def _pooled(output, transformer: bool) -> torch.Tensor:
 @torch.no_grad()
 def image_features(model, processor, images, batch_size: int = 32) -> np.ndarray:
     """(N, D) middle-block features of images in any form `load_image` accepts."""
-    with captured_features(model, stop=True) as features:
+    # SDPA: nothing reads the attention maps here.
+    with captured_features(model, stop=True) as features, attention_kernel(model, "sdpa"):
         for start in range(0, len(images), batch_size):
             try:  # only the blocks up to the middle one run: half a forward pass for a ViT
                 model(pixel_values=pixel_values(processor, images[start:start + batch_size]).to(model.device, model.dtype))

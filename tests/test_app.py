@@ -26,7 +26,7 @@ from pneumolens.explain.faithfulness import RANDOM, FaithfulnessReport, Faithful
 from pneumolens.explain.standing import FAITHFULNESS_FILE
 from pneumolens.images import load_image
 from pneumolens.presentation import percent
-from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model
+from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model, load_model_and_processor
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
 from pneumolens.service import PneumoLensService
@@ -41,8 +41,17 @@ def model_with_ood(tiny_trained_dirs, real_imagefolder, tmp_path_factory):
     source = ModelSource(str(directory))
     model, processor = load_model(source), load_image_processor(source)
     data = load_image_dataset(str(real_imagefolder))
-    fit_for_model(model, processor, image_sources(data["train"]), image_sources(data["validation"])).save(directory)
+    fit_for_model(model, processor, reduced(data["train"], 128), reduced(data["validation"], 128)).save(directory)
     return directory
+
+
+def reduced(split, side: int) -> list[Image.Image]:
+    """The split's radiographs at most `side` pixels on a side: the processor shrinks them anyway, and the
+    detector's acquisition changes on films of 2,000 px were most of a fixture's time."""
+    images = [load_image(source) for source in image_sources(split)]
+    for image in images:
+        image.thumbnail((side, side))
+    return images
 
 
 @pytest.fixture(scope="module")
@@ -396,6 +405,7 @@ def test_every_event_is_queued(model_with_ood):
     assert [name for name, queued in handlers.items() if not queued] == ["explain"]
 
 
+@pytest.mark.slow
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
     import gradio
 
@@ -514,10 +524,11 @@ def pretrained_model_with_ood(real_imagefolder, tmp_path_factory):
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     data = load_image_dataset(str(real_imagefolder))
-    fit_for_model(model, processor, image_sources(data["train"]), image_sources(data["validation"])).save(directory)
+    fit_for_model(model, processor, reduced(data["train"], 384), reduced(data["validation"], 384)).save(directory)
     return directory
 
 
+@pytest.mark.slow
 def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(pretrained_model_with_ood, real_images):
     service = PneumoLensService(ModelSource(str(pretrained_model_with_ood)))
     rng = np.random.default_rng(0)
@@ -539,6 +550,22 @@ def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(pretrain
         changed = [change(Image.open(path).convert("RGB"), 0, index) for index, path in enumerate(radiographs)]
         flagged = [service.predict(image)["out_of_distribution"]["flagged"] for image in changed]
         assert sum(flagged) <= 1, name
+
+
+def test_the_detector_reads_the_features_a_whole_forward_pass_gives(tiny_trained_dirs, real_images):
+    import torch
+
+    from pneumolens.ood import captured_features, image_features
+    from pneumolens.preprocessing import pixel_values
+
+    images = real_images["NORMAL"][:3]
+    for model_type in ("dinov2", "convnext"):
+        model, processor = load_model_and_processor(ModelSource(str(tiny_trained_dirs[model_type])))
+        with torch.no_grad(), captured_features(model) as whole:
+            logits = model(pixel_values=pixel_values(processor, images)).logits
+        assert logits.shape == (3, 2)  # without `stop` the pass runs to the end
+        # Stopped at the middle block: the same features, the same detector.
+        np.testing.assert_array_equal(image_features(model, processor, images), whole[0].numpy())
 
 
 def _sample_photo() -> np.ndarray:
@@ -573,6 +600,7 @@ def bundled_service():
     return PneumoLensService(ModelSource(str(BUNDLED_MODEL)))
 
 
+@pytest.mark.slow
 def test_no_stress_change_of_the_suite_makes_a_radiograph_look_out_of_distribution(bundled_service):
     from pneumolens.stress import STRESS_SUITE
 

@@ -151,6 +151,7 @@ def python_block(section: str) -> str:
     return re.search(r"```python\n(.*?)```", readme.split(section, 1)[1], re.DOTALL)[1]
 
 
+@pytest.mark.slow
 def test_the_readmes_gradio_client_example_runs_against_the_bundled_model(monkeypatch):
     import app
     from pneumolens.service import PneumoLensService

@@ -102,6 +102,8 @@ def accelerate_launch(*args) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_evaluation_across_two_processes_equals_one_process(tiny_trained_dirs, real_imagefolder, tmp_path):
     # One image a batch: a batch of other images sums in another order, and the tiny model's probabilities sit
     # close enough to its threshold that the last bit can change a decision.

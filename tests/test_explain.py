@@ -247,6 +247,7 @@ def test_maps_at_display_size_match_the_full_resolution_maps_scaled_down(crop, e
             assert heatmap[:, :10].max() == 0 and full[:, :10].max() < 0.05
 
 
+@pytest.mark.slow
 def test_hooks_are_released_and_memory_stays_flat(explainers):
     explainer = explainers["vit"]
     image = Image.new("L", (40, 40), 100)
@@ -258,7 +259,7 @@ def test_hooks_are_released_and_memory_stays_flat(explainers):
         return sum(1 for obj in gc.get_objects() if torch.is_tensor(obj))
 
     before = live_tensors()
-    for _ in range(1000):
+    for _ in range(300):  # a tensor kept by one call in fifty shows
         explainer.explain(image)
     assert not layer._forward_hooks and not layer._backward_hooks
     assert live_tensors() <= before + 5

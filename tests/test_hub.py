@@ -22,8 +22,11 @@ from gradio_client import Client, handle_file
 from benchmarks.served_app import ServedApp
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
-from tests.conftest import REPO, SHARED_DATA
+from pneumolens import commands
+from tests.conftest import REPO, SHARED_DATA, run_main
 from tests.hub_server import FakeHub
+
+pytestmark = [pytest.mark.slow]  # each test starts processes against the loopback Hub
 
 TOKEN = "hf_test_token"
 DATASET_ID = "hf-vision/chest-xray-pneumonia"
@@ -206,8 +209,9 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
     with FakeHub(TOKEN) as hub:
         env = hub_env(hub, tmp_path)
         command = [sys.executable, "-m", "pneumolens", "push"]
-        refused = subprocess.run([*command, str(incomplete), "--repo_id", repo_id], cwd=REPO, env=env,
-                                 capture_output=True, text=True, timeout=300)
+        # Refused before any request, so in this process.
+        refused = run_main(commands.main, "python -m pneumolens", "push", incomplete, "--repo_id", repo_id,
+                           "--token", TOKEN)
         assert refused.returncode == 2 and (repo_id not in {key[1] for key in hub.repos})
         assert "is not a complete model: it has no preprocessor_config.json (the image processor)" in refused.stderr
         pushed = run([*command, str(model_dir), "--repo_id", repo_id, "--revision", "v1"], env)

@@ -1,5 +1,6 @@
 """`--push_to_hub` over real HTTP, against a loopback server that speaks the Hub's create/commit API."""
 
+import pytest
 import json
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from safetensors import safe_open
 from tests.conftest import REPO
 from tests.hub_server import FakeHub
 
+pytestmark = [pytest.mark.slow]
+
 
 def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_imagefolder, tiny_backbone_dirs):
     with FakeHub(token="hf_test_token") as hub:
@@ -16,6 +19,8 @@ def test_push_uploads_weights_processor_config_and_filled_card(tmp_path, small_i
         command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
                    "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
                    "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
+                   # What is pushed, not how it was made: the stress suite is not needed, a detector is.
+                   "--stress_selection_images", "0", "--stress_suite", "false", "--ood_num_train", "8",
                    "--push_to_hub", "true", "--hub_model_id", "pneumolens/tiny-test"]
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -44,6 +49,7 @@ def test_push_with_a_wrong_token_fails_clearly(tmp_path, small_imagefolder, tiny
         command = [sys.executable, "train_hf.py", "--dataset_name_or_dir", str(small_imagefolder),
                    "--model_name_or_path", str(tiny_backbone_dirs["vit"]), "--output_dir", str(tmp_path / "model"),
                    "--max_steps", "1", "--eval_steps", "1", "--save_steps", "1", "--validation_fraction", "0.25",
+                   "--stress_selection_images", "0", "--stress_suite", "false", "--ood_num_train", "0",
                    "--push_to_hub", "true", "--hub_model_id", "pneumolens/tiny-test"]
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

@@ -23,6 +23,8 @@ pytest.importorskip("mcp", reason="gradio[mcp] is not installed (requirements.tx
 from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamablehttp_client  # noqa: E402
 
+pytestmark = [pytest.mark.slow]
+
 MCP_ANSWER_LIMIT = 1024 * 1024  # what one common desktop client accepts for a whole tool answer
 
 

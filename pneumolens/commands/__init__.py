@@ -4,34 +4,49 @@
     python -m pneumolens fit-ood   --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens push      MODEL_DIR --repo_id NAME [--private] [--revision BRANCH]
 
-`explain.py`'s subcommands live here too (`maps`, `report`, `checks`); `train_hf.py` and
-`evaluate_hf.py` are scripts of their own, in the shape of the Transformers examples. Each module has
-`add_arguments(parser)` and `run(args)`; every command's `main(argv)` is callable in-process.
+`explain.py`'s subcommands live here too (`explain_maps`, `explain_report`, `explain_checks`);
+`train_hf.py` and `evaluate_hf.py` are scripts of their own, in the shape of the Transformers examples.
+Each command module has `add_arguments(parser)` and `run(args)`; every `main(argv)` runs in-process.
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
+from importlib import import_module
 
 from .. import cli
-from . import calibrate, fit_ood, push
 
-COMMANDS = {"calibrate": calibrate, "fit-ood": fit_ood, "push": push}
+COMMANDS = {  # name: (module, help)
+    "calibrate": ("calibrate", "Calibrate a saved model's probabilities and fold its decision into the classifier."),
+    "fit-ood": ("fit_ood", "Fit the out-of-distribution detector saved with a model."),
+    "push": ("push", "Upload a saved model folder (weights, processor, config, card, eval/ figures, "
+                     "out-of-distribution detector) in one commit."),
+}
 
 
-def build_parser():
+def command_module(name: str):
+    return import_module(f"{__name__}.{COMMANDS[name][0]}")
+
+
+def build_parser(only: str | None = None):
+    """Every command's parser, or with `only` that command's alone in full (the others by name and help),
+    so that `push` does not import what `calibrate` needs."""
     parser = cli.parser("python -m pneumolens", "PneumoLens commands that update or publish a saved model.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        module.add_arguments(subcommands.add_parser(name, help=module.HELP, description=module.__doc__,
-                                                    formatter_class=parser.formatter_class))
+    for name, (_, help) in COMMANDS.items():
+        subcommand = subcommands.add_parser(name, help=help, formatter_class=parser.formatter_class)
+        if only in (None, name):
+            module = command_module(name)
+            subcommand.description = module.__doc__
+            module.add_arguments(subcommand)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only).parse_args(argv)
     cli.setup_logging()
     args.command_line = "python -m pneumolens " + shlex.join(argv)
-    COMMANDS[args.command].run(args)
+    command_module(args.command).run(args)

@@ -17,8 +17,6 @@ from ..evaluation import predict_probabilities
 from ..modeling import ModelSource, load_model_and_processor, positive_index, save_model, stored_dtype
 from ..training import save_atomically
 
-HELP = "Calibrate a saved model's probabilities and fold its decision into the classifier."
-
 
 def add_arguments(parser) -> None:
     cli.add_model_options(parser, "Local model directory; weights, config and card are updated in it.",

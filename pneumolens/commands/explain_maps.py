@@ -22,7 +22,6 @@ from ..service import PneumoLensService
 
 logger = logging.getLogger("explain")
 
-HELP = "Explanation maps for chest X-ray images (the default command)."
 
 
 def add_arguments(parser) -> None:

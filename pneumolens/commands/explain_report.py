@@ -18,7 +18,6 @@ from .explain_maps import add_overlay_options, check_opacity, source_of
 
 logger = logging.getLogger("explain")
 
-HELP = "One HTML report per image and a CSV summary."
 DESCRIPTION = ("One self-contained HTML report per image (image, maps, probabilities, decision, threshold, "
                "out-of-distribution verdict, model and date) and a CSV summary of all of them.")
 

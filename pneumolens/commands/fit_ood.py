@@ -10,8 +10,6 @@ from ..modeling import ModelSource, load_model_and_processor
 from ..ood import OOD_FILE, fit_for_model
 from .calibrate import local_model_dir
 
-HELP = "Fit the out-of-distribution detector saved with a model."
-
 
 def add_arguments(parser) -> None:
     cli.add_model_options(parser, "Local model directory; the detector is saved into it.", required=True,

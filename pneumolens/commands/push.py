@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from ..hub import push_model_dir, resolve_token
 
-HELP = ("Upload a saved model folder (weights, processor, config, card, eval/ figures, out-of-distribution "
-        "detector) in one commit.")
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("model_dir", help="The folder train_hf.py wrote (or models/pneumolens-dinov2-small).")
