@@ -270,7 +270,7 @@ class Handlers:
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
         overlays = displayed.overlays(opacity, COLORMAP)
         explanation = analysis.explanation
-        captions = [_caption(self.service.standings, self.standings[method], explanation.target_label,
+        captions = [_caption(self.service.standings, self.standings[method], explanation.explained_class,
                              explanation.settings.get(method, ""), explanation.unavailable.get(method))
                     for method in METHODS]
         ood = analysis.ood
@@ -683,8 +683,8 @@ def _decision_markdown(analysis) -> str:
                                           withheld=analysis.withheld)
     if analysis.withheld:
         return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
-                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.target_label}.")
-    return (f"### Decision: {analysis.decision}\n{shown}\n\nThe maps explain **{explanation.target_label}**. "
+                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}.")
+    return (f"### Decision: {analysis.decision}\n{shown}\n\nThe maps explain **{explanation.explained_class}**. "
             f"{presentation.RELATIVE_NOTE}")
 
 

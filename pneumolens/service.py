@@ -68,7 +68,7 @@ class Analysis:
             "probabilities": self.explanation.probabilities,
             "decision": self.decision,
             "threshold": self.threshold,
-            "explained_class": self.explanation.target_label,
+            "explained_class": self.explanation.explained_class,
             "out_of_distribution": self.ood,
             "maps": {standing.name: {"faithfulness": standing.verdict, "note": standing.note,
                                      "settings": self.explanation.settings.get(standing.name, "")}
@@ -194,25 +194,26 @@ class PneumoLensService:
                             "threshold": operating_threshold(self.config), "out_of_distribution": ood})
         return results
 
-    def analyse(self, image, target: int | None = None, options: ExplanationOptions | None = None) -> Analysis:
+    def analyse(self, image, explained_index: int | None = None,
+                options: ExplanationOptions | None = None) -> Analysis:
         """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
         with self._model_lock, captured_features(self.model) as features:
-            explanation = self.explainer.explain(image, target, options or self.explanation_options)
+            explanation = self.explainer.explain(image, explained_index, options or self.explanation_options)
         ood = self._ood(features, explanation.image.size)
         decision = gated_decision(self.config, explanation.probabilities, ood)
         return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
                         self.config.id2label[positive_index(self.config)])
 
-    def faithfulness_curves(self, image, target: int | None = None, steps: int = 10) -> Image.Image:
+    def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> Image.Image:
         """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
         maps they are judged against, as a figure: how faithful the maps are here, not on average."""
         settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
         rng = np.random.default_rng(settings.seed)
         with self._model_lock:
             explanation, pixels, maps = faithfulness.explained_with_random_map(
-                self.explainer, image, target, self.explanation_options, rng)
-            curves = faithfulness.curves(self.model, pixels, maps, explanation.target, settings, rng)
-        return faithfulness.curves_figure(curves, TITLES, explanation.target_label)
+                self.explainer, image, explained_index, self.explanation_options, rng)
+            curves = faithfulness.curves(self.model, pixels, maps, explanation.explained_index, settings, rng)
+        return faithfulness.curves_figure(curves, TITLES, explanation.explained_class)
 
     def robustness(self, image, seed: int = 0) -> RobustnessCheck:
         """Does this image's decision hold under each acquisition change of the stress suite? The changed

@@ -555,13 +555,14 @@ def test_out_of_distribution_inputs_are_flagged_and_radiographs_are_not(pretrain
 def test_the_detector_reads_the_features_a_whole_forward_pass_gives(tiny_trained_dirs, real_images):
     import torch
 
+    from pneumolens.modeling import attention_kernel
     from pneumolens.ood import captured_features, image_features
     from pneumolens.preprocessing import pixel_values
 
     images = real_images["NORMAL"][:3]
     for model_type in ("dinov2", "convnext"):
         model, processor = load_model_and_processor(ModelSource(str(tiny_trained_dirs[model_type])))
-        with torch.no_grad(), captured_features(model) as whole:
+        with torch.no_grad(), attention_kernel(model, "sdpa"), captured_features(model) as whole:
             logits = model(pixel_values=pixel_values(processor, images)).logits
         assert logits.shape == (3, 2)  # without `stop` the pass runs to the end
         # Stopped at the middle block: the same features, the same detector.

@@ -52,7 +52,7 @@ def test_maps_are_unit_range_arrays_at_the_image_resolution(model_type, explaine
         assert heatmap.shape == (180, 300) and heatmap.dtype == np.float32
         assert heatmap.min() == 0.0 and heatmap.max() == pytest.approx(1.0)
     assert sum(explanation.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    assert explanation.target_label == max(explanation.probabilities, key=explanation.probabilities.get)
+    assert explanation.explained_class == max(explanation.probabilities, key=explanation.probabilities.get)
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -62,7 +62,7 @@ def test_fused_pass_equals_separate_reference_passes(model_type, options, explai
     explainer = explainers[model_type]
     fused = explainer.explain(real_images["NORMAL"][2], options=options)
     reference = explainer.explain_separately(real_images["NORMAL"][2], options=options)
-    assert fused.target == reference.target
+    assert fused.explained_index == reference.explained_index
     for label, probability in reference.probabilities.items():
         assert fused.probabilities[label] == pytest.approx(probability, abs=1e-6)
     assert set(fused.maps) == set(reference.maps) and fused.maps
@@ -73,12 +73,12 @@ def test_fused_pass_equals_separate_reference_passes(model_type, options, explai
 
 def test_target_class_changes_grad_cam_and_out_of_range_target_is_named(explainers, real_images):
     explainer = explainers["vit"]
-    zero = explainer.explain(real_images["PNEUMONIA"][0], target=0)
-    one = explainer.explain(real_images["PNEUMONIA"][0], target=1)
-    assert zero.target_label == "NORMAL" and one.target_label == "PNEUMONIA"
+    zero = explainer.explain(real_images["PNEUMONIA"][0], explained_index=0)
+    one = explainer.explain(real_images["PNEUMONIA"][0], explained_index=1)
+    assert zero.explained_class == "NORMAL" and one.explained_class == "PNEUMONIA"
     assert not np.allclose(zero.maps["gradcam"], one.maps["gradcam"])
     with pytest.raises(PneumoLensError, match="Target class 5 is out of range: the model has 2 classes"):
-        explainer.explain(real_images["PNEUMONIA"][0], target=5)
+        explainer.explain(real_images["PNEUMONIA"][0], explained_index=5)
 
 
 @pytest.mark.parametrize("method", [name for name, m in REGISTRY.items() if CONVOLUTIONAL not in m.architectures])
@@ -137,8 +137,8 @@ def test_the_class_row_carried_down_equals_the_full_product_of_the_layers():
 def test_transformer_attribution_is_class_specific(explainers, real_images):
     explainer = explainers["dinov2"]
     options = ExplanationOptions(methods=("attribution",))
-    zero = explainer.explain(real_images["PNEUMONIA"][0], target=0, options=options)
-    one = explainer.explain(real_images["PNEUMONIA"][0], target=1, options=options)
+    zero = explainer.explain(real_images["PNEUMONIA"][0], explained_index=0, options=options)
+    one = explainer.explain(real_images["PNEUMONIA"][0], explained_index=1, options=options)
     assert not np.allclose(zero.input_maps["attribution"], one.input_maps["attribution"], atol=1e-3)
 
 

@@ -28,7 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="+", help="Image files (JPEG, PNG, 16-bit PNG, ...).")
     cli.add_model_options(parser)
     parser.add_argument("--out", default="outputs/explanations", help="Output directory.")
-    parser.add_argument("--target", type=int, default=None, help="Class index to explain (default: predicted).")
+    parser.add_argument("--explained_index", "--target", type=int, default=None, dest="explained_index",
+                        help="Index of the class the maps explain (default: the decision); --target is its earlier "
+                             "spelling.")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     add_overlay_options(parser)
     stored = f"default: the model's {SETTINGS_FILE}, else "
@@ -70,12 +72,12 @@ def run(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for image_path in args.images:
-        analysis = service.analyse(image_path, args.target, options)
+        analysis = service.analyse(image_path, args.explained_index, options)
         explanation = analysis.explanation
         stem = Path(image_path).stem
         for method, heatmap in explanation.maps.items():
             drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap)
-            with_scale(drawn, method, explanation.target_label, args.colormap).save(out / f"{stem}_{method}.png")
+            with_scale(drawn, method, explanation.explained_class, args.colormap).save(out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
         side_by_side(explanation, analysis.decision, args.opacity, args.colormap).savefig(figure_path)
@@ -101,7 +103,7 @@ def side_by_side(explanation, decision: str, opacity: float, colormap: str = COL
     figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
     probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
     axes[0].imshow(explanation.image)
-    axes[0].set_title(f"decision: {decision}\n{probabilities}\nexplaining: {explanation.target_label}", fontsize=9)
+    axes[0].set_title(f"decision: {decision}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
             axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap))
@@ -109,7 +111,7 @@ def side_by_side(explanation, decision: str, opacity: float, colormap: str = COL
             scale = figure.colorbar(ScalarMappable(cmap=colormap), ax=axis, orientation="horizontal", fraction=0.05,
                                     pad=0.03, ticks=[0, 1])
             scale.ax.set_xticklabels(["low", "high"], fontsize=7)
-            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.target_label), 48), fontsize=7)
+            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
         else:
             axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
                       wrap=True, fontsize=8)

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 class Explanation:
     image: Image.Image  # the input as decoded (upright RGB, original size)
     probabilities: dict[str, float]
-    target: int
-    target_label: str
+    explained_index: int  # the class the maps explain
+    explained_class: str  # its label
     input_maps: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W) at model input size, [0, 1]
     unavailable: dict[str, str] = field(default_factory=dict)  # method -> why it cannot be given
     box: tuple[float, float, float, float] | None = None  # the part of `image` the model input shows
@@ -86,22 +86,24 @@ class Explainer:
         """Class probabilities of a batch of already preprocessed `pixel_values` (N, 3, H, W)."""
         return [self._by_label(row) for row in class_probabilities(self.model, pixels)]
 
-    def explain(self, image: ImageSource, target: int | None = None,
+    def explain(self, image: ImageSource, explained_index: int | None = None,
                 options: ExplanationOptions = ExplanationOptions()) -> Explanation:
-        """Probabilities and the requested maps from one forward and one backward pass."""
-        return self.explain_prepared(*self.prepare(image), target, options)
+        """Probabilities and the requested maps of class `explained_index` (None: the decision) from one
+        forward and one backward pass."""
+        return self.explain_prepared(*self.prepare(image), explained_index, options)
 
-    def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, layout: ModelLayout, target: int | None = None,
+    def explain_prepared(self, rgb: Image.Image, pixels: torch.Tensor, layout: ModelLayout,
+                         explained_index: int | None = None,
                          options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """`explain` of an image already `prepare`d, for callers that need its model input as well."""
-        return self._result(rgb, layout, options, *self.fused_maps(pixels, layout, target, options))
+        return self._result(rgb, layout, options, *self.fused_maps(pixels, layout, explained_index, options))
 
-    def explain_separately(self, image: ImageSource, target: int | None = None,
+    def explain_separately(self, image: ImageSource, explained_index: int | None = None,
                            options: ExplanationOptions = ExplanationOptions()) -> Explanation:
         """The same result the plain way: a prediction pass, a `GradCAM` call, a saliency pass and a
         rollout pass. Slower; kept as the reference the fused `explain` must equal."""
         rgb, pixels, layout = self.prepare(image)
-        return self._result(rgb, layout, options, *self.separate_maps(pixels, layout, target, options))
+        return self._result(rgb, layout, options, *self.separate_maps(pixels, layout, explained_index, options))
 
     def fused_maps(self, pixels: torch.Tensor, layout: ModelLayout, target: int | None, options: ExplanationOptions):
         """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
@@ -169,8 +171,8 @@ class Explainer:
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),
-            target=target,
-            target_label=self.labels[target],
+            explained_index=target,
+            explained_class=self.labels[target],
             input_maps={name: normalise(as_array(m)) for name, m in raw.items()},
             unavailable=unavailable,
             box=input_box(self.processor, rgb.size),

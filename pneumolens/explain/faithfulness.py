@@ -270,10 +270,10 @@ def evaluate_faithfulness(explainer, images, labels=None, methods=None,
     labels = [None] * len(images) if labels is None else list(labels)
     for index in (progress or iter)(range(len(images))):
         explanation, pixels, maps = explained_with_random_map(explainer, images[index], None, options, rng)
-        scores = image_scores(explainer.model, pixels, maps, explanation.target, settings, rng)
+        scores = image_scores(explainer.model, pixels, maps, explanation.explained_index, settings, rng)
         name = images[index] if isinstance(images[index], str) else f"image-{index}"
         label = None if labels[index] is None else int(labels[index])
-        report.records.append(ImageRecord(str(name), label, explanation.target, scores))
+        report.records.append(ImageRecord(str(name), label, explanation.explained_index, scores))
         report.unavailable.update(explanation.unavailable)
         report.baselines.update({m: baseline_name(grid) for m, grid in explanation.granularity.items()})
         report.map_settings.update({m: text for m, text in explanation.settings.items() if text})

@@ -45,7 +45,7 @@ def randomization_check(model, processor, images, methods=None, seed: int = 0,
     for image in images:
         reference = trained.explain(image, options=options)
         unavailable.update(reference.unavailable)
-        randomised = random.explain(image, reference.target, options)
+        randomised = random.explain(image, reference.explained_index, options)
         for method, trained_map in reference.input_maps.items():
             rho = spearmanr(trained_map.ravel(), randomised.input_maps[method].ravel()).statistic
             correlations.setdefault(method, []).append(float(np.nan_to_num(rho)))

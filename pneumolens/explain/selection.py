@@ -86,7 +86,7 @@ def select_settings(explainer, images, labels, found: list[Candidate],
             explanation = explainer.explain_prepared(rgb, pixels, layout, None, candidate.options())
             maps[candidate.key] = explanation.input_maps[candidate.method]
             granularity[candidate.key] = explanation.granularity[candidate.method]
-            target = explanation.target
+            target = explanation.explained_index
         baselines.update({key: baseline_name(grid) for key, grid in granularity.items()})
         scores = image_scores(explainer.model, pixels, with_random_map(maps, rng, granularity), target, settings, rng)
         label = None if labels is None or labels[index] is None else int(labels[index])
