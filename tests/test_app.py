@@ -39,7 +39,7 @@ def model_with_ood(tiny_trained_dirs, real_imagefolder, tmp_path_factory):
     directory = tmp_path_factory.mktemp("served") / "model"
     shutil.copytree(tiny_trained_dirs["dinov2"], directory)
     source = ModelSource(str(directory))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     data = load_image_dataset(str(real_imagefolder))
     fit_for_model(model, processor, reduced(data["train"], 128), reduced(data["validation"], 128)).save(directory)
     return directory

@@ -8,7 +8,7 @@ import pytest
 import explain as explain_cli
 from pneumolens.explain.artifacts import high_norm_tokens, mass_share, token_maps
 from pneumolens.explain import Explainer
-from pneumolens.modeling import ModelSource, load_image_processor, load_model
+from pneumolens.modeling import ModelSource, load_model_and_processor
 
 
 def test_high_norm_tokens_and_the_mass_they_hold():
@@ -24,7 +24,7 @@ def test_high_norm_tokens_and_the_mass_they_hold():
 
 def test_token_maps_are_per_patch_token(tiny_trained_dirs, real_images):
     source = ModelSource(str(tiny_trained_dirs["dinov2"]))
-    explainer = Explainer(load_model(source), load_image_processor(source))
+    explainer = Explainer(*load_model_and_processor(source))
     _, pixels, layout = explainer.prepare(real_images["NORMAL"][0])
     maps = token_maps(explainer.model, pixels)
     assert {name: m.shape for name, m in maps.items()} == {name: layout.grid for name in ("norm", "rollout", "attribution")}

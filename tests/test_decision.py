@@ -26,7 +26,7 @@ from pneumolens import commands
 from pneumolens.calibration import calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated
 from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY, Calibration, class_probabilities, decide, shown_probabilities
 
-from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_image_processor, load_model, save_model, stored_dtype
+from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model, save_model, stored_dtype, load_model_and_processor
 from pneumolens.preprocessing import pixel_values
 from pneumolens.service import PneumoLensService
 from tests.conftest import run_main
@@ -62,7 +62,7 @@ def test_calibration_metrics_by_hand_and_against_scikit_learn():
 def test_folding_keeps_every_decision_and_makes_the_top_logit_the_decision(tiny_trained_dirs, real_images, storage,
                                                                            tmp_path):
     source = ModelSource(str(tiny_trained_dirs["vit"]))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
     pixels = pixel_values(processor, images)
     setattr(model.config, CALIBRATION_KEY, None)
@@ -90,7 +90,7 @@ def test_folding_keeps_every_decision_and_makes_the_top_logit_the_decision(tiny_
 
 def test_calibrate_writes_figures_and_keeps_the_carved_split_metrics(tiny_trained_dirs, real_images, tmp_path):
     source = ModelSource(str(tiny_trained_dirs["dinov2"]))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     setattr(model.config, CALIBRATION_KEY, None)
     setattr(model.config, THRESHOLD_KEY, 0.5)
     images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
@@ -139,7 +139,7 @@ def three_sided_model(tiny_trained_dirs, real_images, tmp_path_factory):
     shutil.copytree(tiny_trained_dirs["dinov2"], directory)
     (directory / "ood_detector.safetensors").unlink(missing_ok=True)
     source = ModelSource(str(directory))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     images = [*real_images["NORMAL"], *real_images["PNEUMONIA"]]
     with torch.no_grad():
         logits = model(pixel_values=pixel_values(processor, images)).logits
@@ -249,7 +249,7 @@ def test_the_page_label_shows_the_decision_not_the_most_probable_class():
 def test_class_probabilities_are_the_calibrated_ones(three_sided_model, real_images):
     directory, images = three_sided_model
     source = ModelSource(str(directory))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     pixels = pixel_values(processor, [Image.open(images["between"]).convert("RGB")])
     with torch.no_grad():
         logits = model(pixel_values=pixels).logits[0]
@@ -264,7 +264,7 @@ def test_the_probabilities_given_back_after_a_fold_without_calibration_are_the_f
     from pneumolens.calibration import shown_after
 
     source = ModelSource(str(tiny_trained_dirs["vit"]))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     setattr(model.config, CALIBRATION_KEY, None)
     setattr(model.config, THRESHOLD_KEY, 0.6)
     pixels = pixel_values(processor, real_images["NORMAL"][:3])

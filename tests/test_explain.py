@@ -21,7 +21,7 @@ from pneumolens.explain import sanity
 from pneumolens.explain.geometry import input_box
 from pneumolens.explain.sanity import randomization_check
 from pneumolens.modeling import (CONVOLUTIONAL, TRANSFORMER, ModelSource, backbone_blocks, family, load_image_processor,
-                                 load_model)
+                                 load_model_and_processor)
 
 MODEL_TYPES = ["vit", "dinov2", "convnext"]
 OPTION_SETS = [
@@ -38,7 +38,7 @@ def explainers(tiny_trained_dirs):
     result = {}
     for model_type, directory in tiny_trained_dirs.items():
         source = ModelSource(str(directory))
-        result[model_type] = Explainer(load_model(source), load_image_processor(source))
+        result[model_type] = Explainer(*load_model_and_processor(source))
     return result
 
 
@@ -268,7 +268,7 @@ def test_hooks_are_released_and_memory_stays_flat(explainers):
 def test_randomisation_check_passes_trained_maps_and_fails_weight_independent_maps(
         tiny_trained_dirs, real_images, monkeypatch):
     source = ModelSource(str(tiny_trained_dirs["dinov2"]))
-    model, processor = load_model(source), load_image_processor(source)
+    model, processor = load_model_and_processor(source)
     images = real_images["NORMAL"][:3] + real_images["PNEUMONIA"][:3]
     report = randomization_check(model, processor, images)
     assert set(report) == set(METHODS)
