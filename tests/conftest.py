@@ -109,15 +109,21 @@ def copy_of(tmp_path):
     return copy
 
 
+# What a tiny training leaves out unless its test is about it (the test passes the flag again): the stressed
+# selection copies and the stress suite, half of a tiny training's time.
+WITHOUT_STRESS = ("--stress_selection_images", "0", "--stress_suite", "false")
+
+
 def train_tiny(data_dir: Path, backbone_dir: Path, output_dir: Path, *extra: str) -> Path:
-    """Fine-tune a tiny backbone for a few steps with train_hf.py (in-process) and return the model dir."""
+    """Fine-tune a tiny backbone for a few steps with train_hf.py (in-process) and return the model dir.
+    `extra` comes last, so a test that is about a stage turns it back on."""
     import train_hf
     from pneumolens import cli
 
     argv = ["--dataset_name_or_dir", str(data_dir), "--model_name_or_path", str(backbone_dir),
             "--output_dir", str(output_dir), "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
             "--per_device_train_batch_size", "8", "--validation_fraction", "0.25", "--use_cpu", "true",
-            *extra]
+            *WITHOUT_STRESS, *extra]
     cli.run(lambda: train_hf.main(argv))
     return output_dir
 

@@ -301,8 +301,12 @@ def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model
     env = hub_env(hub, tmp_path)
     hub.seed("pneumolens/demo2", "space", {"models/pneumolens-dinov2-small/config.json": b"{}"})  # bundled before
     hub.repos[("space", "pneumolens/demo2")].sdk = "gradio"
-    run([sys.executable, "deploy_space.py", "--space_id", "pneumolens/demo2", "--model_id", MODEL_ID,
-         "--model_revision", first], env)
+    checkout = tmp_path / "space"
+    # Deploy, then check the Space out as the Hub would run it: one process for both.
+    run([sys.executable, "-c", "import runpy, sys; from huggingface_hub import snapshot_download; checkout = sys.argv[1]; "
+         "sys.argv = ['deploy_space.py', *sys.argv[2:]]; runpy.run_path('deploy_space.py', run_name='__main__'); "
+         "snapshot_download('pneumolens/demo2', repo_type='space', local_dir=checkout)",
+         str(checkout), "--space_id", "pneumolens/demo2", "--model_id", MODEL_ID, "--model_revision", first], env)
     space = hub.repos[("space", "pneumolens/demo2")]
     variables = {key: value["value"] for key, value in space.variables.items()}
     assert variables == {"MODEL_ID": MODEL_ID, "MODEL_REVISION": first}
@@ -311,10 +315,6 @@ def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model
     assert front_matter(files["README.md"].decode())["models"] == [MODEL_ID]
 
     # Run the Space as the Hub would: its files, its variables as the environment.
-    checkout = tmp_path / "space"
-    run([sys.executable, "-c", "import sys; from huggingface_hub import snapshot_download; "
-         "snapshot_download(sys.argv[1], repo_type='space', local_dir=sys.argv[2])", "pneumolens/demo2",
-         str(checkout)], env)
     hub.requests.clear()
     image = real_images["NORMAL"][0]
     with ServedApp(tmp_path / "gradio", env={**env, **variables}, cwd=checkout) as served:

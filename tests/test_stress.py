@@ -190,7 +190,7 @@ def test_stressed_copies_apply_each_change_to_the_same_images(real_imagefolder, 
 def test_training_selects_on_stressed_copies_and_reports_the_suite(tmp_path, real_imagefolder, tiny_backbone_dirs):
     output = tmp_path / "model"
     train_tiny(real_imagefolder, tiny_backbone_dirs["vit"], output, "--stress_selection_images", "4",
-               "--stress_suite_images", "5")
+               "--stress_suite", "true", "--stress_suite_images", "5")
     state = json.loads((output / "trainer_state.json").read_text())
     evaluations = [entry for entry in state["log_history"] if "eval_robust_roc_auc" in entry]
     assert evaluations and all(f"eval_roc_auc_{name}" in evaluations[0] for name in SELECTION_CHANGES)
