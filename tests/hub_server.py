@@ -19,9 +19,12 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # What a new repository's .gitattributes sends to LFS on the Hub (abridged), and the size above which
@@ -433,3 +436,39 @@ def _handler_for(hub: FakeHub):
             self._send(status, content, "application/octet-stream", headers)
 
     return Handler
+
+
+# Runs train_hf.py's main once per argument list in one process whose HF_ENDPOINT is the fake Hub, each
+# answered as its own process would be (status, error output); not with tests.conftest's run_main, since
+# importing the test set-up would turn this process offline.
+TRAIN_HF_RUNS = """
+import contextlib, io, json, logging, sys
+import train_hf
+from pneumolens import cli
+
+class CurrentStderr:  # the log goes to whichever stderr a run has
+    def write(self, text): sys.stderr.write(text)
+    def flush(self): sys.stderr.flush()
+
+logging.basicConfig(stream=CurrentStderr(), level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+answers = []
+for argv in json.loads(sys.argv[1]):
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        try:
+            cli.run(lambda: train_hf.main(argv))
+            status = 0
+        except SystemExit as exit:
+            status = exit.code
+    answers.append([status, errors.getvalue()])
+print(json.dumps(answers))
+"""
+
+
+def train_hf_runs(env: dict, *argvs: list) -> list[tuple[int, str]]:
+    """(exit status, error output) of each run of TRAIN_HF_RUNS, from the repository root."""
+    result = subprocess.run([sys.executable, "-c", TRAIN_HF_RUNS, json.dumps([[str(a) for a in argv] for argv in argvs])],
+                            cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [tuple(answer) for answer in json.loads(result.stdout.strip().splitlines()[-1])]

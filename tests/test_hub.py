@@ -24,7 +24,7 @@ from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
 from pneumolens import commands
 from tests.conftest import REPO, SHARED_DATA, run_main
-from tests.hub_server import FakeHub
+from tests.hub_server import FakeHub, train_hf_runs
 
 pytestmark = [pytest.mark.slow]  # each test starts processes against the loopback Hub
 
@@ -94,13 +94,11 @@ def dataset_files(images: dict, with_file_names: bool) -> dict[str, bytes]:
     return {"README.md": DATASET_CARD.encode(), **files}
 
 
-def train_on_hub(hub, tmp_path, backbone, *extra) -> subprocess.CompletedProcess:
-    return run([sys.executable, "train_hf.py", "--dataset_name_or_dir", DATASET_ID,
-                "--model_name_or_path", str(backbone), "--output_dir", str(tmp_path / "model"),
-                "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
-                # The tests are about the data's way in and the card: the stages after training are not.
-                "--stress_selection_images", "0", "--stress_suite", "false", "--ood_num_train", "0", *extra],
-               hub_env(hub, tmp_path))
+def hub_training(dataset_id: str, backbone, output_dir, *extra) -> list[str]:
+    return ["--dataset_name_or_dir", dataset_id, "--model_name_or_path", backbone, "--output_dir", output_dir,
+            "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--validation_fraction", "0.25",
+            # The tests are about the data's way in and the card: the stages after training are not.
+            "--stress_selection_images", "0", "--stress_suite", "false", "--ood_num_train", "0", *extra]
 
 
 def front_matter(card: str) -> dict:
@@ -110,17 +108,34 @@ def front_matter(card: str) -> dict:
 
 # -- the data set from the Hub --------------------------------------------------------------------------
 
-def test_training_on_the_hub_dataset_pins_the_revision_and_reports_the_test_split(
-        tmp_path, kermany_images, tiny_backbone_dirs):
+UNNAMED_ID = "hf-vision/chest-xray-pneumonia-unnamed"  # the same images, without file names
+
+
+@pytest.fixture(scope="module")
+def hub_trainings(tmp_path_factory, kermany_images, tiny_backbone_dirs):
+    """Two trainings on data sets from the Hub, in one process: at a pinned revision of the data set whose
+    main has moved on since, and on a copy whose images carry no file names."""
+    root = tmp_path_factory.mktemp("hub-trainings")
     with FakeHub(TOKEN) as hub:
         pinned = hub.seed(DATASET_ID, "dataset", dataset_files(kermany_images, with_file_names=True))
         # main moves on after the pin: a shard with fewer training images
         fewer = {**kermany_images, "train": kermany_images["train"][:6] + kermany_images["train"][10:16]}
         moved = hub.seed(DATASET_ID, "dataset", dataset_files(fewer, with_file_names=True))
         assert moved != pinned and hub.lfs_paths(DATASET_ID, "dataset") >= {"data/train-00000-of-00001.parquet"}
-        train_on_hub(hub, tmp_path, tiny_backbone_dirs["vit"], "--dataset_revision", pinned)
+        hub.seed(UNNAMED_ID, "dataset", dataset_files(kermany_images, with_file_names=False))
+        answers = train_hf_runs(
+            hub_env(hub, root), hub_training(DATASET_ID, tiny_backbone_dirs["vit"], root / "pinned",
+                                             "--dataset_revision", pinned),
+            hub_training(UNNAMED_ID, tiny_backbone_dirs["vit"], root / "unnamed"))
+    for status, errors in answers:
+        assert status == 0, errors[-3000:]
+    return {"hub": hub, "pinned": pinned, "pinned_dir": root / "pinned", "unnamed_dir": root / "unnamed",
+            "unnamed_log": answers[1][1]}
 
-    model_dir = tmp_path / "model"
+
+def test_training_on_the_hub_dataset_pins_the_revision_and_reports_the_test_split(hub_trainings):
+    hub, pinned = hub_trainings["hub"], hub_trainings["pinned"]
+    model_dir = hub_trainings["pinned_dir"]
     data_requests = [path for _, path in hub.requests if path.startswith(f"/datasets/{DATASET_ID}/resolve/")]
     assert data_requests and all(f"/resolve/{pinned}/" in path for path in data_requests)
     card = (model_dir / "README.md").read_text()
@@ -138,13 +153,9 @@ def test_training_on_the_hub_dataset_pins_the_revision_and_reports_the_test_spli
     assert all(r["dataset"]["revision"] == pinned for r in model_index)
 
 
-def test_images_without_file_names_are_split_per_image_and_the_card_says_so(
-        tmp_path, kermany_images, tiny_backbone_dirs):
-    with FakeHub(TOKEN) as hub:
-        hub.seed(DATASET_ID, "dataset", dataset_files(kermany_images, with_file_names=False))
-        result = train_on_hub(hub, tmp_path, tiny_backbone_dirs["vit"])
-    assert "20 of 20 images carry no file name" in result.stderr
-    card = (tmp_path / "model" / "README.md").read_text()
+def test_images_without_file_names_are_split_per_image_and_the_card_says_so(hub_trainings):
+    assert "20 of 20 images carry no file name" in hub_trainings["unnamed_log"]
+    card = (hub_trainings["unnamed_dir"] / "README.md").read_text()
     assert "per image, because 20 of 20 images carry no file name" in card
     validation = next(row for row in card.splitlines() if row.startswith("| validation (carved) |"))
     normal, pneumonia = (int(cell) for cell in validation.split("|")[2:4])
@@ -152,29 +163,14 @@ def test_images_without_file_names_are_split_per_image_and_the_card_says_so(
 
 
 def test_an_unknown_dataset_or_revision_fails_clearly(tmp_path, tiny_backbone_dirs):
-    # Both in one process whose HF_ENDPOINT is the fake Hub, each as train_hf.py's main answers it.
-    attempts = [(name, revision) for name, revision in (("nobody/nothing", "main"), (DATASET_ID, "0" * 40))]
-    driver = (  # not tests.conftest's run_main: importing the test set-up would turn this process offline
-        "import contextlib, io, json, sys, train_hf\n"
-        "from pneumolens import cli\n"
-        "answers = []\n"
-        "for name, revision in json.loads(sys.argv[3]):\n"
-        "    errors = io.StringIO()\n"
-        "    with contextlib.redirect_stderr(errors):\n"
-        "        try:\n"
-        "            cli.run(lambda: train_hf.main(['--dataset_name_or_dir', name, '--dataset_revision', revision,\n"
-        "                                           '--model_name_or_path', sys.argv[1], '--output_dir', sys.argv[2]]))\n"
-        "            status = 0\n"
-        "        except SystemExit as exit:\n"
-        "            status = exit.code\n"
-        "    answers.append([status, errors.getvalue().strip().splitlines()[-1]])\n"
-        "print(json.dumps(answers))\n")
+    attempts = [("nobody/nothing", "main"), (DATASET_ID, "0" * 40)]
     with FakeHub(TOKEN) as hub:
         hub.seed(DATASET_ID, "dataset", {"README.md": DATASET_CARD.encode()})
-        result = run([sys.executable, "-c", driver, str(tiny_backbone_dirs["vit"]), str(tmp_path / "m"),
-                      json.dumps(attempts)], hub_env(hub, tmp_path))
-    answers = json.loads(result.stdout.strip().splitlines()[-1])
-    for (name, _), (status, last_line) in zip(attempts, answers):
+        answers = train_hf_runs(hub_env(hub, tmp_path), *(
+            ["--dataset_name_or_dir", name, "--dataset_revision", revision, "--model_name_or_path",
+             tiny_backbone_dirs["vit"], "--output_dir", tmp_path / "m"] for name, revision in attempts))
+    for (name, _), (status, errors) in zip(attempts, answers):
+        last_line = errors.strip().splitlines()[-1]
         assert status == 2 and last_line.startswith(f"error: Could not reach data set '{name}'"), (name, last_line)
 
 
