@@ -406,11 +406,24 @@ def test_every_event_is_queued(model_with_ood):
 
 
 @pytest.mark.slow
+def test_the_handlers_answer_as_plain_functions_without_a_server(model_with_ood):
+    handlers = app.Handlers(PneumoLensService(ModelSource(str(model_with_ood))), predict_batch_size=2)
+    image = app.EXAMPLES[0]
+    agent = json.loads(handlers.predict(image))  # the MCP tool
+    label = handlers.label_prediction(image)  # gradio_client's /predict
+    page = app.named_outputs(handlers.page_explanation(image, app.PREDICTED, 0.5))  # the page's /explain
+    assert agent["decision"] == label["decision"] == page["record"]["decision"] == page["probabilities"]["decision"]
+    assert label["probabilities"] == pytest.approx(agent["probabilities"], abs=1e-6)
+    assert all(page[f"map_{m}"].size[0] <= app.DISPLAY_MAX_SIDE for m in METHODS if page[f"map_{m}"] is not None)
+    with pytest.raises(app.RequestError, match="Only uploaded files are accepted"):  # a path of its own choosing
+        handlers.predicted(str(Path(image).with_name("missing.jpeg")))
+
+
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
     import gradio
 
-    # Age 10 s: long enough that a slow /report on a busy machine still finds its upload in place.
-    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 10))
+    # Age 6 s: a /report of the tiny model takes about a second, so even a slow machine finds its upload.
+    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))), delete_cache=(1, 6))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         image = tmp_path / f"patient-{uuid.uuid4().hex}.jpeg"  # a name no other test's upload has
@@ -451,6 +464,8 @@ def test_cache_cleanup_survives_files_added_while_it_runs(tmp_path):
         while not stop.is_set():
             box.temp_files.add(str(tmp_path / f"new-{index}"))
             index += 1
+            if index % 50 == 0:  # as requests do, now and then; a loop that never yields only slows the sweep
+                time.sleep(0.0001)
 
     adder = threading.Thread(target=add_files)
     adder.start()
