@@ -43,8 +43,8 @@ class SpaceArguments:
     token: str | None = field(default=None, metadata={"help": "Write token; default HF_TOKEN or your login."})
 
 
-def main() -> None:
-    (args,) = HfArgumentParser(SpaceArguments).parse_args_into_dataclasses()
+def main(argv: list[str] | None = None) -> None:
+    (args,) = HfArgumentParser(SpaceArguments).parse_args_into_dataclasses(args=argv)
     cli.setup_logging()
     url = deploy_space(args.space_id, ServedModel(args.model_id, args.model_revision), resolve_token(args.token),
                        private=args.private, zero_gpu=args.zero_gpu)

@@ -187,14 +187,14 @@ def pushed(tiny_trained_dirs, tmp_path_factory):
     config["operating_threshold"] = 0.123
     (changed / "config.json").write_text(json.dumps(config))
     tmp_path = tmp_path_factory.mktemp("hub")
+    # Both commits from one process, each printing its commit id.
     push = ("import sys; from pneumolens.hub import push_model_dir; "
-            "print(push_model_dir(sys.argv[1], sys.argv[2], sys.argv[3]))")
+            "[print(push_model_dir(folder, sys.argv[1], sys.argv[2]).oid) for folder in sys.argv[3:]]")
     with FakeHub(TOKEN) as hub:
-        env = hub_env(hub, tmp_path)
-        run([sys.executable, "-c", push, str(model_dir), MODEL_ID, TOKEN], env)
-        first = hub.head(MODEL_ID)
-        run([sys.executable, "-c", push, str(changed), MODEL_ID, TOKEN], env)
-        yield hub, first, hub.head(MODEL_ID), model_dir
+        pushed = run([sys.executable, "-c", push, MODEL_ID, TOKEN, str(model_dir), str(changed)], hub_env(hub, tmp_path))
+        first, second = pushed.stdout.split()[-2:]
+        assert second == hub.head(MODEL_ID) and first in hub.repos[("model", MODEL_ID)].commits
+        yield hub, first, second, model_dir
 
 
 def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_commit_to_pin(tiny_trained_dirs,
