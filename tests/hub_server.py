@@ -467,7 +467,8 @@ print(json.dumps(answers))
 
 def train_hf_runs(env: dict, *argvs: list) -> list[tuple[int, str]]:
     """(exit status, error output) of each run of TRAIN_HF_RUNS, from the repository root."""
-    result = subprocess.run([sys.executable, "-c", TRAIN_HF_RUNS, json.dumps([[str(a) for a in argv] for argv in argvs])],
+    runs = json.dumps([[str(argument) for argument in argv] for argv in argvs])
+    result = subprocess.run([sys.executable, "-c", TRAIN_HF_RUNS, runs], check=False,
                             cwd=Path(__file__).resolve().parent.parent, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -143,7 +143,7 @@ def run_as_processes(monkeypatch, count: int, run, user) -> None:
 
     monkeypatch.setattr(distributed, "gather_object", gather)
     for index in [*range(1, count), 0]:
-        monkeypatch.setattr(user, "process_state", lambda: FakeState(index, count))
+        monkeypatch.setattr(user, "process_state", lambda index=index: FakeState(index, count))
         run()
 
 
