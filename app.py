@@ -26,6 +26,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote
 
 import gradio as gr
@@ -381,126 +382,139 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
                max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
     """The Blocks app around one loaded model: the page's layout, and its events wired to `Handlers`."""
     handlers = Handlers(service, predict_batch_size)
-    # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
-    label_prediction, report_files, faithfulness_curves, page_explanation, robustness_for_page = map(
-        gpu_call, (handlers.label_prediction, handlers.report_files, handlers.faithfulness_curves,
-                   handlers.page_explanation, handlers.robustness_for_page))
-    # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
-    # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
-    label_prediction, page_explanation, report_files, robustness_for_page = map(
-        not_an_mcp_tool, (label_prediction, page_explanation, report_files, robustness_for_page))
-    method_of = handlers.method_of
-
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
     with gr.Blocks(title=TITLE, delete_cache=delete_cache, fill_width=True) as demo:
-        gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")
-        with gr.Row():
-            with gr.Column(scale=2, min_width=300):
-                # No file_types filter: DICOM files often have no extension; the content decides.
-                upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath",
-                                      height=110)
-                shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
-                                 height=PREVIEW_HEIGHT, elem_id="preview")
-                shown_details = gr.Markdown(elem_id="preview-details")
-                with gr.Row():
-                    explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
-                                                  label="Explain the class", min_width=120)
-                    opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", min_width=120)
-                run = gr.Button("Analyse", variant="primary")
-                gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
-            with gr.Column(scale=7, min_width=340):
-                decision = gr.Markdown(elem_id="decision")
-                warning = gr.Markdown(elem_id="ood-warning")
-                # The API's decision and probabilities (a label whose headline is the decision); the page shows
-                # them in the decision's own display, where the threshold is marked and no 100 % is printed.
-                probabilities = DecisionLabel(num_top_classes=len(service.labels), visible=False)
-                with gr.Row():
-                    with gr.Column(scale=6, min_width=340):
-                        large = gr.ImageSlider(label="One map, large: the radiograph | the map over it (drag)",
-                                               type="pil", format="jpeg", max_height=LARGE_HEIGHT,
-                                               interactive=False, elem_id="large-view")
-                        large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
-                                               elem_id="large-choice")
-                    # Every map, most faithful first, each with its verdict and scale; answered in registry order,
-                    # by name (EXPLAIN_OUTPUTS).
-                    with gr.Column(scale=4, min_width=340):
-                        image_of, caption_of = {}, {}
-                        for pair in _pairs(service.standings):
-                            with gr.Row():
-                                for standing in pair:
-                                    with gr.Column(min_width=165):
-                                        image_of[standing.name] = gr.Image(
-                                            label=TITLES[standing.name], type="pil", format="jpeg",
-                                            height=MAP_HEIGHT, elem_id=f"map-{standing.name}",
-                                            elem_classes="map-image")
-                                        caption_of[standing.name] = gr.Markdown(
-                                            _caption(service.standings, standing), elem_id=f"caption-{standing.name}",
-                                            elem_classes="map-caption")
-                images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
-                with gr.Row():
-                    # Made on demand: most people never download, and the full-resolution maps cost a
-                    # second pass only to those who do.
-                    make_report = gr.Button("Report and raw maps", elem_id="make-report", size="sm")
-                downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
-                                    file_count="multiple", elem_id="downloads", visible=False)
-                with gr.Accordion("Result (JSON)", open=False):
-                    result = gr.JSON(show_label=False)
-        with gr.Accordion("How faithful are these maps for this image?", open=False):
-            gr.Markdown("Deletion and insertion curves of every map and of the random maps they are judged "
-                        "against, for the uploaded image: a faithful map makes the explained class's log-odds "
-                        "fall fastest when its pixels are removed first, and rise fastest when they are revealed "
-                        "first. About 110 forward passes: several seconds on a CPU.")
-            make_curves = gr.Button("Measure on this image", elem_id="make-curves")
-            curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
-        with gr.Accordion("Does this decision hold? The image under each acquisition change", open=False):
-            gr.Markdown("The decision and the probability of this image under each change of the shortcut stress "
-                        "suite: tighter framing, another film shape, pasted markers and text, devices, exposure, "
-                        "processing and detector changes, seeded so that an image always gets the same answer. A "
-                        "decision that holds is not thereby correct; a change that flips it names a shortcut the "
-                        "model may be using on this image. 27 forward passes, in batches.")
-            check_robustness = gr.Button("Check this image", elem_id="check-robustness")
-            robustness_answer = gr.Markdown(elem_id="robustness-sentence")
-            robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
-                                         elem_id="robustness-figure")
-            robustness_record = gr.JSON(visible=False)
-        with gr.Accordion("About the model", open=False):
-            gr.Markdown(service.summary())
-        state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
-        checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
-
-        upload.change(handlers.preview, upload, [shown, shown_details, downloads], api_visibility="private",
-                      concurrency_limit=2, concurrency_id="preview")
-        upload.change(no_robustness, None, [robustness_answer, robustness_figure], api_visibility="private",
-                      concurrency_limit=None)
-        explained_class.change(no_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
-        run.click(page_explanation, [upload, explained_class, opacity],
-                  [probabilities, decision, warning, *images, *captions, result, state],
-                  api_name="explain", concurrency_limit=1, concurrency_id="model").success(
-            handlers.large_view, [state, opacity, large_title], large, api_visibility="private", concurrency_limit=2,
-            concurrency_id="redraw").then(None, js=SHOW_DECISION)
-        make_curves.click(faithfulness_curves, [upload, explained_class], curves, api_name="faithfulness",
-                          concurrency_limit=1, concurrency_id="model")
-        # The API answers the files alone; the page then shows the box that holds them.
-        check_robustness.click(robustness_for_page, upload, [robustness_answer, robustness_figure, robustness_record,
-                                                            checked], api_name="robustness", concurrency_limit=1,
-                               concurrency_id="model")
-        make_report.click(report_files, [upload, explained_class, opacity, checked], downloads, api_name="report",
-                          concurrency_limit=1, concurrency_id="model").success(
-            show_downloads, None, downloads, api_visibility="private", concurrency_limit=None)
-        # Queued like everything else, but in its own group: a redraw never waits for the model.
-        opacity.release(handlers.redraw, [state, opacity, large_title], [*images, large], api_visibility="private",
-                        concurrency_limit=2, concurrency_id="redraw")
-        large_title.change(handlers.large_view, [state, opacity, large_title], large, api_visibility="private",
-                           concurrency_limit=2, concurrency_id="redraw")
-        # The fast endpoint: no button of its own in the page, one forward pass, for programs.
-        hidden_probabilities = DecisionLabel(visible=False)
-        # As many at once as one batch holds: they wait in the batcher, not in Gradio's queue.
-        gr.Button(visible=False).click(label_prediction, upload, hidden_probabilities, api_name="predict",
-                                       concurrency_limit=predict_batch_size, concurrency_id="predict")
-        add_agent_tools(handlers, service, predict_batch_size)
+        page = page_components(service, handlers.method_of)
+        wire_events(page, handlers, predict_batch_size)
+        add_agent_tools(handlers, predict_batch_size)
     demo.queue(max_size=64)
     limit_waiting_per_client(demo, max_waiting_per_client)
     return demo
+
+
+def page_components(service: PneumoLensService, method_of: dict[str, str]) -> SimpleNamespace:
+    """The page's components, laid out inside the Blocks being built; returned by name for the wiring."""
+    gr.Markdown(f"## {TITLE}\n{DISCLAIMER}", elem_id="header")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            # No file_types filter: DICOM files often have no extension; the content decides.
+            upload = UploadedFile(label="Chest X-ray: JPEG, PNG (8 or 16-bit) or DICOM", type="filepath",
+                                  height=110)
+            shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
+                             height=PREVIEW_HEIGHT, elem_id="preview")
+            shown_details = gr.Markdown(elem_id="preview-details")
+            with gr.Row():
+                explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
+                                              label="Explain the class", min_width=120)
+                opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", min_width=120)
+            run = gr.Button("Analyse", variant="primary")
+            gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
+        with gr.Column(scale=7, min_width=340):
+            decision = gr.Markdown(elem_id="decision")
+            warning = gr.Markdown(elem_id="ood-warning")
+            # The API's decision and probabilities (a label whose headline is the decision); the page shows
+            # them in the decision's own display, where the threshold is marked and no 100 % is printed.
+            probabilities = DecisionLabel(num_top_classes=len(service.labels), visible=False)
+            with gr.Row():
+                with gr.Column(scale=6, min_width=340):
+                    large = gr.ImageSlider(label="One map, large: the radiograph | the map over it (drag)",
+                                           type="pil", format="jpeg", max_height=LARGE_HEIGHT,
+                                           interactive=False, elem_id="large-view")
+                    large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
+                                           elem_id="large-choice")
+                # Every map, most faithful first, each with its verdict and scale; answered in registry order,
+                # by name (EXPLAIN_OUTPUTS).
+                with gr.Column(scale=4, min_width=340):
+                    image_of, caption_of = {}, {}
+                    for pair in _pairs(service.standings):
+                        with gr.Row():
+                            for standing in pair:
+                                with gr.Column(min_width=165):
+                                    image_of[standing.name] = gr.Image(
+                                        label=TITLES[standing.name], type="pil", format="jpeg",
+                                        height=MAP_HEIGHT, elem_id=f"map-{standing.name}",
+                                        elem_classes="map-image")
+                                    caption_of[standing.name] = gr.Markdown(
+                                        _caption(service.standings, standing), elem_id=f"caption-{standing.name}",
+                                        elem_classes="map-caption")
+            images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
+            with gr.Row():
+                # Made on demand: most people never download, and the full-resolution maps cost a
+                # second pass only to those who do.
+                make_report = gr.Button("Report and raw maps", elem_id="make-report", size="sm")
+            downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
+                                file_count="multiple", elem_id="downloads", visible=False)
+            with gr.Accordion("Result (JSON)", open=False):
+                result = gr.JSON(show_label=False)
+    with gr.Accordion("How faithful are these maps for this image?", open=False):
+        gr.Markdown("Deletion and insertion curves of every map and of the random maps they are judged "
+                    "against, for the uploaded image: a faithful map makes the explained class's log-odds "
+                    "fall fastest when its pixels are removed first, and rise fastest when they are revealed "
+                    "first. About 110 forward passes: several seconds on a CPU.")
+        make_curves = gr.Button("Measure on this image", elem_id="make-curves")
+        curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
+    with gr.Accordion("Does this decision hold? The image under each acquisition change", open=False):
+        gr.Markdown("The decision and the probability of this image under each change of the shortcut stress "
+                    "suite: tighter framing, another film shape, pasted markers and text, devices, exposure, "
+                    "processing and detector changes, seeded so that an image always gets the same answer. A "
+                    "decision that holds is not thereby correct; a change that flips it names a shortcut the "
+                    "model may be using on this image. 27 forward passes, in batches.")
+        check_robustness = gr.Button("Check this image", elem_id="check-robustness")
+        robustness_answer = gr.Markdown(elem_id="robustness-sentence")
+        robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
+                                     elem_id="robustness-figure")
+        robustness_record = gr.JSON(visible=False)
+    with gr.Accordion("About the model", open=False):
+        gr.Markdown(service.summary())
+    state = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
+    checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
+    return SimpleNamespace(
+        upload=upload, shown=shown, shown_details=shown_details, explained_class=explained_class, opacity=opacity,
+        run=run, decision=decision, warning=warning, probabilities=probabilities, large=large,
+        large_title=large_title, images=images, captions=captions, make_report=make_report, downloads=downloads,
+        result=result, make_curves=make_curves, curves=curves, check_robustness=check_robustness, robustness_answer=robustness_answer,
+        robustness_figure=robustness_figure, robustness_record=robustness_record, state=state, checked=checked)
+
+
+def wire_events(page: SimpleNamespace, handlers: Handlers, predict_batch_size: int) -> None:
+    """Each event of the page, and the API's endpoints, to its handler, inside the Blocks being built."""
+    # Every handler that runs the model, under `spaces.GPU` where that package is installed (ZeroGPU).
+    # Gradio makes every public endpoint an MCP tool: those made for the page and for gradio_client
+    # (positional tuples, a session state, full-size overlays, downloads) are listed for programs only.
+    label_prediction, page_explanation, report_files, robustness_for_page = (
+        not_an_mcp_tool(gpu_call(handler)) for handler in (handlers.label_prediction, handlers.page_explanation,
+                                                            handlers.report_files, handlers.robustness_for_page))
+    faithfulness_curves = gpu_call(handlers.faithfulness_curves)
+    redraw = dict(api_visibility="private", concurrency_limit=2, concurrency_id="redraw")
+    on_model = dict(concurrency_limit=1, concurrency_id="model")
+
+    page.upload.change(handlers.preview, page.upload, [page.shown, page.shown_details, page.downloads],
+                       api_visibility="private", concurrency_limit=2, concurrency_id="preview")
+    page.upload.change(no_robustness, None, [page.robustness_answer, page.robustness_figure],
+                       api_visibility="private", concurrency_limit=None)
+    page.explained_class.change(no_downloads, None, page.downloads, api_visibility="private", concurrency_limit=None)
+    page.run.click(page_explanation, [page.upload, page.explained_class, page.opacity],
+                   [page.probabilities, page.decision, page.warning, *page.images, *page.captions, page.result,
+                    page.state], api_name="explain", **on_model).success(
+        handlers.large_view, [page.state, page.opacity, page.large_title], page.large, **redraw).then(
+        None, js=SHOW_DECISION)
+    page.make_curves.click(faithfulness_curves, [page.upload, page.explained_class], page.curves,
+                           api_name="faithfulness", **on_model)
+    page.check_robustness.click(robustness_for_page, page.upload, [page.robustness_answer, page.robustness_figure,
+                                                                   page.robustness_record, page.checked],
+                                api_name="robustness", **on_model)
+    # The API answers the files alone; the page then shows the box that holds them.
+    page.make_report.click(report_files, [page.upload, page.explained_class, page.opacity, page.checked],
+                           page.downloads, api_name="report", **on_model).success(
+        show_downloads, None, page.downloads, api_visibility="private", concurrency_limit=None)
+    # Queued like everything else, but in its own group: a redraw never waits for the model.
+    page.opacity.release(handlers.redraw, [page.state, page.opacity, page.large_title], [*page.images, page.large],
+                         **redraw)
+    page.large_title.change(handlers.large_view, [page.state, page.opacity, page.large_title], page.large, **redraw)
+    # The fast endpoint: no button of its own in the page, one forward pass, for programs. As many at once
+    # as one batch holds: they wait in the batcher, not in Gradio's queue.
+    gr.Button(visible=False).click(label_prediction, page.upload, DecisionLabel(visible=False), api_name="predict",
+                                   concurrency_limit=predict_batch_size, concurrency_id="predict")
 
 
 def not_an_mcp_tool(function):
@@ -514,7 +528,7 @@ def not_an_mcp_tool(function):
     return endpoint
 
 
-def add_agent_tools(handlers: Handlers, service: PneumoLensService, predict_batch_size: int) -> None:
+def add_agent_tools(handlers: Handlers, predict_batch_size: int) -> None:
     """The MCP tools `predict`, `explain` and `robustness`, endpoints of their own, inside the Blocks being
     built."""
     predict, explain, robustness = map(gpu_call, (handlers.predict, handlers.explain, handlers.robustness))
@@ -522,7 +536,7 @@ def add_agent_tools(handlers: Handlers, service: PneumoLensService, predict_batc
         image = UploadedFile(type="filepath")
         explained_class = gr.Textbox(value=PREDICTED)
         answer = gr.Textbox()
-        maps = [gr.Image(type="pil", format=AGENT_MAP_FORMAT) for _ in service.standings]
+        maps = [gr.Image(type="pil", format=AGENT_MAP_FORMAT) for _ in handlers.service.standings]
     gr.Button(visible=False).click(predict, image, answer, api_name="agent_predict",
                                    concurrency_limit=predict_batch_size, concurrency_id="predict")
     gr.Button(visible=False).click(robustness, image, answer, api_name="agent_robustness", concurrency_limit=1,
