@@ -513,7 +513,8 @@ def wire_events(page: SimpleNamespace, handlers: Handlers, predict_batch_size: i
     page.large_title.change(handlers.large_view, [page.state, page.opacity, page.large_title], page.large, **redraw)
     # The fast endpoint: no button of its own in the page, one forward pass, for programs. As many at once
     # as one batch holds: they wait in the batcher, not in Gradio's queue.
-    gr.Button(visible=False).click(label_prediction, page.upload, DecisionLabel(visible=False), api_name="predict",
+    answer = DecisionLabel(visible=False)
+    gr.Button(visible=False).click(label_prediction, page.upload, answer, api_name="predict",
                                    concurrency_limit=predict_batch_size, concurrency_id="predict")
 
 

@@ -126,15 +126,17 @@ def test_on_a_phone_the_decision_comes_into_view_after_analyse_and_the_maps_stac
         before = _inside_viewport(page, "#decision")
         page.get_by_role("button", name="Analyse").click()
         page.locator("#decision").get_by_text("Decision:").wait_for(timeout=120_000)
-        page.locator(f"#map-{METHODS[0]} img").first.wait_for(state="visible", timeout=60_000)
+        for method in METHODS:
+            page.locator(f"#map-{method} img").first.wait_for(state="visible", timeout=60_000)
         page.wait_for_timeout(1000)  # the page scrolls itself; the test does not
         decision_in_view = _inside_viewport(page, "#decision")
-        widths = [page.locator(f"#map-{method} img").first.bounding_box()["width"] for method in METHODS]
+        boxes = [page.locator(f"#map-{method} img").first.bounding_box() for method in METHODS]
         page.screenshot(path=str(tmp_path / "phone.png"))
         shutil.copy(tmp_path / "phone.png", "/tmp/pneumolens-browser-phone.png")
         browser.close()
     assert not before and decision_in_view
-    assert min(widths) >= 300, widths  # one map a row, the width of the screen
+    assert min(box["width"] for box in boxes) >= 300, boxes  # one map a row, the width of the screen
+    assert min(box["height"] for box in boxes) >= 150, boxes  # and each one drawn, none collapsed
 
 
 @pytest.mark.parametrize("example", [app.EXAMPLES[0], app.EXAMPLES[-1]])
