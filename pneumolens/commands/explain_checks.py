@@ -9,6 +9,8 @@ import json
 import logging
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .. import cli
 from ..card import set_card_section
 from ..data import (VALIDATION_PARTS, balanced_sample, carved_validation, image_sources, load_image_dataset,
@@ -97,8 +99,6 @@ def run_sanity(args) -> None:
 
 
 def run_faithfulness(args) -> None:
-    from tqdm.auto import tqdm
-
     model, processor = load_model_and_processor(source_of(args))
     settings = FaithfulnessSettings(steps=args.steps, road_percentiles=tuple(args.road_percentiles), seed=args.seed)
     result = measure_faithfulness(Explainer(model, processor), sampled_images(args), settings,
@@ -110,8 +110,6 @@ def run_faithfulness(args) -> None:
 
 
 def run_select(args) -> None:
-    from tqdm.auto import tqdm
-
     dataset = sampled_images(args)
     model, processor = load_model_and_processor(source_of(args))
     layout = layout_of(model, input_size(processor))
@@ -142,8 +140,6 @@ def run_artifacts(args) -> None:
 
 
 def run_markings(args) -> None:
-    from tqdm.auto import tqdm
-
     dataset = sampled_images(args)
     model, processor = load_model_and_processor(source_of(args))
     report = marking_report(Explainer(model, processor), image_sources(dataset), args.markings, args.seed,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .. import cli
 from ..distributed import map_in_order, process_state
 from ..errors import PneumoLensError
@@ -35,8 +37,6 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     """A report per image; an image that cannot be read gets its error in the summary, and the rest go on.
     Under `accelerate launch` the images are split between the processes and the rows gathered."""
-    from tqdm.auto import tqdm
-
     check_opacity(args.opacity)
     images = image_files(args.images)
     state = process_state()
