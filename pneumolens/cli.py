@@ -22,7 +22,8 @@ VALIDATION_FRACTION = 0.15
 SEED = 42
 
 MODEL, MODEL_REVISION, DATASET = "--model_name_or_path", "--model_revision", "--dataset_name_or_dir"
-OLD_SPELLINGS = {"--model": MODEL, "--revision": MODEL_REVISION, "--data_dir": DATASET}
+OLD_SPELLINGS = {"--model": MODEL, "--revision": MODEL_REVISION, "--data_dir": DATASET,
+                 "--target": "--explained_index"}
 ALIASES = {new: old for old, new in OLD_SPELLINGS.items()}
 
 
@@ -77,10 +78,8 @@ def add_split_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=SEED, help="As given to train_hf.py: the same patient split.")
 
 
-def model_dir_parser(prog: str, description: str, model_help: str) -> argparse.ArgumentParser:
-    """The parser of a command that updates a saved model from its carved validation split."""
-    command = parser(prog, description)
-    add_model_options(command, model_help, required=True, revision=False)
-    add_dataset_option(command, "Imagefolder with a train split, or a Hub data set id (as for train_hf.py).")
-    add_split_options(command)
-    return command
+def add_model_dir_options(parser: argparse.ArgumentParser, model_help: str) -> None:
+    """The options of a command that updates a saved model from its carved validation split."""
+    add_model_options(parser, model_help, required=True, revision=False)
+    add_dataset_option(parser, "Imagefolder with a train split, or a Hub data set id (as for train_hf.py).")
+    add_split_options(parser)

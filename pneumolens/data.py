@@ -210,13 +210,20 @@ def split_by_patient(dataset: Dataset, validation_fraction: float, seed: int) ->
     return dataset.select(train_index), dataset.select(validation_index)
 
 
-def carved_validation(name_or_dir: str, validation_fraction: float = VALIDATION_FRACTION, seed: int = SEED,
-                      revision: str | None = None) -> Dataset:
-    """The validation split `train_hf.py` carves from the training images (same fraction and seed, same images)."""
+def carved_split(name_or_dir: str, validation_fraction: float = VALIDATION_FRACTION, seed: int = SEED,
+                 revision: str | None = None) -> tuple[Dataset, Dataset]:
+    """(train, validation) as `train_hf.py` carves them from the training images (same fraction and seed,
+    same images)."""
     dataset = load_image_dataset(name_or_dir, revision)
     if "train" not in dataset:
         raise PneumoLensError(f"{name_or_dir} has no 'train' split to carve a validation split from (splits: {list(dataset)}).")
-    return split_by_patient(drop_unreadable(dataset["train"], "train"), validation_fraction, seed)[1]
+    return split_by_patient(drop_unreadable(dataset["train"], "train"), validation_fraction, seed)
+
+
+def carved_validation(name_or_dir: str, validation_fraction: float = VALIDATION_FRACTION, seed: int = SEED,
+                      revision: str | None = None) -> Dataset:
+    """The validation split `train_hf.py` carves from the training images."""
+    return carved_split(name_or_dir, validation_fraction, seed, revision)[1]
 
 
 def model_label_ids(dataset: Dataset, config) -> list[int | None]:

@@ -584,6 +584,24 @@ def test_the_detector_reads_the_features_a_whole_forward_pass_gives(tiny_trained
         np.testing.assert_array_equal(image_features(model, processor, images), whole[0].numpy())
 
 
+def test_the_fit_ood_command_saves_a_detector_into_the_model_and_its_card(tiny_trained_dirs, real_imagefolder,
+                                                                           copy_of):
+    from pneumolens import commands
+    from pneumolens.ood import OOD_FILE, OODDetector
+    from tests.conftest import run_main
+
+    directory = copy_of(tiny_trained_dirs["dinov2"])
+    (directory / OOD_FILE).unlink()
+    result = run_main(commands.main, "python -m pneumolens", "fit-ood", "--model_name_or_path", directory,
+                      "--dataset_name_or_dir", real_imagefolder, "--validation_fraction", "0.25", "--num_train", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    detector = OODDetector.load(ModelSource(str(directory)))
+    assert detector is not None and detector.threshold > 0 and f"threshold {detector.threshold:.3f}" in result.stdout
+    card = (directory / "README.md").read_text()
+    assert "## Out-of-distribution detector" in card and "python -m pneumolens fit-ood --model_name_or_path" in card
+    assert "8 training images" in card
+
+
 def _sample_photo() -> np.ndarray:
     from sklearn.datasets import load_sample_image
 

@@ -11,7 +11,7 @@ import numpy as np
 from .. import cli
 from ..calibration import CALIBRATION_DIR, calibrate, calibration_section
 from ..card import set_card_section
-from ..data import carved_validation, model_label_ids, patient_groups
+from ..data import carved_split, model_label_ids, patient_groups
 from ..errors import PneumoLensError
 from ..evaluation import predict_probabilities
 from ..modeling import ModelSource, load_model_and_processor, positive_index, save_model, stored_dtype
@@ -19,16 +19,13 @@ from ..training import save_atomically
 
 
 def add_arguments(parser) -> None:
-    cli.add_model_options(parser, "Local model directory; weights, config and card are updated in it.",
-                          required=True, revision=False)
-    cli.add_dataset_option(parser, "Imagefolder with a train split, or a Hub data set id (as for train_hf.py).")
-    cli.add_split_options(parser)
+    cli.add_model_dir_options(parser, "Local model directory; weights, config and card are updated in it.")
 
 
 def run(args) -> None:
     model_dir = local_model_dir(args.model_name_or_path)
     model, processor = load_model_and_processor(ModelSource(str(model_dir)), attention="sdpa")
-    validation = carved_validation(args.dataset_name_or_dir, args.validation_fraction, args.seed)
+    _, validation = carved_split(args.dataset_name_or_dir, args.validation_fraction, args.seed)
     truth = np.array(model_label_ids(validation, model.config)) == positive_index(model.config)
     probabilities = predict_probabilities(model, processor, validation)
     storage_dtype = stored_dtype(model_dir)

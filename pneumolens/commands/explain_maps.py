@@ -28,9 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="+", help="Image files (JPEG, PNG, 16-bit PNG, ...).")
     cli.add_model_options(parser)
     parser.add_argument("--out", default="outputs/explanations", help="Output directory.")
-    parser.add_argument("--explained_index", "--target", type=int, default=None, dest="explained_index",
-                        help="Index of the class the maps explain (default: the decision); --target is its earlier "
-                             "spelling.")
+    cli.add_option(parser, "--explained_index", type=int, default=None,
+                   help="Index of the class the maps explain (default: the decision).")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     add_overlay_options(parser)
     stored = f"default: the model's {SETTINGS_FILE}, else "

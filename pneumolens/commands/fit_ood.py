@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from .. import cli
 from ..card import set_card_section
-from ..data import drop_unreadable, image_sources, load_image_dataset, split_by_patient
+from ..data import carved_split, image_sources
 from ..modeling import ModelSource, load_model_and_processor
 from ..ood import OOD_FILE, fit_for_model
 from .calibrate import local_model_dir
 
 
 def add_arguments(parser) -> None:
-    cli.add_model_options(parser, "Local model directory; the detector is saved into it.", required=True,
-                          revision=False)
-    cli.add_dataset_option(parser, "Imagefolder with a train split, or a Hub data set id (as for train_hf.py).")
-    cli.add_split_options(parser)
+    cli.add_model_dir_options(parser, "Local model directory; the detector is saved into it.")
     parser.add_argument("--num_train", type=int, default=1000, help="Training images used for the Gaussian.")
     parser.add_argument("--quantile", type=float, default=0.99, help="Validation quantile behind the threshold.")
     parser.add_argument("--margin", type=float, default=1.5, help="Threshold = margin x that quantile.")
@@ -23,9 +20,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     model_dir = local_model_dir(args.model_name_or_path)
-    train, validation = split_by_patient(
-        drop_unreadable(load_image_dataset(args.dataset_name_or_dir)["train"], "train"),
-        args.validation_fraction, args.seed)
+    train, validation = carved_split(args.dataset_name_or_dir, args.validation_fraction, args.seed)
     train = train.shuffle(seed=args.seed).select(range(min(args.num_train, len(train))))
     model, processor = load_model_and_processor(ModelSource(str(model_dir)), attention="sdpa")
     detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile,

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from ..data import image_name, image_sources, model_label_ids
 from ..modeling import attention_kernel
 from .geometry import to_input_size
 from .gradcam import LogitsOf
@@ -283,8 +284,6 @@ def evaluate_faithfulness(explainer, images, labels=None, methods=None,
 def measure_faithfulness(explainer, dataset, settings: FaithfulnessSettings, options: ExplanationOptions,
                          progress=None) -> dict:
     """`evaluate_faithfulness` on a data set's images and labels, as JSON, each image under its file name."""
-    from ..data import image_name, image_sources, model_label_ids  # `datasets`: not for the serving path
-
     report = evaluate_faithfulness(explainer, image_sources(dataset), model_label_ids(dataset, explainer.model.config),
                                    settings=settings, progress=progress, options=options)
     result = report.to_json()
