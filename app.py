@@ -136,10 +136,19 @@ class UploadedFile(gr.File):
         return super().move_resource_to_block_cache(_uploaded_file(url_or_file_path))
 
 
+class DecidedLabelData(LabelData):
+    """Gradio's label data, and whether the film is referred to a person (the label stays the decision)."""
+    refer: bool | None = None
+    referral_band: dict[str, float] | None = None
+
+
 class DecisionLabel(gr.Label):
     """A label whose headline is the model's decision rather than its most probable class: the two differ
     between 0.5 and the operating threshold, and a flagged image's headline is "not a chest radiograph".
-    Its value is `decision_value(...)`; a client receives {"label": decision, "confidences": [...]}."""
+    Its value is `decision_value(...)`; a client receives {"label": decision, "confidences": [...],
+    "refer": ..., "referral_band": ...}."""
+
+    data_model = DecidedLabelData
 
     def get_block_name(self) -> str:
         return "label"
@@ -147,8 +156,9 @@ class DecisionLabel(gr.Label):
     def postprocess(self, value):
         if isinstance(value, dict) and "decision" in value:
             ranked = sorted(value["probabilities"].items(), key=lambda item: item[1], reverse=True)
-            return LabelData(label=value["decision"],
-                             confidences=[LabelConfidence(label=label, confidence=p) for label, p in ranked])
+            return DecidedLabelData(label=value["decision"], refer=value["refer"],
+                                    referral_band=value["referral_band"],
+                                    confidences=[LabelConfidence(label=label, confidence=p) for label, p in ranked])
         return super().postprocess(value)
 
 
@@ -160,8 +170,11 @@ class RequestError(gr.Error):
         return str(self.message)
 
 
-def decision_value(decision: str, probabilities: dict[str, float]) -> dict:
-    return {"decision": decision, "probabilities": probabilities}
+def decision_value(result: dict, probabilities: dict[str, float]) -> dict:
+    """What a `DecisionLabel` shows of a prediction or analysis record: the decision, the referral and
+    `probabilities`."""
+    return {"decision": result["decision"], "refer": result["refer"], "referral_band": result["referral_band"],
+            "probabilities": probabilities}
 
 
 UPLOADED_FILE_ROUTE = "/gradio_api/file="
@@ -216,7 +229,7 @@ class Handlers:
     def label_prediction(self, file_path):
         try:
             result = self.predicted(file_path)
-            return decision_value(result["decision"], {label: round(p, 6) for label, p in result["probabilities"].items()})
+            return decision_value(result, {label: round(p, 6) for label, p in result["probabilities"].items()})
         finally:
             trim_soon()
 
@@ -278,13 +291,14 @@ class Handlers:
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
         # A flagged image's probabilities are in the headline's small print, not beside it as bars.
         shown = {} if analysis.withheld else analysis.explanation.probabilities
+        record = analysis.record()
         return (
-            decision_value(analysis.decision, shown),
+            decision_value(record, shown),
             _decision_markdown(analysis),
             warning,
             *[overlays.get(method) for method in METHODS],
             *captions,
-            analysis.record(),
+            record,
             displayed,
         )
 
@@ -317,7 +331,7 @@ class Handlers:
             image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
 
         Returns:
-            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
+            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "refer": true when the probability lies inside the model's "referral_band" ("lower", "upper" on the positive class's probability): a radiologist should read this film, the model is not sure enough to decide, and "decision" is only the class it leans to. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
         """
         try:
             return json.dumps(self.predicted(image))
@@ -332,7 +346,7 @@ class Handlers:
             explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            First, JSON text: "decision", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
+            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals and the "settings" that made it; "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
         """
         with self.admitted():
             try:
@@ -351,7 +365,7 @@ class Handlers:
             image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
 
         Returns:
-            JSON text. "sentence": the answer in one sentence. "decision", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the decision; "flipped": the names of the changes that flip it; "outcomes": for each change its "name", "group", "description", "probability", "decision" and "flipped". "withheld" says why nothing was checked when the image is not a chest radiograph.
+            JSON text. "sentence": the answer in one sentence. "decision", "refer", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the answer; "flipped": the names of the changes after which the image is decided as the other class; "referred": those that move a decided image into the referral band (a person should read it), which is no flip; "decided": for a referred image, those that move it out of the band; "outcomes": for each change its "name", "group", "description", "probability", "decision", "flipped" and "referred". "withheld" says why nothing was checked when the image is not a chest radiograph.
         """
         try:
             return json.dumps(_safely(self.service.robustness, _path(image)).record())
@@ -695,11 +709,14 @@ def _pairs(items: list) -> list[list]:
 def _decision_markdown(analysis) -> str:
     explanation = analysis.explanation
     shown = presentation.probability_html(explanation.probabilities, analysis.positive_label, analysis.threshold,
-                                          withheld=analysis.withheld)
+                                          withheld=analysis.withheld, band=analysis.band)
     if analysis.withheld:
         return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
                 f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}.")
-    return (f"### Decision: {analysis.decision}\n{shown}\n\nThe maps explain **{explanation.explained_class}**. "
+    heading = presentation.headline(analysis.decision, analysis.refer)
+    referral = (f'\n<div class="referral" id="referral">{presentation.referral_sentence(analysis.decision, analysis.band)}'
+                "</div>\n" if analysis.refer else "")
+    return (f"### {heading}\n{referral}{shown}\n\nThe maps explain **{explanation.explained_class}**. "
             f"{presentation.RELATIVE_NOTE}")
 
 

@@ -30,7 +30,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 
 from pneumolens import cli
 from pneumolens.calibration import CALIBRATION_DIR, calibrate, calibration_section, recalibrated, shown_after
-from pneumolens.card import CardFacts, build_card, set_card_section
+from pneumolens.card import CardFacts, build_card, set_card_section, set_card_subsection
 from pneumolens.data import (
     drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, patient_groups,
     split_by_patient,
@@ -40,7 +40,8 @@ from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
-from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY
+from pneumolens.referral import CONFIDENCE, TARGET_ERROR, update_model_band, write_card_sections
+from pneumolens.decision import CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY
 from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_model, load_model_and_processor, save_model,
 )
@@ -159,6 +160,14 @@ class ModelArguments:
                           "operating threshold into the classifier's bias, so the top label is the decision "
                           "everywhere, a plain transformers pipeline included (pneumolens/calibration.py)."},
     )
+    referral_target_error: float = field(
+        default=TARGET_ERROR,
+        metadata={"help": "After calibration, choose the referral band (pneumolens/referral.py): the narrowest band "
+                          "around the threshold that keeps the error rate among the films decided at or below this, "
+                          "with --referral_confidence, on the carved validation split and each of its stressed "
+                          "copies. 0: no band (every film is decided)."},
+    )
+    referral_confidence: float = field(default=CONFIDENCE, metadata={"help": "See --referral_target_error."})
     early_stopping_patience: int = field(
         default=3, metadata={"help": "Stop after this many evaluations without a better selection metric "
                                      "(--metric_for_best_model, robust_roc_auc by default: ROC-AUC on the carved "
@@ -246,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     model, processor = load_model_and_processor(
         source, "sdpa", num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, **{POSITIVE_LABEL_KEY: data_args.positive_label},
-        # A PneumoLens model fine-tuned again starts without the old head's threshold and calibration.
-        **{THRESHOLD_KEY: None, CALIBRATION_KEY: None},
+        # A PneumoLens model fine-tuned again starts without the old head's threshold, calibration and band.
+        **{THRESHOLD_KEY: None, CALIBRATION_KEY: None, REFERRAL_KEY: None},
     )
     trainable = freeze_early_layers(model, model_args.freeze_layers)
     logger.info("%s: %.2f M of %.2f M parameters trainable", model.config.model_type, trainable / 1e6,
@@ -304,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
         model, probabilities, calibration = _calibrate(model, processor, validation_split, suite_split, probabilities,
                                                        positive, output_dir, model_args, training_args)
 
+    referral = _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, model_args, command)
+
     # Out-of-distribution detector: training images (and augmented copies) define the distribution
     if model_args.ood_num_train > 0:
         train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
@@ -342,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     if calibration:
         set_card_section(output_dir / "README.md", "Calibration",
                          calibration_section(calibration, command))
+    if referral:
+        write_card_sections(output_dir / "README.md", referral, model.config, command)
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
         commit = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,
@@ -398,6 +411,20 @@ def _calibrate(model, processor, validation_split, suite_split, probabilities, p
     model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
     shown = shown_after(record)
     return model, {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}, record
+
+
+def _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, model_args, command) -> dict | None:
+    """The referral band on the carved split and its stressed copies (as shown after calibration), saved in
+    the config; None where none is asked for, or none meets the target (the model then decides every film)."""
+    if model_args.referral_target_error <= 0 or model.config.num_labels != 2:
+        return None
+    chosen = {name: probabilities[name][:, positive] for name in (CLEAN, *pooled)}
+    try:
+        return update_model_band(output_dir, model.config, truth, chosen, model_args.referral_target_error,
+                                 model_args.referral_confidence, command)
+    except PneumoLensError as reason:
+        logger.warning("No referral band: %s", reason)
+        return None
 
 
 def card_title(model_args, training_args) -> str:

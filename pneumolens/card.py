@@ -180,3 +180,24 @@ def set_card_section(card_path: str | Path, heading: str, body: str, before: str
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+def set_card_subsection(card_path: str | Path, parent: str, heading: str, body: str) -> None:
+    """Write `### heading` with `body` at the end of the card's `## parent` section, replacing it if present."""
+    path = Path(card_path)
+    text = path.read_text()
+    found = re.search(rf"^## {re.escape(parent)}\n", text, flags=re.MULTILINE)
+    if not found:
+        raise ValueError(f"The card has no section '{parent}'.")
+    end = text.find("\n## ", found.end())
+    end = len(text) if end < 0 else end + 1
+    section = text[found.start():end]
+    sub = f"### {heading}\n\n{body.strip()}\n\n"
+    existing = re.search(rf"^### {re.escape(heading)}\n", section, flags=re.MULTILINE)
+    if existing:
+        stop = re.search(r"^#{2,3} ", section[existing.end():], flags=re.MULTILINE)
+        stop_at = existing.end() + stop.start() if stop else len(section)
+        section = section[:existing.start()] + sub + section[stop_at:]
+    else:
+        section = section.rstrip("\n") + "\n\n" + sub
+    path.write_text(text[:found.start()] + section + text[end:])

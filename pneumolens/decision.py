@@ -6,6 +6,9 @@ and evaluation all apply to a model's logits.
 - The **decision** at the model's operating threshold (`operating_threshold`) on the shown probability of
   the positive class; since the threshold is folded into the classifier, that is also the top logit.
 - **No class** ("not a chest radiograph") where the out-of-distribution check flags the image.
+- **Refer** where the shown probability lies inside the model's referral band (`referral_band`): the
+  decision stays the class at the threshold, which the film leans to, but a person should read the film.
+  Choosing the band lives in `referral.py`.
 
 Fitting the calibration, folding the threshold and reporting them live in `calibration.py`; this module
 only applies two saved floats, so serving needs no scikit-learn.
@@ -23,6 +26,7 @@ from .modeling import negative_label, positive_index
 
 THRESHOLD_KEY = "operating_threshold"
 CALIBRATION_KEY = "probability_calibration"
+REFERRAL_KEY = "referral_band"
 # What is decided for an image the out-of-distribution check flags, in place of a class.
 NOT_A_RADIOGRAPH = "not a chest radiograph"
 
@@ -42,6 +46,49 @@ class Calibration:
 
     def log_odds(self, logit_difference):
         return self.scale * logit_difference + self.bias
+
+
+@dataclass(frozen=True)
+class ReferralBand:
+    """The shown probabilities of the positive class strictly between `lower` and `upper` (the operating
+    threshold inside) are referred to a person: there, on validation films, the model's decisions were too
+    often wrong to stand alone. `width` is the band's half-width in log-odds around the threshold."""
+
+    lower: float
+    upper: float
+    width: float = 0.0
+    target_error: float | None = None  # the error rate among decided films the band was chosen to keep
+    confidence: float | None = None  # with this confidence, on the validation films
+
+    @classmethod
+    def of(cls, config) -> "ReferralBand | None":
+        saved = getattr(config, REFERRAL_KEY, None)
+        if not saved:
+            return None
+        return cls(float(saved["lower"]), float(saved["upper"]), float(saved.get("width", 0.0)),
+                   saved.get("target_error"), saved.get("confidence"))
+
+    @classmethod
+    def around(cls, threshold: float, width: float, **chosen) -> "ReferralBand":
+        """The band `width` log-odds either side of `threshold`."""
+        centre = float(np.log(threshold / (1 - threshold)))
+        return cls(float(_sigmoid(centre - width)), float(_sigmoid(centre + width)), float(width), **chosen)
+
+    def refers(self, positive_probability: float) -> bool:
+        return self.lower < positive_probability < self.upper
+
+    def saved(self) -> dict:
+        """What `config.json` holds under `referral_band`."""
+        return {"lower": self.lower, "upper": self.upper, "width": self.width, "target_error": self.target_error,
+                "confidence": self.confidence}
+
+    def shown(self) -> dict:
+        """What a record carries: the two bounds on the shown probability of the positive class."""
+        return {"lower": self.lower, "upper": self.upper}
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
 
 
 def logit_difference(config, logits: torch.Tensor) -> torch.Tensor:
@@ -109,3 +156,19 @@ def gated_decision(config, probabilities: dict[str, float], ood: dict) -> str:
     """The decision at the model's operating threshold, or `NOT_A_RADIOGRAPH` where the out-of-distribution
     check flags the image: the one rule behind the page, the API, the report and the command line."""
     return NOT_A_RADIOGRAPH if ood.get("flagged") else decide_by_label(config, probabilities)
+
+
+def refers(config, probabilities: dict[str, float], ood: dict) -> bool:
+    """Whether a person should read this film: its shown probability of the positive class lies inside the
+    model's referral band. Never for an image the out-of-distribution check flags (it has no decision to
+    refer), nor for a model without a band."""
+    band = ReferralBand.of(config)
+    if band is None or ood.get("flagged"):
+        return False
+    return band.refers(probabilities[config.id2label[positive_index(config)]])
+
+
+def referral_fields(config, probabilities: dict[str, float], ood: dict) -> dict:
+    """`refer` and `referral_band` (its bounds, None without one), as every record carries them."""
+    band = ReferralBand.of(config)
+    return {"refer": refers(config, probabilities, ood), "referral_band": band.shown() if band else None}

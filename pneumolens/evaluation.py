@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from .decision import class_probabilities, decide, operating_threshold  # noqa: E402
+from .decision import ReferralBand, class_probabilities, decide, operating_threshold  # noqa: E402
 from .card import REPORTED_METRICS  # noqa: E402
 from .data import image_name  # noqa: E402
 from .errors import PneumoLensError  # noqa: E402
@@ -42,7 +42,8 @@ def predict_probabilities(model, processor, dataset: Dataset, batch_size: int = 
 def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, split_name: str,
                    threshold: float | None = None, batch_size: int = 32,
                    probabilities: np.ndarray | None = None, bootstrap_samples: int = 0) -> dict:
-    """Score `dataset` and write metrics.json, predictions.csv, roc_curve.png, confusion_matrix.png.
+    """Score `dataset` and write metrics.json, predictions.csv, roc_curve.png, confusion_matrix.png and
+    risk_coverage.png (the error rate among the films decided, deciding the most certain first).
 
     The threshold defaults to the model's saved operating threshold; `probabilities` already computed
     for `dataset` by `predict_probabilities` are used instead of a new pass. With `bootstrap_samples`, the
@@ -61,7 +62,12 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     if probabilities is None:
         probabilities = predict_probabilities(model, processor, dataset, batch_size)
     scores = probabilities[:, positive]
-    metrics = binary_metrics(truth, scores, threshold, bootstrap_samples)
+    band = ReferralBand.of(config)
+    # The curve is drawn for every model; the band's figures only where there is one.
+    curve = binary_metrics(truth, scores, threshold, referral_band=(0.0, 0.0))
+    metrics = binary_metrics(truth, scores, threshold, bootstrap_samples,
+                             referral_band=None if band is None else (band.lower, band.upper))
+    metrics.pop("risk_coverage", None)
     metrics.update(split=split_name, num_images=len(dataset), positive_label=positive_name)
 
     out = Path(out_dir)
@@ -70,19 +76,25 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     _write_predictions(out / "predictions.csv", dataset, class_names, probabilities, config, threshold)
     _plot_roc(out / "roc_curve.png", truth, scores, metrics, split_name)
     _plot_confusion(out / "confusion_matrix.png", metrics, config, positive, split_name)
+    _plot_risk_coverage(out / "risk_coverage.png", curve, metrics, split_name)
     logger.info("%s: accuracy %.4f, ROC-AUC %.4f at threshold %.3f (%d images) -> %s",
                 split_name, metrics["accuracy"], metrics["roc_auc"], threshold, len(dataset), out)
     return metrics
 
 
+SELECTIVE_METRICS = ("referred_share", "errors_referred", "decided_accuracy", "decided_sensitivity",
+                     "decided_specificity", "aurc")
+
+
 def metrics_table(metrics: dict) -> str:
-    """The scalar metrics, one per line, with their 95 % intervals where `metrics` has them."""
+    """The scalar metrics, one per line, with their 95 % intervals where `metrics` has them; the selective
+    ones too where the model has a referral band."""
     intervals = metrics.get("intervals", {})
     lines = []
-    for name in REPORTED_METRICS:
+    for name in (*REPORTED_METRICS, *(m for m in SELECTIVE_METRICS if m in metrics)):
         low, high = intervals.get(name, (None, None))
         interval = f"  95 % CI [{low:.4f}, {high:.4f}]" if low is not None else ""
-        lines.append(f"{name:<12} {metrics[name]:.4f}{interval}")
+        lines.append(f"{name:<19} {metrics[name]:.4f}{interval}")
     return "\n".join(lines)
 
 
@@ -122,6 +134,26 @@ def _plot_confusion(path, metrics, config, positive, split_name):
         axis.text(column, row, str(count), ha="center", va="center", color=color, fontsize=14)
     axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
              xlabel="predicted", ylabel="true", title=f"Confusion matrix ({split_name})")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _plot_risk_coverage(path, curve: dict, metrics: dict, split_name: str):
+    """The error rate among the films decided against the share decided, the most certain (by margin to the
+    threshold) decided first; the model's referral band as a point where it has one."""
+    points = curve["risk_coverage"]
+    figure, axis = plt.subplots(figsize=(4.8, 4), dpi=120)
+    axis.plot(points["coverage"], points["risk"], label=f"margin to the threshold: AURC {curve['aurc']:.4f}")
+    axis.axhline(points["risk"][-1], color="grey", linestyle="--", linewidth=0.8, label="deciding every film")
+    if "referred_share" in metrics:
+        axis.scatter([1 - metrics["referred_share"]], [1 - metrics["decided_accuracy"]], color="#e69f00", zorder=3,
+                     label=f"referral band: {metrics['referred_share']:.1%} referred")
+    axis.set(xlabel="share of films decided (coverage)", ylabel="error rate among the films decided",
+             title=f"Risk-coverage ({split_name})", xlim=(0, 1),
+             # The first few points are one or two films each: the scale follows the rest of the curve.
+             ylim=(0, max(0.05, 1.3 * max(points["risk"][len(points["risk"]) // 10:]))))
+    axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -89,31 +89,62 @@ def caption_markdown(standing, rank: int, of: int, explained_label: str, setting
             f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
 
 
+REFER_HEADLINE = "Refer: a radiologist should read this film"
+
+
+def headline(decision: str, refer: bool) -> str:
+    """The answer in a few words: the decided class, or the referral and the class the film leans to."""
+    return f"{REFER_HEADLINE} (leans to {decision})" if refer else f"Decision: {decision}"
+
+
+def referral_sentence(decision: str, band) -> str:
+    """Why a referred film is not decided, and which class it leans to."""
+    return (f"The model is not sure enough to decide: the probability lies inside the referral band "
+            f"({percent(band.lower)} to {percent(band.upper)}), where on validation films its answers were too "
+            f"often wrong to stand alone. It leans to {decision}.")
+
+
 def probability_html(probabilities: dict[str, float], positive_label: str, threshold: float,
-                     withheld: bool = False) -> str:
+                     withheld: bool = False, band=None) -> str:
     """The positive class's probability as a bar with the operating threshold marked on it, so that
-    "85 %, decided NORMAL" reads as the rule it is; greyed where no class is decided."""
+    "85 %, decided NORMAL" reads as the rule it is, and the model's referral `band` shaded, the film's point
+    marked in it; greyed where no class is decided."""
     p = probabilities[positive_label]
     others = ", ".join(f"{label} {percent(q)}" for label, q in probabilities.items() if label != positive_label)
     rule = ("not meaningful for this image" if withheld else
             f"{positive_label} is decided from {percent(threshold)} (the marked operating threshold)")
+    if band is not None and not withheld:
+        rule += (f"; between {percent(band.lower)} and {percent(band.upper)} (shaded) the film is referred to a "
+                 "person")
+        shaded = (f'<div class="probability-band" style="left:{100 * band.lower:.1f}%;'
+                  f'width:{100 * (band.upper - band.lower):.1f}%"></div>')
+    else:
+        shaded = ""
     return (f'<div class="probability{" withheld" if withheld else ""}" id="probability">'
             f'<div class="probability-track"><div class="probability-fill" style="width:{100 * p:.1f}%"></div>'
-            f'<div class="probability-threshold" style="left:{100 * threshold:.1f}%"></div></div>'
+            f'{shaded}<div class="probability-threshold" style="left:{100 * threshold:.1f}%"></div>'
+            f'<div class="probability-point" style="left:{100 * p:.1f}%"></div></div>'
             f'<div class="probability-text">P({html.escape(positive_label)}) <b>{html.escape(percent(p))}</b>'
             f'{" (" + html.escape(others) + ")" if others else ""}; {html.escape(rule)}.</div></div>')
 
 
 def probability_css() -> str:
+    exact = "-webkit-print-color-adjust:exact;print-color-adjust:exact"
     return (".probability{margin:4px 0 6px;max-width:520px}"
-            ".probability-track{position:relative;height:14px;background:#e6e6e6;border:1px solid #999;"
-            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
-            ".probability-fill{position:absolute;left:0;top:0;bottom:0;background:#3b6fb6;"
-            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
+            f".probability-track{{position:relative;height:14px;background:#e6e6e6;border:1px solid #999;{exact}}}"
+            f".probability-fill{{position:absolute;left:0;top:0;bottom:0;background:#3b6fb6;{exact}}}"
             ".withheld .probability-fill{background:#aaa}"
-            ".probability-threshold{position:absolute;top:-5px;bottom:-5px;width:3px;margin-left:-1px;background:#d62728;"
-            "-webkit-print-color-adjust:exact;print-color-adjust:exact}"
-            ".probability-text{font-size:13px;margin-top:3px}")
+            # The band over the fill, striped, so that the fill still shows through it.
+            ".probability-band{position:absolute;top:0;bottom:0;background:repeating-linear-gradient(135deg,"
+            f"rgba(230,159,0,.45) 0 3px,rgba(230,159,0,.15) 3px 7px);border-left:1px solid #b07800;"
+            f"border-right:1px solid #b07800;{exact}}}"
+            f".probability-threshold{{position:absolute;top:-5px;bottom:-5px;width:3px;margin-left:-1px;"
+            f"background:#d62728;{exact}}}"
+            f".probability-point{{position:absolute;top:50%;width:10px;height:10px;margin:-6px 0 0 -6px;"
+            f"border-radius:50%;background:#fff;border:2px solid #1d3557;{exact}}}"
+            ".withheld .probability-point{border-color:#888}"
+            ".probability-text{font-size:13px;margin-top:3px}"
+            ".referral{border-left:5px solid #e69f00;background:#fff8e6;padding:6px 10px;margin:2px 0 6px}")
 
 
 def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP) -> Image.Image:

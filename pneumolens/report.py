@@ -19,7 +19,9 @@ from pathlib import Path
 from PIL import Image
 
 from .explain import HOW_TO_READ, METHODS, TITLES
-from .presentation import RELATIVE_NOTE, percent, probability_css, probability_html, scale_css, scale_html
+from .presentation import (
+    RELATIVE_NOTE, headline, percent, probability_css, probability_html, referral_sentence, scale_css, scale_html,
+)
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
               "validated for clinical use: do not use it to diagnose, treat or triage anyone.")
@@ -65,16 +67,18 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
         verdict = "not checked (this model has no out-of-distribution detector)"
     else:
         verdict = f"looks like a chest radiograph (score {ood['score']:.1f} &le; {ood['threshold']:.1f})"
-    bar = probability_html(record["probabilities"], analysis.positive_label, record["threshold"], withheld=flagged) \
-        if analysis.positive_label in record["probabilities"] else ""
+    bar = probability_html(record["probabilities"], analysis.positive_label, record["threshold"], withheld=flagged,
+                           band=analysis.band) if analysis.positive_label in record["probabilities"] else ""
+    referral = (f'<p class="referral" id="referral">{html.escape(referral_sentence(record["decision"], analysis.band))}'
+                "</p>" if record["refer"] else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PneumoLens report: {html.escape(file_name)}</title>
 <style>{REPORT_CSS}</style></head><body>
 <h1>PneumoLens report</h1>
 <p class="disclaimer"><b>{html.escape(DISCLAIMER)}</b></p>
 <section class="summary">
-<h2 id="decision">Decision: {html.escape(record['decision'])}</h2>
-{bar}
+<h2 id="decision">{html.escape(headline(record['decision'], record['refer']))}</h2>
+{referral}{bar}
 <table{' class=muted' if flagged else ''}><tr><th>class</th><th>probability{probability_note}</th></tr>{rows}</table>
 <p>Operating threshold on the probability of {html.escape(analysis.positive_label or "the positive class")}:
 {html.escape(percent(record['threshold']))}. Maps explain <b>{html.escape(explained)}</b>.</p>
@@ -145,7 +149,7 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-SUMMARY_FIELDS = ("image", "report", "decision", "explained_class", "threshold", "ood_flagged", "ood_score",
+SUMMARY_FIELDS = ("image", "report", "decision", "refer", "explained_class", "threshold", "ood_flagged", "ood_score",
                   "robustness_held", "robustness_flipped")
 
 

@@ -22,11 +22,15 @@ from .explain.geometry import scaled_box, to_original
 from .explain.overlay import DEFAULT_COLORMAP, overlay
 from .device import serving_device
 from .images import describe_file, load_image
-from .decision import NOT_A_RADIOGRAPH, Calibration, decide, gated_decision, operating_threshold
+from .decision import (
+    NOT_A_RADIOGRAPH, Calibration, ReferralBand, decide, gated_decision, operating_threshold, referral_fields,
+    refers,
+)
 from .modeling import (
     ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
 )
 from .preprocessing import input_size, pixel_values
+from .presentation import percent
 from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
@@ -56,6 +60,8 @@ class Analysis:
     ood: dict
     standings: list[MethodStanding] = field(default_factory=list)  # every method, in the order presented
     positive_label: str = ""  # the class whose probability the threshold applies to
+    refer: bool = False  # a person should read this film: its probability lies inside the referral band
+    band: ReferralBand | None = None  # the model's referral band, if it has one
 
     @property
     def withheld(self) -> bool:
@@ -67,6 +73,8 @@ class Analysis:
         return {
             "probabilities": self.explanation.probabilities,
             "decision": self.decision,
+            "refer": self.refer,
+            "referral_band": self.band.shown() if self.band else None,
             "threshold": self.threshold,
             "explained_class": self.explanation.explained_class,
             "out_of_distribution": self.ood,
@@ -190,8 +198,9 @@ class PneumoLensService:
         results = []
         for row, p in enumerate(probabilities):
             ood = self._ood(features, inputs[row].size, row)
-            results.append({"decision": gated_decision(self.config, p, ood), "probabilities": p,
-                            "threshold": operating_threshold(self.config), "out_of_distribution": ood})
+            results.append({"decision": gated_decision(self.config, p, ood), **referral_fields(self.config, p, ood),
+                            "probabilities": p, "threshold": operating_threshold(self.config),
+                            "out_of_distribution": ood})
         return results
 
     def analyse(self, image, explained_index: int | None = None,
@@ -201,8 +210,9 @@ class PneumoLensService:
             explanation = self.explainer.explain(image, explained_index, options or self.explanation_options)
         ood = self._ood(features, explanation.image.size)
         decision = gated_decision(self.config, explanation.probabilities, ood)
+        refer = refers(self.config, explanation.probabilities, ood)
         return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
-                        self.config.id2label[positive_index(self.config)])
+                        self.config.id2label[positive_index(self.config)], refer, ReferralBand.of(self.config))
 
     def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> Image.Image:
         """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
@@ -232,7 +242,7 @@ class PneumoLensService:
                 return [p[positive] for p in self.explainer.predict_pixels(pixels)]
 
         return check_image(decoded, clean["probabilities"][positive], predict, lambda p: decide(self.config, p),
-                           threshold, positive, seed=seed)
+                           threshold, positive, seed=seed, band=ReferralBand.of(self.config))
 
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
@@ -283,6 +293,11 @@ class PneumoLensService:
                  f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
                  f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}"
                  f"{self._probabilities_note()}."]
+        band = ReferralBand.of(self.config)
+        if band is not None:
+            lines.append(f"**Referral band:** between {percent(band.lower)} and {percent(band.upper)} the film is referred "
+                         f"to a person instead of decided (chosen on the carved validation split and its stressed "
+                         f"copies{_band_target(band)}).")
         if card and card.data.datasets:
             lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
         results = self._results(card)
@@ -323,6 +338,13 @@ class PneumoLensService:
                 name = "accuracy" if result.metric_type == "accuracy" else "ROC-AUC"
                 by_split.setdefault(result.dataset_split, []).append(f"{name} {result.metric_value:.3f}")
         return [f"{split.replace('_', ' ')}: {', '.join(values)}" for split, values in by_split.items()]
+
+
+def _band_target(band: ReferralBand) -> str:
+    if band.target_error is None or band.confidence is None:
+        return ""
+    return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
+            f"{100 * band.confidence:.0f} % confidence")
 
 
 def record_json(analysis: Analysis) -> str:

@@ -27,7 +27,7 @@ from datasets import Dataset
 
 from . import acquisition as acq
 from .data import image_sources
-from .decision import class_probabilities, operating_threshold
+from .decision import ReferralBand, class_probabilities, operating_threshold
 from .images import load_image
 from .metrics import binary_metrics
 from .modeling import negative_label, positive_index
@@ -150,16 +150,26 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
-def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: int, threshold: float) -> dict:
+def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: int, threshold: float,
+                  band: ReferralBand | None = None) -> dict:
     """Per change: the metrics at `threshold`, the share of flipped decisions against the unchanged
-    image (all, true negatives, true positives) and the median positive-class score of true negatives."""
+    image (all, true negatives, true positives) and the median positive-class score of true negatives.
+
+    With a referral `band`, also the selective figures (`binary_metrics`) and `moved_into_band`, the share
+    of the films decided unchanged that the change moves into the band: referred, not flipped."""
     truth = np.asarray(truth).astype(int)
     clean_decisions = probabilities[CLEAN][:, positive_index] >= threshold
+    clean_referred = _referred(probabilities[CLEAN][:, positive_index], band)
     report = {}
     for name, probs in probabilities.items():
         scores = probs[:, positive_index]
         flips = (scores >= threshold) != clean_decisions
-        metrics = binary_metrics(truth, scores, threshold)
+        metrics = binary_metrics(truth, scores, threshold,
+                                 referral_band=None if band is None else (band.lower, band.upper))
+        metrics.pop("risk_coverage", None)
+        if band is not None:
+            metrics["moved_into_band"] = float(np.mean(_referred(scores, band)[~clean_referred])) \
+                if (~clean_referred).any() else float("nan")
         metrics.update(
             flip_rate=float(flips.mean()),
             flip_rate_negative=float(flips[truth == 0].mean()) if (truth == 0).any() else float("nan"),
@@ -192,10 +202,12 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     images = image_sources(dataset)
     if probabilities is None:
         probabilities = predict_stressed(model, processor, images, changes, seed, batch_size)
-    report = stress_report(truth, probabilities, positive, threshold)
+    band = ReferralBand.of(model.config)
+    report = stress_report(truth, probabilities, positive, threshold, band)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"threshold": threshold, "seed": seed, "num_images": len(truth), "positive_label": positive_name,
+    summary = {"threshold": threshold, "referral_band": band.shown() if band else None, "seed": seed,
+               "num_images": len(truth), "positive_label": positive_name,
                "negative_label": negative_label(model.config), "changes": report}
     (out / "stress.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_stress(report, out / "stress.png", positive_name)
@@ -208,19 +220,31 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     return summary
 
 
+def _referred(scores: np.ndarray, band: ReferralBand | None) -> np.ndarray:
+    return np.zeros(len(scores), bool) if band is None else (scores > band.lower) & (scores < band.upper)
+
+
 def _worst(report: dict, metric: str) -> tuple[float, str]:
     name = min(report, key=lambda n: report[n][metric])
     return report[name][metric], name
 
 
 def stress_table(report: dict, negative_name: str = "negative", positive_name: str = "positive") -> str:
-    """Markdown: one row per change."""
+    """Markdown: one row per change; with a referral band, what it referred and the figures among the
+    films decided."""
+    selective = all("referred_share" in m for m in report.values())
     rows = [f"| change | group | accuracy | ROC-AUC | sensitivity | specificity | flipped | flipped {negative_name} "
-            f"| flipped {positive_name} |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            f"| flipped {positive_name} |" + (" referred | moved into the band | errors referred | accuracy "
+                                              "decided | specificity decided |" if selective else ""),
+            "|---|---|" + "---:|" * (12 if selective else 7)]
     for name, m in report.items():
-        rows.append(f"| {name} | {m['group']} | {m['accuracy']:.3f} | {m['roc_auc']:.3f} | {m['sensitivity']:.3f} "
-                    f"| {m['specificity']:.3f} | {m['flip_rate']:.3f} | {m['flip_rate_negative']:.3f} "
-                    f"| {m['flip_rate_positive']:.3f} |")
+        row = (f"| {name} | {m['group']} | {m['accuracy']:.3f} | {m['roc_auc']:.3f} | {m['sensitivity']:.3f} "
+               f"| {m['specificity']:.3f} | {m['flip_rate']:.3f} | {m['flip_rate_negative']:.3f} "
+               f"| {m['flip_rate_positive']:.3f} |")
+        if selective:
+            row += (f" {m['referred_share']:.3f} | {m['moved_into_band']:.3f} | {m['errors_referred']:.3f} "
+                    f"| {m['decided_accuracy']:.3f} | {m['decided_specificity']:.3f} |")
+        rows.append(row)
     return "\n".join(rows)
 
 

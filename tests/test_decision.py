@@ -24,7 +24,10 @@ import evaluate_hf
 import explain as explain_cli
 from pneumolens import commands
 from pneumolens.calibration import calibrate, calibration_metrics, fit_platt, fold_decision, recalibrated
-from pneumolens.decision import CALIBRATION_KEY, THRESHOLD_KEY, Calibration, class_probabilities, decide, shown_probabilities
+from pneumolens.decision import (
+    CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY, Calibration, ReferralBand, class_probabilities, decide,
+    shown_probabilities,
+)
 
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model, save_model, stored_dtype, load_model_and_processor
 from pneumolens.preprocessing import pixel_values
@@ -155,6 +158,10 @@ def three_sided_model(tiny_trained_dirs, real_images, tmp_path_factory):
     bias = -((differences[low] + differences[middle]) / 2 - centre)
     setattr(model.config, CALIBRATION_KEY, {"method": "platt", "scale": 1.0, "bias": float(bias)})
     setattr(model.config, THRESHOLD_KEY, float(1 / (1 + np.exp(-bias))))
+    # A referral band around the threshold that holds the middle image alone: it is referred, leaning NORMAL.
+    shown_log_odds = differences - centre + bias
+    lower, upper = (shown_log_odds[low] + shown_log_odds[middle]) / 2, (bias + shown_log_odds[high]) / 2
+    setattr(model.config, REFERRAL_KEY, ReferralBand(float(1 / (1 + np.exp(-lower))), float(1 / (1 + np.exp(-upper)))).saved())
     model.save_pretrained(directory)
     return directory, {"below 0.5": images[low], "between": images[middle], "above": images[high]}
 
@@ -168,6 +175,10 @@ def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model,
     expected = {"below 0.5": "NORMAL", "between": "NORMAL", "above": "PNEUMONIA"}
     answers = {way: {} for way in ("page", "page label", "/predict", "/explain", "/report", "report file",
                                    "explain.py", "explain.py report", "evaluate_hf.py", "pipeline")}
+    # The middle image lies in the model's referral band: every way that carries the referral says so.
+    expected_referral = {"below 0.5": False, "between": True, "above": False}
+    referrals = {way: {} for way in ("page", "page label", "/predict", "/explain", "/report", "report file",
+                                     "MCP predict", "MCP explain", "explain.py", "explain.py report")}
 
     demo = app.build_demo(service)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
@@ -176,32 +187,44 @@ def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model,
         for side, path in images.items():
             outputs = app.named_outputs(client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/explain"))
             answers["page label"][side] = outputs["probabilities"]["label"]  # the large label on the page
-            answers["page"][side] = outputs["decision"].split("\n")[0].removeprefix("### Decision: ")
+            referrals["page label"][side] = outputs["probabilities"]["refer"]
+            answers["page"][side], referrals["page"][side] = page_answer(outputs["decision"])
             answers["/explain"][side] = outputs["record"]["decision"]
-            answers["/predict"][side] = client.predict(handle_file(str(path)), api_name="/predict")["label"]
+            referrals["/explain"][side] = outputs["record"]["refer"]
+            predicted = client.predict(handle_file(str(path)), api_name="/predict")
+            answers["/predict"][side], referrals["/predict"][side] = predicted["label"], predicted["refer"]
             files = client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/report")
-            answers["/report"][side] = json.loads(open(files[2]).read())["decision"]
+            reported = json.loads(open(files[2]).read())
+            answers["/report"][side], referrals["/report"][side] = reported["decision"], reported["refer"]
             html = open(files[0], encoding="utf-8").read()
-            answers["report file"][side] = html.split('<h2 id="decision">Decision: ')[1].split("<")[0]
+            heading = html.split('<h2 id="decision">')[1].split("<")[0]
+            answers["report file"][side], referrals["report file"][side] = headline_answer(heading)
+            # The MCP tools' functions (their transport is tests/test_mcp.py's).
+            handlers = app.Handlers(service)
+            referrals["MCP predict"][side] = json.loads(handlers.predict(str(path)))["refer"]
+            referrals["MCP explain"][side] = json.loads(handlers.explain(str(path))[0])["refer"]
     finally:
         demo.close()
 
     # The command lines, called in-process as their own `main`s (their own processes are tested elsewhere).
     for side, path in images.items():
         explain_cli.main([str(path), "--model_name_or_path", str(directory), "--out", str(tmp_path / "maps")])
-        answers["explain.py"][side] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["decision"]
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        answers["explain.py"][side], referrals["explain.py"][side] = printed["decision"], printed["refer"]
 
     folder = tmp_path / "images"
     for side, path in images.items():
         (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / path.parent.name / path.name)
     explain_cli.main(["report", str(folder), "--model_name_or_path", str(directory), "--out", str(tmp_path / "reports")])
-    by_name = {row["image"].rsplit("/", 1)[-1]: row["decision"]
-               for row in csv.DictReader(open(tmp_path / "reports" / "summary.csv"))}
+    rows = list(csv.DictReader(open(tmp_path / "reports" / "summary.csv")))
+    by_name = {row["image"].rsplit("/", 1)[-1]: row["decision"] for row in rows}
+    referred = {row["image"].rsplit("/", 1)[-1]: row["refer"] == "True" for row in rows}
     evaluate_hf.main(["--model_name_or_path", str(directory), "--dataset_name_or_dir", str(folder), "--output_dir", str(tmp_path / "eval")])
     predicted = {row["image"]: row["predicted"] for row in csv.DictReader(open(tmp_path / "eval" / "predictions.csv"))}
     for side, path in images.items():
         answers["explain.py report"][side] = by_name[path.name]
+        referrals["explain.py report"][side] = referred[path.name]
         answers["evaluate_hf.py"][side] = predicted[path.name]
 
     # A plain transformers pipeline on the saved folder, with its default arguments (a Hub round trip at a
@@ -211,6 +234,18 @@ def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model,
 
     for way, decided in answers.items():
         assert decided == expected, way
+    for way, referral in referrals.items():
+        assert referral == expected_referral, way
+
+
+def page_answer(markdown: str) -> tuple[str, bool]:
+    """The page's headline as (the class decided or leant to, referred)."""
+    return headline_answer(markdown.split("\n")[0].removeprefix("### "))
+
+
+def headline_answer(heading: str) -> tuple[str, bool]:
+    referral = re.fullmatch(r"Refer: a radiologist should read this film \(leans to (\w+)\)", heading)
+    return (referral.group(1), True) if referral else (heading.removeprefix("Decision: "), False)
 
 
 def test_plain_transformers_and_the_cards_lines_give_the_apps_float32_model(three_sided_model, tmp_path):
@@ -233,6 +268,7 @@ def test_plain_transformers_and_the_cards_lines_give_the_apps_float32_model(thre
         expected = service.predict(path)
         assert namespace["decision"] == expected["decision"] == namespace["classifier"](str(path))[0]["label"], side
         assert float(namespace["probability"]) == pytest.approx(expected["probabilities"]["PNEUMONIA"], abs=1e-5)
+        assert namespace["refer"] == expected["refer"] == (side == "between"), side
     # The bundled model: small on disk, float32 when loaded.
     assert stored_dtype(BUNDLED_MODEL) == torch.float16
     assert json.loads((BUNDLED_MODEL / "config.json").read_text())["dtype"] == "float32"
@@ -240,8 +276,11 @@ def test_plain_transformers_and_the_cards_lines_give_the_apps_float32_model(thre
 
 def test_the_page_label_shows_the_decision_not_the_most_probable_class():
     label = app.DecisionLabel()
-    shown = label.postprocess(app.decision_value("NORMAL", {"NORMAL": 0.4, "PNEUMONIA": 0.6}))
+    band = {"lower": 0.5, "upper": 0.7}
+    record = {"decision": "NORMAL", "refer": True, "referral_band": band}
+    shown = label.postprocess(app.decision_value(record, {"NORMAL": 0.4, "PNEUMONIA": 0.6}))
     assert shown.label == "NORMAL"
+    assert shown.refer is True and shown.referral_band == band
     assert [(c.label, c.confidence) for c in shown.confidences] == [("PNEUMONIA", 0.6), ("NORMAL", 0.4)]
     assert label.postprocess({"NORMAL": 0.4, "PNEUMONIA": 0.6}).label == "PNEUMONIA"  # a plain dict as before
 

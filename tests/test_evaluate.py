@@ -87,7 +87,7 @@ def test_evaluation_prints_each_figure_with_its_bootstrap_interval(tiny_trained_
     for name in ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1"):
         low, high = metrics["intervals"][name]
         assert low <= metrics[name] <= high, name
-        assert f"{name:<12} {metrics[name]:.4f}  95 % CI [{low:.4f}, {high:.4f}]" in result.stdout, name
+        assert f"{name:<19} {metrics[name]:.4f}  95 % CI [{low:.4f}, {high:.4f}]" in result.stdout, name
 
 
 # -- across processes (accelerate launch) -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The command-line entry points: thin argparse front ends over the library, one module per command.
 
     python -m pneumolens calibrate --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
+    python -m pneumolens referral-band --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens fit-ood   --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens push      MODEL_DIR --repo_id NAME [--private] [--revision BRANCH]
 
@@ -19,6 +20,8 @@ from .. import cli
 
 COMMANDS = {  # name: (module, help)
     "calibrate": ("calibrate", "Calibrate a saved model's probabilities and fold its decision into the classifier."),
+    "referral-band": ("referral_band", "Choose the band of probabilities where a saved model refers the film to a "
+                                       "person, on its carved validation split and stressed copies."),
     "fit-ood": ("fit_ood", "Fit the out-of-distribution detector saved with a model."),
     "push": ("push", "Upload a saved model folder (weights, processor, config, card, eval/ figures, "
                      "out-of-distribution detector) in one commit."),

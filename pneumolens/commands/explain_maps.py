@@ -17,7 +17,7 @@ from ..explain.gradcam import CAMS
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
-from ..presentation import COLORMAP, percent, scale_meaning, with_scale
+from ..presentation import COLORMAP, headline, percent, scale_meaning, with_scale
 from ..service import PneumoLensService
 
 logger = logging.getLogger("explain")
@@ -79,17 +79,19 @@ def run(args) -> None:
             with_scale(drawn, method, explanation.explained_class, args.colormap).save(out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
-        side_by_side(explanation, analysis.decision, args.opacity, args.colormap).savefig(figure_path)
+        side_by_side(explanation, headline(analysis.decision, analysis.refer), args.opacity,
+                     args.colormap).savefig(figure_path)
         record = analysis.record()
         summary = {"image": image_path, **{key: record[key] for key in (
-            "decision", "probabilities", "threshold", "explained_class", "out_of_distribution")},
+            "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
+            "out_of_distribution")},
                    "settings": explanation.settings, "unavailable": explanation.unavailable}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
 
 
-def side_by_side(explanation, decision: str, opacity: float, colormap: str = COLORMAP):
+def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP):
     """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
     say why."""
     import matplotlib
@@ -102,7 +104,7 @@ def side_by_side(explanation, decision: str, opacity: float, colormap: str = COL
     figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
     probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
     axes[0].imshow(explanation.image)
-    axes[0].set_title(f"decision: {decision}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
+    axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
             axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap))

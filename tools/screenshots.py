@@ -1,0 +1,68 @@
+"""Screenshots of the page after Analyse, at a desktop and a phone size, for the docs and for a person to
+look at: the bundled model (or MODEL_ID) served in this process, Debian's Chromium driven by Playwright.
+
+    python3 tools/screenshots.py examples/person1951_bacteria_4882.jpeg --name referred --out docs/images
+
+Writes NAME-desktop.png (1440x900) and NAME-phone.png (390x844, the viewport after Analyse, where the page
+brings the decision into view) and prints the headline each shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import app  # noqa: E402
+from pneumolens.service import PneumoLensService  # noqa: E402
+
+VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def capture(url: str, image: str, out: Path, name: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
+                                             args=CHROMIUM_FLAGS)
+        for size, (width, height) in VIEWPORTS.items():
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url, wait_until="load")
+            page.locator("input[type=file]").first.set_input_files(image)
+            page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
+            page.get_by_role("button", name="Analyse").click()
+            page.locator("#probability").wait_for(timeout=120_000)
+            page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
+            page.wait_for_timeout(1500)  # the scroll to the decision and the maps' layout
+            path = out / f"{name}-{size}.png"
+            page.screenshot(path=str(path))
+            print(f"{path}: {page.locator('#decision h3').first.inner_text()}")
+            page.close()
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", help="The film to analyse (an official validation image: no training film).")
+    parser.add_argument("--name", required=True, help="The screenshots' file name stem.")
+    parser.add_argument("--out", default="outputs/screenshots", help="Output directory.")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    demo = app.build_demo(PneumoLensService())
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        capture(url, args.image, out, args.name)
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()
