@@ -209,7 +209,7 @@ def referral_section(record: dict, command: str) -> str:
         f"| {'carved split, unchanged' if name == CLEAN else name} | {s['images']} | {_with_interval(s['metrics'], 'referred_share')} "
         f"| {s['errors_referred']} of {s['errors']} | {_with_interval(s['metrics'], 'decided_accuracy')} "
         f"| {_with_interval(s['metrics'], 'decided_sensitivity')} | {_with_interval(s['metrics'], 'decided_specificity')} "
-        f"| {s['decided_errors']} of {s['decided']}, at most {s['decided_error_bound']:.2%} "
+        f"| {s['decided_errors']} of {s['decided']}, at most {_share(s['decided_error_bound'], 2)} "
         f"| {_with_interval(s['metrics'], 'aurc', 4)} |"
         for name, s in sets.items())
     return (
@@ -218,18 +218,23 @@ def referral_section(record: dict, command: str) -> str:
         "the model does not decide: it refers the film to a person, and names the class it leans to. The app, "
         "the API, the MCP tools, the report and `explain.py` say so (`\"refer\": true`); the `pipeline` does "
         "not (How to use shows the rule in plain Transformers).\n\n"
-        f"**Rule.** {record['rule']} (target {record['target_error']:.1%}, confidence {record['confidence']:.0%}; "
-        f"{record['widths_tested']} widths tested from wide to narrow). With {record['confidence']:.0%} "
-        f"confidence, the error rate among the films decided is at most {record['target_error']:.1%} on films "
+        f"**Rule.** {record['rule']} (target {_share(record['target_error'], 1)}, confidence "
+        f"{_share(record['confidence'])}; {record['widths_tested']} widths tested from wide to narrow). With "
+        f"{_share(record['confidence'])} confidence, the error rate among the films decided is at most "
+        f"{_share(record['target_error'], 1)} on films "
         "like each of these sets. Films from elsewhere may still err outside the band: the stressed copies "
         "stand in for them, they are not them.\n\n"
         "Each figure with its 95 % bootstrap interval; accuracy, sensitivity and specificity among the films decided; "
-        f"the errors among them with the one-sided {record['confidence']:.0%} Clopper-Pearson bound of their rate; AURC: "
+        f"the errors among them with the one-sided {_share(record['confidence'])} Clopper-Pearson bound of their rate; AURC: "
         "the area under the risk-coverage curve of the margin (lower is better).\n\n"
         "| validation set | films | referred | errors referred | accuracy decided | sensitivity decided "
         "| specificity decided | errors among decided | AURC |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         f"{rows}\n\n"
         f"Command: `{command}`")
+
+
+def _share(value: float, decimals: int = 0) -> str:
+    return f"{100 * value:.{decimals}f} %"
 
 
 def _with_interval(metrics: dict, name: str, digits: int = 3) -> str:

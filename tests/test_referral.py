@@ -247,3 +247,33 @@ def test_evaluation_reports_the_selective_figures_and_the_risk_coverage_curve(ti
     ordered = wrong[np.argsort(-margins(predictions, metrics["threshold"]), kind="stable")]
     assert metrics["aurc"] == pytest.approx(np.mean(np.cumsum(ordered) / np.arange(1, len(ordered) + 1)), abs=1e-3)
     assert "risk_coverage" not in metrics  # drawn, not stored
+
+
+def test_training_saves_the_band_it_can_choose_and_goes_on_without_one_it_cannot(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from transformers import PretrainedConfig
+
+    import train_hf
+
+    truth, scores = films_with_errors_inside(2000, error_margin=1.0, seed=3)
+    probabilities = {CLEAN: np.stack([1 - scores, scores], axis=1),
+                     "zoom_centre_55": np.stack([1 - scores, scores], axis=1)}
+    config = PretrainedConfig(id2label={0: "NORMAL", 1: "PNEUMONIA"}, label2id={"NORMAL": 0, "PNEUMONIA": 1},
+                              operating_threshold=THRESHOLD)
+    model = SimpleNamespace(config=config)
+    model_args = SimpleNamespace(referral_target_error=0.02, referral_confidence=0.9)
+    record = train_hf._choose_referral_band(model, tmp_path, truth, probabilities, 1, ["zoom_centre_55"], model_args,
+                                            "python train_hf.py ...")
+    saved = json.loads((tmp_path / "config.json").read_text())[REFERRAL_KEY]
+    assert saved == record["band"] and 0.85 < saved["width"] <= 1.0
+    assert set(record["sets"]) == {CLEAN, "zoom_centre_55"}
+    # A target no band can meet: a warning, and the model decides every film.
+    model = SimpleNamespace(config=PretrainedConfig(id2label=config.id2label, label2id=config.label2id,
+                                                    operating_threshold=THRESHOLD))
+    model_args.referral_target_error = 0.001
+    assert train_hf._choose_referral_band(model, tmp_path / "none", truth, probabilities, 1, [], model_args, "") is None
+    assert getattr(model.config, REFERRAL_KEY, None) is None
+    assert "No referral band" in caplog.text
+    model_args.referral_target_error = 0.0  # off
+    assert train_hf._choose_referral_band(model, tmp_path / "off", truth, probabilities, 1, [], model_args, "") is None
