@@ -111,7 +111,7 @@ class RobustnessCheck:
         outcomes = self.outcomes
         figure, axis = plt.subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
         rows = range(len(outcomes))
-        colours = ["#d62728" if outcome.flipped else "#3b6fb6" for outcome in outcomes]
+        colours = [_colour(outcome, self.refer) for outcome in outcomes]
         axis.scatter([outcome.probability for outcome in outcomes], rows, c=colours, s=28, zorder=3,
                      marker="o")
         if self.band is not None:
@@ -122,7 +122,7 @@ class RobustnessCheck:
         axis.axvline(self.probability, color="#777", linewidth=1, label=f"unchanged image {percent(self.probability)}")
         axis.set_yticks(list(rows), [f"{outcome.name}{_mark(outcome, self.refer)}" for outcome in outcomes], fontsize=7)
         for label, outcome in zip(axis.get_yticklabels(), outcomes):
-            label.set_color("#d62728" if outcome.flipped else "#222")
+            label.set_color("#222" if _colour(outcome, self.refer) == KEPT else _colour(outcome, self.refer))
         axis.set(xlim=(0, 1), xlabel=f"shown probability of {self.positive_label}")
         axis.invert_yaxis()
         axis.grid(axis="x", alpha=0.3)
@@ -141,6 +141,14 @@ class RobustnessCheck:
 
 def _named(outcomes: list, one: str, several: str) -> str:
     return f"this one {one}" if len(outcomes) == 1 else f"these {several}"
+
+
+KEPT, FLIPPED, MOVED = "#3b6fb6", "#d62728", "#b07800"
+
+
+def _colour(outcome: ChangeOutcome, refer: bool) -> str:
+    """Red for a flip, amber for a change into the band (or out of it, for a referred film)."""
+    return FLIPPED if outcome.flipped else MOVED if outcome.referred != refer else KEPT
 
 
 def _mark(outcome: ChangeOutcome, refer: bool) -> str:

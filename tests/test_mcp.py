@@ -79,15 +79,19 @@ def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(serv
 
 
 def test_predict_over_mcp_gives_the_decision_and_probabilities_of_the_api(served):
-    example = app.EXAMPLES[0]
-    (result,) = call(served.url, ("predict", {"image": data_uri(open(example, "rb").read())}))
-    assert not result.isError, result.content
-    answer = json.loads(result.content[0].text)
-    by_api = Client(served.url, verbose=False).predict(handle_file(example), api_name="/predict")
-    assert answer["decision"] == by_api["label"] in ("NORMAL", "PNEUMONIA")
-    for confidence in by_api["confidences"]:
-        assert answer["probabilities"][confidence["label"]] == pytest.approx(confidence["confidence"], abs=1e-5)
-    assert answer["out_of_distribution"]["flagged"] is False and 0 < answer["threshold"] < 1
+    # The bundled model's referral band holds the last example (P(PNEUMONIA) about 0.99) and not the first.
+    for example, referred in ((app.EXAMPLES[0], False), (app.EXAMPLES[-1], True)):
+        (result,) = call(served.url, ("predict", {"image": data_uri(open(example, "rb").read())}))
+        assert not result.isError, result.content
+        answer = json.loads(result.content[0].text)
+        by_api = Client(served.url, verbose=False).predict(handle_file(example), api_name="/predict")
+        assert answer["decision"] == by_api["label"] in ("NORMAL", "PNEUMONIA")
+        for confidence in by_api["confidences"]:
+            assert answer["probabilities"][confidence["label"]] == pytest.approx(confidence["confidence"], abs=1e-5)
+        assert answer["out_of_distribution"]["flagged"] is False and 0 < answer["threshold"] < 1
+        assert answer["refer"] is by_api["refer"] is referred, example
+        assert answer["referral_band"] == pytest.approx(by_api["referral_band"])
+        assert answer["referral_band"]["lower"] < answer["threshold"] < answer["referral_band"]["upper"]
 
 
 def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_radiograph(served):
@@ -110,8 +114,14 @@ def test_robustness_over_mcp_says_whether_the_decision_holds_under_each_change(s
     (result,) = call(served.url, ("robustness", {"image": data_uri(open(app.EXAMPLES[3], "rb").read())}))
     assert not result.isError, result.content
     answer = json.loads(result.content[0].text)
-    assert answer["changes"] == 26 == len(answer["outcomes"]) and answer["held"] == 26 - len(answer["flipped"])
-    assert answer["sentence"].startswith(f"The decision {answer['decision']} holds under {answer['held']} of 26")
+    # The bundled model refers this example (it lies in the referral band): a change that keeps it in the band
+    # keeps the answer, one that moves it out decides it; none flips it to NORMAL.
+    assert answer["refer"] is True and answer["decision"] == "PNEUMONIA"
+    assert answer["changes"] == 26 == len(answer["outcomes"]) and answer["held"] == 26 - len(answer["decided"])
+    assert answer["decided"] == [o["name"] for o in answer["outcomes"] if not o["referred"]]
+    assert not answer["flipped"] and not answer["referred"]
+    assert answer["sentence"].startswith(f"This film is referred to a person (it leans to PNEUMONIA); it stays "
+                                         f"referred under {answer['held']} of 26 changes")
 
 
 def test_a_photo_is_not_a_chest_radiograph_for_an_agent_either(served):
