@@ -47,6 +47,7 @@ TARGET_ERROR = 0.03
 CONFIDENCE = 0.9
 MOST_REFERRED = 0.5  # a band that must refer more than half of the films is no band: it is a failed model
 GRID_STEP = 0.0025
+BOOTSTRAP_SAMPLES = 1000  # behind the 95 % intervals of each set's selective figures
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,11 @@ def choose_band(truth: np.ndarray, positive_probabilities: dict[str, np.ndarray]
             "a larger --target_error.")
     width, sets = chosen
     band = ReferralBand.around(threshold, width, target_error=target_error, confidence=confidence)
-    selective = {name: _without_curve(binary_metrics(truth, p, threshold, BOOTSTRAP_SAMPLES, referral_band=(band.lower, band.upper)))
+    selective = {name: _without_curve(binary_metrics(truth, p, threshold, BOOTSTRAP_SAMPLES,
+                                                     referral_band=(band.lower, band.upper)))
                  for name, p in positive_probabilities.items()}
     return BandChoice(band, threshold, target_error, confidence, sets, tested, selective)
 
-
-BOOTSTRAP_SAMPLES = 1000
 
 
 def _without_curve(metrics: dict) -> dict:
