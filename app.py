@@ -285,7 +285,8 @@ class Handlers:
         overlays = displayed.overlays(opacity, COLORMAP)
         explanation = analysis.explanation
         captions = [_caption(self.service.standings, self.standings[method], explanation.explained_class,
-                             explanation.settings.get(method, ""), explanation.unavailable.get(method))
+                             explanation.settings.get(method, ""), explanation.unavailable.get(method),
+                             analysis.readings.get(method))
                     for method in METHODS]
         ood = analysis.ood
         warning = f"⚠️ **Warning:** {ood['warning']}" if ood.get("warning") else ""
@@ -694,12 +695,13 @@ def _safely(function, *args):
 
 
 def _caption(standings, standing, explained_label: str = "the explained class", settings: str = "",
-             unavailable: str | None = None) -> str:
-    """A map's caption: its verdict in plain words and rank, its colour scale, how to read it, and behind a
-    disclosure the settings that made it and the measured intervals."""
+             unavailable: str | None = None, reading=None) -> str:
+    """A map's caption: its verdict in plain words and rank, its colour scale, the caveat where it peaks at the
+    film's edge, how to read it, and behind a disclosure the settings that made it and the measured intervals."""
     measured = [s.name for s in standings if s.passes is not None]
     rank = measured.index(standing.name) + 1 if standing.name in measured else 0
-    return presentation.caption_markdown(standing, rank, len(measured), explained_label, settings, unavailable)
+    return presentation.caption_markdown(standing, rank, len(measured), explained_label, settings, unavailable,
+                                         reading)
 
 
 def _pairs(items: list) -> list[list]:
@@ -710,14 +712,17 @@ def _decision_markdown(analysis) -> str:
     explanation = analysis.explanation
     shown = presentation.probability_html(explanation.probabilities, analysis.positive_label, analysis.threshold,
                                           withheld=analysis.withheld, band=analysis.band)
+    agreement = (f'\n\n<div class="maps-agreement" id="maps-agreement">{analysis.agreement["sentence"]}</div>'
+                 if analysis.agreement["sentence"] else "")
     if analysis.withheld:
         return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
-                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}.")
+                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}."
+                f"{agreement}")
     heading = presentation.headline(analysis.decision, analysis.refer)
     referral = (f'\n<div class="referral" id="referral">{presentation.referral_sentence(analysis.decision, analysis.band)}'
                 "</div>\n" if analysis.refer else "")
     return (f"### {heading}\n{referral}{shown}\n\nThe maps explain **{explanation.explained_class}**. "
-            f"{presentation.RELATIVE_NOTE}")
+            f"{presentation.RELATIVE_NOTE}{agreement}")
 
 
 def _fit(image, max_side: int):

@@ -21,6 +21,8 @@ rollout, gradient saliency, Grad-CAM), and measure how far the maps can be trust
         High-norm artifact tokens and the share of rollout's and attribution's mass they hold.
     python explain.py markings --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
         How much of each map falls on burned-in text (laterality letter, time stamp, device code).
+    python explain.py reading --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
+        Where each map's strongest region lies (the film's edge or its centre) and which maps agree.
 
 The model defaults to MODEL_ID or the bundled model (models/pneumolens-dinov2-small). The commands live
 in pneumolens/commands (explain_maps, explain_report, explain_checks).

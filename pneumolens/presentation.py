@@ -77,16 +77,58 @@ def verdict_line(standing, rank: int, of: int) -> str:
 
 
 def caption_markdown(standing, rank: int, of: int, explained_label: str, settings: str = "",
-                     unavailable: str | None = None) -> str:
-    """A map's caption on the page: title and verdict, its scale, how to read it, and the settings and the
-    measured intervals behind a disclosure."""
+                     unavailable: str | None = None, reading=None) -> str:
+    """A map's caption on the page: title and verdict, its scale, the caveat where its `reading` peaks at the
+    film's edge, how to read it, and the settings and the measured intervals behind a disclosure."""
     title = TITLES[standing.name]
     if unavailable is not None:
         return f"**{title}: not available for this model.** {unavailable}"
-    details = " ".join(part for part in (f"Made with {settings}." if settings else "", standing.note) if part)
+    edge = edge_share_line(reading) if reading is not None else ""
+    details = " ".join(part for part in (f"Made with {settings}." if settings else "", standing.note, edge) if part)
+    caveat = (f'<div class="edge-caveat" id="caveat-{standing.name}">⚠ {html.escape(EDGE_CAVEAT)}</div>\n\n'
+              if reading is not None and reading.peak_at_edge else "")
     return (f"**{title}** {verdict_line(standing, rank, of)}.\n\n"
-            f"{scale_html(standing.name, explained_label, relative=False)}\n\n{HOW_TO_READ[standing.name]}\n\n"
+            f"{scale_html(standing.name, explained_label, relative=False)}\n\n{caveat}{HOW_TO_READ[standing.name]}\n\n"
             f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
+
+
+EDGE_BAND_AREA = "51 %"  # of the frame: the outer 15 % on every side (explain/reading.py)
+# Under a map whose strongest region lies at the film's edge: short, since a caption is narrow.
+EDGE_CAVEAT = "Peaks at the film's edge, where letters and borders sit: not a finding in the lungs."
+
+
+def edge_share_line(reading) -> str:
+    """How much of a map lies at the film's edge, against the edge's share of the frame."""
+    return (f"{percent(reading.edge_share)} of this map lies at the film's edge (the outer 15 %, "
+            f"{EDGE_BAND_AREA} of the frame); its strongest region is "
+            f"{'there' if reading.peak_at_edge else 'in the centre of the film'}.")
+
+
+def agreement_sentence(readings: dict, groups: list[list[str]]) -> str:
+    """Which maps agree on this film's strongest region, which mark one of their own, and which peak at the
+    film's edge, in one line; `readings` in the order the maps are shown."""
+    names = list(readings)
+    grouped = {name for group in groups for name in group}
+    alone = [name for name in names if name not in grouped]
+    parts = [f"{_listed(group)} agree on the strongest region" for group in groups]
+    if not groups:
+        parts.append("the maps do not agree on the strongest region: read each on its own")
+    elif len(alone) == 1:
+        parts.append(f"{_listed(alone)} marks a region of its own")
+    elif alone:
+        parts.append(f"{_listed(alone)} each mark a region of their own")
+    edge = [name for name in names if readings[name].peak_at_edge]
+    if edge:
+        parts.append(f"{_listed(edge)} {'peaks' if len(edge) == 1 else 'peak'} at the film's edge, where letters "
+                     "and borders sit")
+    sentence = "; ".join(parts) + "."
+    return sentence[0].upper() + sentence[1:]
+
+
+def _listed(names: list[str]) -> str:
+    # In lower case (the sentence's first letter is raised after), but for a name such as Grad-CAM.
+    titles = [title if "-" in title.split()[0] else title[0].lower() + title[1:] for title in map(TITLES.get, names)]
+    return titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
 
 
 REFER_HEADLINE = "Refer: a radiologist should read this film"
@@ -144,7 +186,9 @@ def probability_css() -> str:
             f"border-radius:50%;background:#fff;border:2px solid #1d3557;{exact}}}"
             ".withheld .probability-point{border-color:#888}"
             ".probability-text{font-size:13px;margin-top:3px}"
-            ".referral{border-left:5px solid #e69f00;background:#fff8e6;padding:6px 10px;margin:2px 0 6px}")
+            ".referral{border-left:5px solid #e69f00;background:#fff8e6;padding:6px 10px;margin:2px 0 6px}"
+            ".edge-caveat{color:#7a4b00;background:#fff8e6;padding:1px 4px;margin:2px 0}"
+            ".maps-agreement{margin-top:2px;padding:0 6px;border-left:3px solid #3b6fb6}")
 
 
 def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP) -> Image.Image:

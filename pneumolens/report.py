@@ -20,7 +20,8 @@ from PIL import Image
 
 from .explain import HOW_TO_READ, METHODS, TITLES
 from .presentation import (
-    RELATIVE_NOTE, headline, percent, probability_css, probability_html, referral_sentence, scale_css, scale_html,
+    EDGE_CAVEAT, RELATIVE_NOTE, headline, percent, probability_css, probability_html,
+    referral_sentence, scale_css, scale_html,
 )
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
@@ -55,8 +56,10 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
     described = record["maps"]
     order = [*described, *(method for method in METHODS if method not in described)]  # the app's order
     explained = record["explained_class"]
-    maps = "".join(_figure(method, overlays[method], described.get(method, {}), explained)
+    maps = "".join(_figure(method, overlays[method], described.get(method, {}), explained, analysis.readings.get(method))
                    for method in order if method in overlays)
+    sentence = record["agreement"]["sentence"]
+    agreement = f'<p class="maps-agreement" id="maps-agreement">{html.escape(sentence)}</p>' if sentence else ""
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
                     "</figcaption></figure>" for m, why in record["maps_unavailable"].items())
     # A flagged image gets no class: its probabilities stay, greyed, for whoever wants them.
@@ -91,7 +94,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 </section>
 <section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}">
 <p class="note">{html.escape(file_name)} as analysed, shown at {image.width} x {image.height} px.</p></section>
-<section class="maps"><h2>Explanation maps</h2><p class="note">{html.escape(RELATIVE_NOTE)}</p>
+<section class="maps"><h2>Explanation maps</h2>{agreement}<p class="note">{html.escape(RELATIVE_NOTE)}</p>
 <div class="grid">{maps}</div></section>
 {_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
 <table><tr><th>map</th><th>settings</th><th>faithfulness, as measured for this model</th></tr>
@@ -112,16 +115,18 @@ figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px soli
 @media print{body{max-width:none;margin:0;font-size:10pt}h1{font-size:16pt}h2{font-size:12pt;break-after:avoid}
 .disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .input img{max-height:85mm;max-width:100%}section.maps{break-before:page}
-figure img{max-height:62mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
+figure img{max-height:52mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
 """ + scale_css() + probability_css()
 
 
-def _figure(method: str, image: Image.Image, described: dict, explained: str) -> str:
+def _figure(method: str, image: Image.Image, described: dict, explained: str, reading=None) -> str:
     title = TITLES[method]
     verdict = described.get("faithfulness", "not measured")
+    caveat = (f'<div class="edge-caveat">&#9888; {html.escape(EDGE_CAVEAT)}</div>'
+              if reading is not None and reading.peak_at_edge else "")
     return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}"><figcaption>'
             f"<b>{html.escape(title)}</b>: faithfulness {html.escape(verdict)}."
-            f"{scale_html(method, explained)}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
+            f"{scale_html(method, explained)}{caveat}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
 
 
 def _robustness_section(check) -> str:

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
 from .explain.overlay import DEFAULT_COLORMAP, overlay
+from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
 from .device import serving_device
 from .images import describe_file, load_image
 from .decision import (
@@ -30,7 +32,7 @@ from .modeling import (
     ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
 )
 from .preprocessing import input_size, pixel_values
-from .presentation import percent
+from .presentation import agreement_sentence, percent
 from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
@@ -63,6 +65,24 @@ class Analysis:
     refer: bool = False  # a person should read this film: its probability lies inside the referral band
     band: ReferralBand | None = None  # the model's referral band, if it has one
 
+    @cached_property
+    def readings(self) -> dict[str, MapReading]:
+        """Where each map peaks and how much of it lies at the film's edge, in the order presented."""
+        maps = self.explanation.input_maps
+        order = [standing.name for standing in self.standings if standing.name in maps] or list(maps)
+        return {name: read_map(maps[name]) for name in order}
+
+    @cached_property
+    def agreement(self) -> dict:
+        """Which maps agree on this film's strongest region: every pair's overlap, the groups above the
+        cut-off, and the reading in one line."""
+        maps = self.explanation.input_maps
+        names = list(self.readings)
+        pairs = agreement({name: maps[name] for name in names})
+        groups = agreeing_groups(pairs, names)
+        return {"pairs": pairs, "agree_above": AGREE_ABOVE, "measure": AGREEMENT_MEASURE, "groups": groups,
+                "sentence": agreement_sentence(self.readings, groups) if len(names) > 1 else ""}
+
     @property
     def withheld(self) -> bool:
         """Whether no class was decided, because the image does not look like a chest radiograph."""
@@ -79,9 +99,11 @@ class Analysis:
             "explained_class": self.explanation.explained_class,
             "out_of_distribution": self.ood,
             "maps": {standing.name: {"faithfulness": standing.verdict, "note": standing.note,
-                                     "settings": self.explanation.settings.get(standing.name, "")}
+                                     "settings": self.explanation.settings.get(standing.name, ""),
+                                     **self.readings[standing.name].record()}
                      for standing in self.standings if standing.name in self.explanation.input_maps},
             "maps_unavailable": self.explanation.unavailable,
+            "agreement": self.agreement,
         }
 
     def displayed(self, max_side: int) -> "DisplayedMaps":

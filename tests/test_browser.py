@@ -21,14 +21,19 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_trained_dirs, tmp_path_factory):
+def browser_service(tiny_trained_dirs, tmp_path_factory):
     from tests.test_app import faithfulness_summary_file
 
     # With a faithfulness measurement, so the captions carry verdicts as long as the bundled model's.
     directory = tmp_path_factory.mktemp("browser") / "model"
     shutil.copytree(tiny_trained_dirs["dinov2"], directory)
     faithfulness_summary_file(directory)
-    demo = app.build_demo(PneumoLensService(ModelSource(str(directory))))
+    return PneumoLensService(ModelSource(str(directory)))
+
+
+@pytest.fixture(scope="module")
+def app_url(browser_service):
+    demo = app.build_demo(browser_service)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     yield url
     demo.close()
@@ -42,7 +47,7 @@ def _inside_viewport(page, selector: str) -> bool:
         and box["x"] + box["width"] <= viewport["width"]
 
 
-def test_preview_then_analysis_then_report_download(app_url, tmp_path):
+def test_preview_then_analysis_then_report_download(app_url, browser_service, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -79,6 +84,10 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
                 shown["x"] - 2 <= scale["x"] <= shown["x"] + shown["width"]
         large = page.locator("#large-view img").first.bounding_box()
         page_text = page.locator("body").inner_text()
+        # The reading of the maps: one line above them, and a caveat under each map that peaks at the edge.
+        agreement_line = page.locator("#maps-agreement").inner_text().strip()
+        caveats = {element.get_attribute("id").removeprefix("caveat-")
+                   for element in page.locator(".edge-caveat").all() if element.is_visible()}
         assert not page.locator("#downloads").is_visible()  # no empty download box before a report
         page.screenshot(path=str(tmp_path / "analysis.png"))  # the viewport: what a person sees
         # Does this decision hold? The check's sentence and figure, on demand.
@@ -99,6 +108,9 @@ def test_preview_then_analysis_then_report_download(app_url, tmp_path):
         browser.close()
     assert all(in_view.values()), in_view
     assert all(beside.values()), beside
+    expected = browser_service.analyse(app.EXAMPLES[-1])
+    assert agreement_line == expected.agreement["sentence"] and agreement_line
+    assert caveats == {name for name, reading in expected.readings.items() if reading.peak_at_edge}
     assert large["width"] >= 600, large  # one map, large, over the radiograph
     assert not CERTAINTY.search(page_text), "a probability printed as 100 % or 0 %"
     assert "decided from" in decision and "%" in decision  # the threshold, in words beside its mark

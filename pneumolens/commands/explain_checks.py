@@ -21,12 +21,14 @@ from ..explain.artifacts import NORM_RATIO, artifact_report, artifact_section
 from ..explain.faithfulness import FaithfulnessSettings, faithfulness_markdown, measure_faithfulness
 from ..explain.gradcam import CAMS
 from ..explain.markings import MARKINGS, marking_report, markings_section
+from ..explain.reading import reading_report, reading_section
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..explain.sanity import randomization_check, sanity_section, sanity_table
 from ..explain.selection import candidates, choose_settings, selection_markdown
 from ..modeling import is_transformer, load_model_and_processor
 from ..preprocessing import input_size
+from ..service import PneumoLensService
 from .explain_maps import source_of
 
 logger = logging.getLogger("explain")
@@ -151,6 +153,27 @@ def run_markings(args) -> None:
     write_outputs(args, report, "Explanations: burned-in text", text)
 
 
+def add_reading_arguments(parser) -> None:
+    add_dataset_arguments(parser, num_images=200)
+    parser.add_argument("--out", default=None, help="Write the summary as JSON here.")
+
+
+def run_reading(args) -> None:
+    dataset = sampled_images(args)
+    service = PneumoLensService(source_of(args))
+    films = [service.analyse(image).explanation.input_maps
+             for image in tqdm(image_sources(dataset), desc="reading", unit="image")]
+    report = reading_report([{name: film[name] for name in service_order(service, film)} for film in films])
+    text = reading_section(report, TITLES, data_description(args), args.command_line)
+    print(text)
+    write_outputs(args, report, "Explanations: reading the maps", text)
+
+
+def service_order(service, maps: dict) -> list[str]:
+    """The methods in the order the app shows them."""
+    return [standing.name for standing in service.standings if standing.name in maps]
+
+
 CHECKS = {  # name: (arguments, run, description)
     "sanity": (add_sanity_arguments, run_sanity, randomization_check.__doc__),
     "select": (add_select_arguments, run_select, (
@@ -167,6 +190,10 @@ CHECKS = {  # name: (arguments, run, description)
     "markings": (add_markings_arguments, run_markings, (
         "Burned-in text from the stress suite pasted onto each image: the share of each map's mass on it, "
         "and the lift (that share over the share of the input it covers).")),
+    "reading": (add_reading_arguments, run_reading, (
+        "Where each map's strongest region lies (the film's edge or its centre) and which maps agree, over a "
+        "data set: what the app's reading of the maps says on every analysis, and the overlap two maps of "
+        "different films reach, which agreement must beat.")),
 }
 
 

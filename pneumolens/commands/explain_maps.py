@@ -85,7 +85,9 @@ def run(args) -> None:
         summary = {"image": image_path, **{key: record[key] for key in (
             "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
             "out_of_distribution")},
-                   "settings": explanation.settings, "unavailable": explanation.unavailable}
+                   "settings": explanation.settings, "unavailable": explanation.unavailable,
+                   "maps": {name: reading.record() for name, reading in analysis.readings.items()},
+                   "agreement": record["agreement"]}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)

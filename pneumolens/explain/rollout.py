@@ -86,8 +86,9 @@ def _discard_lowest(attention: torch.Tensor, ratio: float) -> torch.Tensor:
 class AttentionRollout(ExplanationMethod):
     name = "rollout"
     title = "Attention rollout"
-    how_to_read = ("Where the class token gathered information through all layers: broad and the same for "
-                   "every class, it shows what the transformer looked at.")
+    how_to_read = ("Where attention flows to the class token through all layers, the same for any class: how "
+                   "the transformer routes information, not evidence for a class. It can collect on burned-in "
+                   "letters and the film's edge.")
     scale_high = "more attention flowing to the class token (for any class)"
     architectures = (TRANSFORMER,)
 
