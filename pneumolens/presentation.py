@@ -110,7 +110,8 @@ def agreement_sentence(readings: dict, groups: list[list[str]]) -> str:
     names = list(readings)
     grouped = {name for group in groups for name in group}
     alone = [name for name in names if name not in grouped]
-    parts = [f"{_listed(group)} agree on the strongest region" for group in groups]
+    parts = [f"{_listed(group)} agree on the strongest region" if number == 0 else f"so do {_listed(group)}"
+             for number, group in enumerate(groups)]
     if not groups:
         parts.append("the maps do not agree on the strongest region: read each on its own")
     elif len(alone) == 1:

@@ -62,6 +62,10 @@ def test_overlap_of_known_regions_and_the_groups_that_agree():
     groups = agreeing_groups(pairs, list(maps))
     assert groups == [["attribution", "saliency", "gradcam"]]
     assert agreeing_groups({"attribution|saliency": 0.1}, ["attribution", "saliency"]) == []
+    # A map that agrees with two maps that do not agree with each other: two groups, not one of three.
+    chain = {"attribution|saliency": 0.5, "saliency|rollout": 0.5, "attribution|rollout": 0.1}
+    assert agreeing_groups(chain, ["attribution", "saliency", "rollout"]) == [["attribution", "saliency"],
+                                                                              ["saliency", "rollout"]]
 
 
 def test_the_sentence_names_who_agrees_who_does_not_and_who_peaks_at_the_edge():

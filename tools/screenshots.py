@@ -26,7 +26,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
-def capture(url: str, image: str, out: Path, name: str) -> None:
+def capture(url: str, image: str, out: Path, name: str, large: str | None = None,
+            phone_scroll_to: str | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -41,6 +42,12 @@ def capture(url: str, image: str, out: Path, name: str) -> None:
             page.locator("#probability").wait_for(timeout=120_000)
             page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
             page.wait_for_timeout(1500)  # the scroll to the decision and the maps' layout
+            if large:
+                page.locator("#large-choice").get_by_text(large, exact=True).click()
+                page.wait_for_timeout(1500)
+            if phone_scroll_to and size == "phone":
+                page.locator(phone_scroll_to).first.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
             path = out / f"{name}-{size}.png"
             page.screenshot(path=str(path))
             print(f"{path}: {page.locator('#decision h3').first.inner_text()}")
@@ -53,13 +60,16 @@ def main() -> None:
     parser.add_argument("image", help="The film to analyse (an official validation image: no training film).")
     parser.add_argument("--name", required=True, help="The screenshots' file name stem.")
     parser.add_argument("--out", default="outputs/screenshots", help="Output directory.")
+    parser.add_argument("--large", default=None, help="The map to show large, by its title (e.g. 'Attention rollout').")
+    parser.add_argument("--phone_scroll_to", default=None,
+                        help="On the phone, scroll this element (a CSS selector) into view before the screenshot.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = app.build_demo(PneumoLensService())
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        capture(url, args.image, out, args.name)
+        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to)
     finally:
         demo.close()
 

@@ -82,21 +82,12 @@ def agreement(maps: dict[str, np.ndarray], grid: int = GRID, share: float = TOP_
 
 
 def agreeing_groups(pairs: dict[str, float], names: list[str], above: float = AGREE_ABOVE) -> list[list[str]]:
-    """The maps that agree, as groups (connected by pairs above `above`), in `names`' order; maps that agree
-    with none are left out."""
-    group_of = {name: {name} for name in names}
-    for pair, value in pairs.items():
-        first, second = pair.split("|")
-        if value > above and first in group_of and second in group_of:
-            merged = group_of[first] | group_of[second]
-            for name in merged:
-                group_of[name] = merged
-    groups = []
-    for name in names:
-        members = [other for other in names if other in group_of[name]]
-        if len(members) > 1 and members not in groups:
-            groups.append(members)
-    return groups
+    """The largest groups of maps in which every two agree (overlap above `above`), each in `names`' order;
+    a map that agrees with none is in no group. Two groups may share a map that agrees with both."""
+    agree = {frozenset(pair.split("|")) for pair, value in pairs.items() if value > above}
+    cliques = [list(group) for size in range(len(names), 1, -1) for group in combinations(names, size)
+               if all(frozenset(two) in agree for two in combinations(group, 2))]
+    return [group for group in cliques if not any(set(group) < set(other) for other in cliques)]
 
 
 def cell_means(heatmap: np.ndarray, grid: int = GRID) -> np.ndarray:
