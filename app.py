@@ -32,7 +32,7 @@ from urllib.parse import unquote
 import gradio as gr
 from gradio.components.label import LabelConfidence, LabelData
 
-from pneumolens import presentation
+from pneumolens import fair_queue, presentation
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import gpu_call, on_zero_gpu
 from pneumolens.errors import PneumoLensError
@@ -87,9 +87,9 @@ SESSION_CAPACITY = 200
 # PNEUMOLENS_CACHE_MAX_AGE_S sets another age (the soak benchmark uses a short one).
 CACHE_MAX_AGE_S = int(os.environ.get("PNEUMOLENS_CACHE_MAX_AGE_S", 15 * 60))
 DELETE_CACHE = (max(1, min(5 * 60, CACHE_MAX_AGE_S // 3)), CACHE_MAX_AGE_S)
-# Requests one client may have waiting in the queue (running ones not counted), so one client cannot
-# fill the queue for everyone.
-MAX_WAITING_PER_CLIENT = 4
+# Requests waiting in the queue (running ones not counted): per browser session or MCP agent, per network
+# address (a classroom behind one school address), in all (docs/safety.md says why these numbers).
+QUEUE_LIMITS = fair_queue.QueueLimits()
 # What an AI agent receives (MCP): maps this large, in this format, keep a whole `explain` answer of a
 # 2,000-pixel radiograph well under the ~1 MiB that common MCP clients accept (docs/app.md has the sizes).
 AGENT_MAP_MAX_SIDE = 384
@@ -394,7 +394,7 @@ def large_pair(displayed, overlays, method):
 
 def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
                predict_batch_size: int = PREDICT_BATCH_SIZE,
-               max_waiting_per_client: int = MAX_WAITING_PER_CLIENT) -> gr.Blocks:
+               queue_limits: fair_queue.QueueLimits = QUEUE_LIMITS) -> gr.Blocks:
     """The Blocks app around one loaded model: the page's layout, and its events wired to `Handlers`."""
     handlers = Handlers(service, predict_batch_size)
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
@@ -402,8 +402,8 @@ def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None 
         page = page_components(service, handlers.method_of)
         wire_events(page, handlers, predict_batch_size)
         add_agent_tools(handlers, predict_batch_size)
-    demo.queue(max_size=64)
-    limit_waiting_per_client(demo, max_waiting_per_client)
+    demo.queue(max_size=queue_limits.queue_size)
+    fair_queue.install(demo, queue_limits)
     return demo
 
 
@@ -576,37 +576,6 @@ def _admission(limit: int):
         finally:
             slots.release()
     return admitted
-
-
-def limit_waiting_per_client(demo: gr.Blocks, limit: int) -> None:
-    """Refuse a request when its client already has `limit` requests waiting in `demo`'s queue.
-
-    Gradio has a global queue size only; wrapping its `push` is the one place every queued request
-    passes before it takes a place.
-    """
-    queue = demo._queue
-    push = queue.push
-
-    async def fair_push(body, request, username):
-        client = client_address(request)
-        waiting = sum(client_address(event.request) == client
-                      for events in queue.event_queue_per_concurrency_id.values() for event in events.queue)
-        if waiting >= limit:
-            return False, (f"You already have {waiting} requests waiting; please wait for one to finish "
-                           "before sending more."), "queue_full"
-        return await push(body, request, username)
-
-    queue.push = fair_push
-
-
-def client_address(request) -> str:
-    """The client's address: on a Space, the first X-Forwarded-For hop (set by its proxy); elsewhere
-    the peer address, since a forwarded header from anyone else could be forged to dodge the limit."""
-    if os.environ.get("SPACE_ID"):
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
 
 
 def delete_old_cache_files(blocks: gr.Blocks, age_s: float) -> int:

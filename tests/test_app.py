@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from gradio_client.utils import QueueError
 from PIL import Image
 
 import app
@@ -260,7 +259,7 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
         return predict_inputs(inputs)
 
     service.predict_inputs = recording
-    demo = app.build_demo(service, predict_batch_size=4, max_waiting_per_client=100)  # all clients are 127.0.0.1
+    demo = app.build_demo(service, predict_batch_size=4)  # a session each, all from 127.0.0.1
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         bad = write(tmp_path, "notes.png", b"a text file, not a picture")
@@ -479,8 +478,11 @@ def test_cache_cleanup_survives_files_added_while_it_runs(tmp_path):
     assert deleted == len(old) - 1 and Path(old[0]).exists() and not Path(old[1]).exists()
 
 
-def test_one_client_cannot_fill_the_queue(monkeypatch):
+def test_one_session_cannot_fill_the_queue_and_its_classmates_behind_one_address_are_served(monkeypatch):
     import gradio as gr
+    from gradio_client.exceptions import ValidationError
+
+    from pneumolens.fair_queue import QueueLimits, install
 
     release = threading.Event()
 
@@ -492,28 +494,37 @@ def test_one_client_cannot_fill_the_queue(monkeypatch):
         box = gr.Textbox()
         gr.Button().click(wait, box, box, api_name="wait", concurrency_limit=1)
     demo.queue(max_size=64)
-    app.limit_waiting_per_client(demo, 2)
+    install(demo, QueueLimits(per_session=2, per_address=3, queue_size=64))
     monkeypatch.setenv("SPACE_ID", "example/pneumolens")  # trust X-Forwarded-For, as on a Space
+    school = {"X-Forwarded-For": "198.51.100.1"}
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     try:
-        greedy = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.1"})
+        greedy = Client(url, verbose=False, headers=school)
         jobs = [greedy.submit("first", api_name="/wait")]
         deadline = time.time() + 10
-        while time.time() < deadline and not demo._queue.active_jobs[0] and not any(demo._queue.active_jobs):
+        while time.time() < deadline and not any(demo._queue.active_jobs):
             time.sleep(0.05)
         jobs += [greedy.submit(name, api_name="/wait") for name in ("second", "third")]
         time.sleep(1.0)
-        with pytest.raises(QueueError):  # gradio_client's words for the server's 503
+        # gradio_client raises the app's words (not its own "Queue is full!").
+        with pytest.raises(ValidationError, match="This session already has 2 analyses waiting"):
             greedy.submit("fourth", api_name="/wait").result(timeout=10)
+        # The page's client shows the server's detail as it is.
         fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "wait")
-        refused = httpx.post(f"{url}gradio_api/queue/join", headers={"X-Forwarded-For": "198.51.100.1"},
-                             json={"data": ["fifth"], "fn_index": fn_index, "session_hash": "greedy-2"})
-        assert refused.status_code == 503 and "2 requests waiting" in refused.json()["detail"]
-        other = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"}).submit("other", api_name="/wait")
+        refused = httpx.post(f"{url}gradio_api/queue/join", headers=school,
+                             json={"data": ["fifth"], "fn_index": fn_index, "session_hash": greedy.session_hash})
+        assert refused.status_code == 400 and refused.json()["detail"].startswith("This session already has 2")
+        # A classmate behind the same address waits and is answered; past the address's limit, one is refused.
+        classmate = Client(url, verbose=False, headers=school).submit("classmate", api_name="/wait")
         time.sleep(1.0)
+        with pytest.raises(ValidationError, match="Your network already has 3 analyses waiting"):
+            Client(url, verbose=False, headers=school).submit("one too many", api_name="/wait").result(timeout=10)
+        elsewhere = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.2"}).submit(
+            "elsewhere", api_name="/wait")
+        time.sleep(0.5)
         release.set()
         assert [job.result(timeout=30) for job in jobs] == ["first", "second", "third"]
-        assert other.result(timeout=30) == "other"
+        assert classmate.result(timeout=30) == "classmate" and elsewhere.result(timeout=30) == "elsewhere"
     finally:
         release.set()
         demo.close()
