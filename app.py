@@ -62,6 +62,9 @@ COLORMAP = os.environ.get("PNEUMOLENS_COLORMAP", presentation.COLORMAP)
 SHOW_DECISION = """() => { const d = document.getElementById("decision"); if (!d) return;
   const r = d.getBoundingClientRect();
   if (r.top < 0 || r.top > window.innerHeight - 80) window.scrollBy(0, r.top - 8); }"""
+# The same before the analysis starts, passing its inputs through unchanged (a js step's return values are
+# the inputs the handler gets).
+SHOW_DECISION_FIRST = "(...inputs) => { (" + SHOW_DECISION + ")(); return inputs; }"
 # /predict requests that arrive while the model is busy share its next forward pass, up to this many
 # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
 PREDICT_BATCH_SIZE = int(os.environ.get("PNEUMOLENS_PREDICT_BATCH", 8))
@@ -102,6 +105,7 @@ PAGE_CSS = """
 #header h2 { margin: 0 0 2px 0; }
 #header p { margin: 0; font-size: 0.9em; }
 #decision h3 { margin: 0 0 2px 0; }
+#decision { min-height: 64px; }  /* room for the queue position while a student waits */
 .map-caption, .map-caption * { font-size: 12px !important; line-height: 1.3 !important; }
 .map-caption p { margin: 2px 0 !important; }
 .map-caption details summary { cursor: pointer; color: #555; }
@@ -508,9 +512,10 @@ def wire_events(page: SimpleNamespace, handlers: Handlers, predict_batch_size: i
     page.upload.change(no_robustness, None, [page.robustness_answer, page.robustness_figure],
                        api_visibility="private", concurrency_limit=None)
     page.explained_class.change(no_downloads, None, page.downloads, api_visibility="private", concurrency_limit=None)
+    # The decision comes into view at once: while the analysis waits, its queue position shows there.
     page.run.click(page_explanation, [page.upload, page.explained_class, page.opacity],
                    [page.probabilities, page.decision, page.warning, *page.images, *page.captions, page.result,
-                    page.state], api_name="explain", **on_model).success(
+                    page.state], api_name="explain", js=SHOW_DECISION_FIRST, **on_model).success(
         handlers.large_view, [page.state, page.opacity, page.large_title], page.large, **redraw).then(
         None, js=SHOW_DECISION)
     page.make_curves.click(faithfulness_curves, [page.upload, page.explained_class], page.curves,
