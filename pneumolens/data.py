@@ -80,6 +80,29 @@ def _class_folders(split_dir: Path) -> list[str]:
     )
 
 
+# datasets' names for split folders (its SPLIT_KEYWORDS); any other folder name is the split's name.
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+               "dev": "validation", "val": "validation", "test": "test", "testing": "test", "eval": "test",
+               "evaluation": "test"}
+
+
+def linked_image_files(root: Path) -> dict[str, list[str]] | None:
+    """{split: image files} where a split or class folder under `root` is a symbolic link (how people point at
+    data on a shared disk without copying it), else None. datasets' imagefolder does not follow linked
+    folders and would find no file; named through the link, each file keeps its class folder's name as label."""
+    folders = [root, *(p for p in root.iterdir() if p.is_dir())]
+    if not any(child.is_symlink() for folder in folders for child in folder.iterdir() if child.is_dir()):
+        return None
+    split_dirs = {".": root} if _class_folders(root) else {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+    files = {}
+    for name, split_dir in split_dirs.items():
+        chosen = sorted(str(split_dir / label / image.name) for label in _class_folders(split_dir)
+                        for image in (split_dir / label).iterdir() if image.suffix.lower() in PICTURE_SUFFIXES)
+        if chosen:
+            files[SPLIT_NAMES.get(name.lower(), "train" if name == "." else name)] = chosen
+    return files
+
+
 def is_local(name_or_dir: str) -> bool:
     """A directory (or something written like a path) rather than a Hub data set id."""
     return Path(name_or_dir).exists() or name_or_dir.startswith((".", "/", "~"))
@@ -102,7 +125,9 @@ def load_image_dataset(name_or_dir: str, revision: str | None = None, token: str
     """Load a local imagefolder directory, or else a Hub data set (at `revision`), with undecoded images."""
     if is_local(name_or_dir):
         check_imagefolder(name_or_dir)
-        dataset = load_dataset("imagefolder", data_dir=str(Path(name_or_dir)))
+        linked = linked_image_files(Path(name_or_dir))
+        dataset = load_dataset("imagefolder", data_files=linked) if linked else \
+            load_dataset("imagefolder", data_dir=str(Path(name_or_dir)))
     else:
         try:
             dataset = load_dataset(name_or_dir, revision=revision, token=token)

@@ -138,3 +138,27 @@ def test_a_carved_split_without_one_class_is_refused_by_name(copy_of, small_imag
     train = load_image_dataset(str(data))["train"]
     with pytest.raises(PneumoLensError, match=r"no image of \['NORMAL'\]"):
         split_by_patient(train, 0.25, seed=0)
+
+
+def test_class_folders_that_are_symbolic_links_load_under_the_links_names(real_images, tmp_path):
+    """How people point at data on a shared disk: DIR/test/NORMAL -> a folder elsewhere, of another name."""
+    import shutil
+
+    from pneumolens.data import load_image_dataset
+
+    elsewhere = tmp_path / "shared-disk"
+    for label, folder in (("NORMAL", "normal_films"), ("PNEUMONIA", "pneumonia_films")):
+        (elsewhere / folder).mkdir(parents=True)
+        for path in real_images[label][:3]:
+            shutil.copy(path, elsewhere / folder / path.name)
+    data = tmp_path / "data"
+    (data / "test").mkdir(parents=True)
+    (data / "test" / "NORMAL").symlink_to(elsewhere / "normal_films", target_is_directory=True)
+    (data / "test" / "PNEUMONIA").symlink_to(elsewhere / "pneumonia_films", target_is_directory=True)
+    dataset = load_image_dataset(str(data))
+    assert list(dataset) == ["test"]
+    names = dataset["test"].features["label"].names
+    assert names == ["NORMAL", "PNEUMONIA"]
+    labelled = {Path(image["path"]).name: names[label] for image, label in
+                zip(dataset["test"]["image"], dataset["test"]["label"])}
+    assert labelled == {path.name: label for label in ("NORMAL", "PNEUMONIA") for path in real_images[label][:3]}
