@@ -30,7 +30,7 @@ from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArgume
 
 from pneumolens import cli
 from pneumolens.calibration import CALIBRATION_DIR, calibrate, calibration_section, recalibrated, shown_after
-from pneumolens.card import CardFacts, build_card, set_card_section, set_card_subsection
+from pneumolens.card import CardFacts, build_card, set_card_section
 from pneumolens.data import (
     drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, patient_groups,
     split_by_patient,

@@ -74,8 +74,13 @@ class ReferralBand:
         centre = float(np.log(threshold / (1 - threshold)))
         return cls(float(_sigmoid(centre - width)), float(_sigmoid(centre + width)), float(width), **chosen)
 
-    def refers(self, positive_probability: float) -> bool:
-        return self.lower < positive_probability < self.upper
+    def refers(self, positive_probability):
+        """Whether each probability (a float, or an array of them) lies strictly inside the band."""
+        return (self.lower < positive_probability) & (positive_probability < self.upper)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.lower, self.upper
 
     def saved(self) -> dict:
         """What `config.json` holds under `referral_band`."""
@@ -165,7 +170,7 @@ def refers(config, probabilities: dict[str, float], ood: dict) -> bool:
     band = ReferralBand.of(config)
     if band is None or ood.get("flagged"):
         return False
-    return band.refers(probabilities[config.id2label[positive_index(config)]])
+    return bool(band.refers(probabilities[config.id2label[positive_index(config)]]))
 
 
 def referral_fields(config, probabilities: dict[str, float], ood: dict) -> dict:

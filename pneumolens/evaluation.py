@@ -63,11 +63,11 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
         probabilities = predict_probabilities(model, processor, dataset, batch_size)
     scores = probabilities[:, positive]
     band = ReferralBand.of(config)
-    # The curve is drawn for every model; the band's figures only where there is one.
-    curve = binary_metrics(truth, scores, threshold, referral_band=(0.0, 0.0))
-    metrics = binary_metrics(truth, scores, threshold, bootstrap_samples,
-                             referral_band=None if band is None else (band.lower, band.upper))
-    metrics.pop("risk_coverage", None)
+    metrics = binary_metrics(truth, scores, threshold, bootstrap_samples, referral_band=band and band.bounds,
+                             risk_coverage=True)
+    # The curve is drawn for every model (an empty band refers nothing); the band's figures only where there is one.
+    curve = metrics if band else binary_metrics(truth, scores, threshold, referral_band=(0.0, 0.0), risk_coverage=True)
+    points = metrics.pop("risk_coverage", None) or curve["risk_coverage"]
     metrics.update(split=split_name, num_images=len(dataset), positive_label=positive_name)
 
     out = Path(out_dir)
@@ -76,7 +76,7 @@ def evaluate_model(model, processor, dataset: Dataset, out_dir: str | Path, spli
     _write_predictions(out / "predictions.csv", dataset, class_names, probabilities, config, threshold)
     _plot_roc(out / "roc_curve.png", truth, scores, metrics, split_name)
     _plot_confusion(out / "confusion_matrix.png", metrics, config, positive, split_name)
-    _plot_risk_coverage(out / "risk_coverage.png", curve, metrics, split_name)
+    _plot_risk_coverage(out / "risk_coverage.png", points, curve["aurc"], metrics, split_name)
     logger.info("%s: accuracy %.4f, ROC-AUC %.4f at threshold %.3f (%d images) -> %s",
                 split_name, metrics["accuracy"], metrics["roc_auc"], threshold, len(dataset), out)
     return metrics
@@ -139,12 +139,11 @@ def _plot_confusion(path, metrics, config, positive, split_name):
     plt.close(figure)
 
 
-def _plot_risk_coverage(path, curve: dict, metrics: dict, split_name: str):
+def _plot_risk_coverage(path, points: dict, aurc: float, metrics: dict, split_name: str):
     """The error rate among the films decided against the share decided, the most certain (by margin to the
     threshold) decided first; the model's referral band as a point where it has one."""
-    points = curve["risk_coverage"]
     figure, axis = plt.subplots(figsize=(4.8, 4), dpi=120)
-    axis.plot(points["coverage"], points["risk"], label=f"margin to the threshold: AURC {curve['aurc']:.4f}")
+    axis.plot(points["coverage"], points["risk"], label=f"margin to the threshold: AURC {aurc:.4f}")
     axis.axhline(points["risk"][-1], color="grey", linestyle="--", linewidth=0.8, label="deciding every film")
     if "referred_share" in metrics:
         axis.scatter([1 - metrics["referred_share"]], [1 - metrics["decided_accuracy"]], color="#e69f00", zorder=3,

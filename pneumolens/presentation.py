@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .explain import HOW_TO_READ, REGISTRY, TITLES
 from .explain.overlay import DEFAULT_COLORMAP as COLORMAP, palette
+from .explain.reading import EDGE_AREA, EDGE_FRACTION
 RELATIVE = "relative to this image's strongest region"
 
 
@@ -92,15 +93,14 @@ def caption_markdown(standing, rank: int, of: int, explained_label: str, setting
             f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
 
 
-EDGE_BAND_AREA = "51 %"  # of the frame: the outer 15 % on every side (explain/reading.py)
 # Under a map whose strongest region lies at the film's edge: short, since a caption is narrow.
 EDGE_CAVEAT = "Peaks at the film's edge, where letters and borders sit: not a finding in the lungs."
 
 
 def edge_share_line(reading) -> str:
     """How much of a map lies at the film's edge, against the edge's share of the frame."""
-    return (f"{percent(reading.edge_share)} of this map lies at the film's edge (the outer 15 %, "
-            f"{EDGE_BAND_AREA} of the frame); its strongest region is "
+    return (f"{percent(reading.edge_share)} of this map lies at the film's edge (the outer "
+            f"{100 * EDGE_FRACTION:.0f} %, {100 * EDGE_AREA:.0f} % of the frame); its strongest region is "
             f"{'there' if reading.peak_at_edge else 'in the centre of the film'}.")
 
 

@@ -162,16 +162,10 @@ def choose_band(truth: np.ndarray, positive_probabilities: dict[str, np.ndarray]
             "a larger --target_error.")
     width, sets = chosen
     band = ReferralBand.around(threshold, width, target_error=target_error, confidence=confidence)
-    selective = {name: _without_curve(binary_metrics(truth, p, threshold, BOOTSTRAP_SAMPLES,
-                                                     referral_band=(band.lower, band.upper)))
+    selective = {name: binary_metrics(truth, p, threshold, BOOTSTRAP_SAMPLES, referral_band=band.bounds)
                  for name, p in positive_probabilities.items()}
     return BandChoice(band, threshold, target_error, confidence, sets, tested, selective)
 
-
-
-def _without_curve(metrics: dict) -> dict:
-    metrics.pop("risk_coverage", None)
-    return metrics
 
 
 def update_model_band(model_dir: str | Path, config, truth: np.ndarray, positive_probabilities: dict[str, np.ndarray],

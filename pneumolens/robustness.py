@@ -168,7 +168,7 @@ def check_image(image: Image.Image, probability: float, predict: Callable[[list[
     image index 0) as the suite does. With a referral `band`, a change is a flip only where the changed film
     is decided (outside the band) as the other class."""
     decision = decide(probability)
-    refers = band.refers if band is not None else (lambda p: False)
+    refers = (lambda p: bool(band.refers(p))) if band is not None else (lambda p: False)
     changed = [change(image, seed, 0) for change in changes]
     probabilities = [p for start in range(0, len(changed), batch_size) for p in predict(changed[start:start + batch_size])]
     outcomes = [ChangeOutcome(change.name, change.group, change.description, float(p), decide(p),

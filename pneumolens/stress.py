@@ -164,9 +164,7 @@ def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: i
     for name, probs in probabilities.items():
         scores = probs[:, positive_index]
         flips = (scores >= threshold) != clean_decisions
-        metrics = binary_metrics(truth, scores, threshold,
-                                 referral_band=None if band is None else (band.lower, band.upper))
-        metrics.pop("risk_coverage", None)
+        metrics = binary_metrics(truth, scores, threshold, referral_band=band and band.bounds)
         if band is not None:
             metrics["moved_into_band"] = float(np.mean(_referred(scores, band)[~clean_referred])) \
                 if (~clean_referred).any() else float("nan")
@@ -221,7 +219,7 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
 
 
 def _referred(scores: np.ndarray, band: ReferralBand | None) -> np.ndarray:
-    return np.zeros(len(scores), bool) if band is None else (scores > band.lower) & (scores < band.upper)
+    return np.zeros(len(scores), bool) if band is None else band.refers(scores)
 
 
 def _worst(report: dict, metric: str) -> tuple[float, str]:

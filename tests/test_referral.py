@@ -75,7 +75,8 @@ def test_the_selective_figures_match_a_count_by_hand():
     truth = np.array([1, 1, 1, 0, 0, 0, 1, 0])
     scores = np.array([0.95, 0.6, 0.3, 0.1, 0.55, 0.45, 0.52, 0.9])
     band = (0.4, 0.7)
-    figures = binary_metrics(truth, scores, THRESHOLD, referral_band=band)
+    figures = binary_metrics(truth, scores, THRESHOLD, referral_band=band, risk_coverage=True)
+    assert "risk_coverage" not in binary_metrics(truth, scores, THRESHOLD, referral_band=band)  # only when asked
     # Referred (0.4 < p < 0.7): 0.6, 0.55, 0.45, 0.52. Decided: 0.95 (TP), 0.3 (FN), 0.1 (TN), 0.9 (FP).
     assert figures["referred_share"] == 0.5
     # Errors at the threshold: 0.3 (FN), 0.55 (FP), 0.9 (FP); one of the three (0.55) referred.

@@ -161,17 +161,13 @@ def add_reading_arguments(parser) -> None:
 def run_reading(args) -> None:
     dataset = sampled_images(args)
     service = PneumoLensService(source_of(args))
-    films = [service.analyse(image).explanation.input_maps
-             for image in tqdm(image_sources(dataset), desc="reading", unit="image")]
-    report = reading_report([{name: film[name] for name in service_order(service, film)} for film in films])
+    analyses = (service.analyse(image) for image in tqdm(image_sources(dataset), desc="reading", unit="image"))
+    # Each film's maps in the order the app reads them (`Analysis.readings`).
+    report = reading_report([{name: analysis.explanation.input_maps[name] for name in analysis.readings}
+                             for analysis in analyses])
     text = reading_section(report, TITLES, data_description(args), args.command_line)
     print(text)
     write_outputs(args, report, "Explanations: reading the maps", text)
-
-
-def service_order(service, maps: dict) -> list[str]:
-    """The methods in the order the app shows them."""
-    return [standing.name for standing in service.standings if standing.name in maps]
 
 
 CHECKS = {  # name: (arguments, run, description)

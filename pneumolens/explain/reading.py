@@ -22,6 +22,7 @@ import numpy as np
 
 GRID = 16
 EDGE_FRACTION = 0.15
+EDGE_AREA = 1 - (1 - 2 * EDGE_FRACTION) ** 2  # the band's share of the frame: 51 %
 TOP_SHARE = 0.10
 AGREE_ABOVE = 0.37  # the 95th percentile of two different films' overlap, carved split (docs/explanations.md)
 AGREEMENT_MEASURE = (f"Jaccard overlap of the strongest {100 * TOP_SHARE:.0f} % of cells on a {GRID}x{GRID} grid; two maps agree "
@@ -143,7 +144,7 @@ def reading_report(films: list[dict[str, np.ndarray]], grid: int = GRID, share: 
 
 def reading_section(report: dict, titles: dict[str, str], where: str, command_line: str) -> str:
     """The card's section: where each map peaks, and which maps agree, on the data set."""
-    band_area = 1 - (1 - 2 * report["edge_fraction"]) ** 2
+    band_area = 1 - (1 - 2 * report["edge_fraction"]) ** 2  # from the fraction the report was measured with
     maps = "\n".join(f"| {titles[name]} | {_percent(m['peak_at_edge_share'])} | {_percent(m['mean_edge_share'])} |"
                      for name, m in report["maps"].items())
     pairs = "\n".join(
