@@ -37,10 +37,14 @@ from pneumolens.batching import MicroBatcher
 from pneumolens.device import gpu_call, on_zero_gpu
 from pneumolens.errors import PneumoLensError
 from pneumolens.explain import METHODS, TITLES
+from pneumolens.explain.overlay import BLENDS, DEFAULT_BLEND, DEFAULT_OPACITY
 from pneumolens.memory import trim_soon
+from pneumolens.modeling import positive_index
 from pneumolens.preprocessing import input_size
 from pneumolens.decision import NOT_A_RADIOGRAPH
 from pneumolens.service import PneumoLensService, display_size, record_json
+from pneumolens.similar import SHOWN
+from pneumolens.training_films import NOT_AT_HAND
 
 logger = logging.getLogger("app")
 
@@ -58,6 +62,9 @@ MAP_HEIGHT = 135
 LARGE_HEIGHT = 470  # the large view: a 1.3 MP radiograph shows about 600 px wide at 1440x900
 # The maps' colormap (docs/explanations.md says why this one); PNEUMOLENS_COLORMAP=jet brings back the old.
 COLORMAP = os.environ.get("PNEUMOLENS_COLORMAP", presentation.COLORMAP)
+# A map's colour fades with its value so that the film shows through; PNEUMOLENS_OVERLAY=even brings back
+# the uniform blend.
+BLEND = os.environ.get("PNEUMOLENS_OVERLAY", DEFAULT_BLEND)
 # After Analyse, bring the decision into view where it is not (a phone: it sits below the upload column).
 SHOW_DECISION = """() => { const d = document.getElementById("decision"); if (!d) return;
   const r = d.getBoundingClientRect();
@@ -97,7 +104,7 @@ QUEUE_LIMITS = fair_queue.QueueLimits()
 # 2,000-pixel radiograph well under the ~1 MiB that common MCP clients accept (docs/app.md has the sizes).
 AGENT_MAP_MAX_SIDE = 384
 AGENT_MAP_FORMAT = "webp"
-AGENT_OPACITY = 0.45
+AGENT_OPACITY = DEFAULT_OPACITY
 # `explain` calls from agents run outside Gradio's queue (below), so at most this many wait for the model.
 AGENT_CALLS_AT_ONCE = 4
 
@@ -109,11 +116,13 @@ PAGE_CSS = """
 .map-caption, .map-caption * { font-size: 12px !important; line-height: 1.3 !important; }
 .map-caption p { margin: 2px 0 !important; }
 .map-caption details summary { cursor: pointer; color: #555; }
-@media (max-width: 640px) {  /* a phone: each map the width of the screen */
+#similar-sentence small { color: #555; }
+@media (max-width: 640px) {  /* a phone: each map the width of the screen, the similar films three a row */
   .map-image { height: auto !important; }
   .map-image img { width: 100%; height: auto; max-height: none; }
+  #similar-gallery .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
-""" + presentation.scale_css(COLORMAP) + presentation.probability_css()
+""" + presentation.scale_css(COLORMAP, BLEND) + presentation.probability_css()
 DISCLAIMER = (
     "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
     "validated for clinical use: do not use it to diagnose, treat or triage anyone."
@@ -210,6 +219,7 @@ class Handlers:
         self.model_size = "x".join(str(side) for side in input_size(service.processor)[::-1])
         self.method_of = {TITLES[standing.name]: standing.name for standing in service.standings}
         self.admitted = _admission(AGENT_CALLS_AT_ONCE)
+        self.positive_label = service.config.id2label[positive_index(service.config)]
 
     # -- shared by the page, gradio_client and the MCP tools ---------------------------------------------
 
@@ -250,7 +260,7 @@ class Handlers:
             # The robustness check, once it has run on this very upload, goes into the report too.
             robustness = checked["check"] if checked and checked["file"] == file_path else None
             return _downloads(analysis, self.service.report(analysis, opacity, Path(file_path).name,
-                                                            DISPLAY_MAX_SIDE, COLORMAP, robustness))
+                                                            DISPLAY_MAX_SIDE, COLORMAP, robustness, BLEND))
         finally:
             trim_soon()
 
@@ -286,7 +296,7 @@ class Handlers:
     def page_outputs(self, file_path, explained_class, opacity):
         analysis = self.analysed(file_path, explained_class)
         displayed = analysis.displayed(DISPLAY_MAX_SIDE)
-        overlays = displayed.overlays(opacity, COLORMAP)
+        overlays = displayed.overlays(opacity, COLORMAP, blend=BLEND)
         explanation = analysis.explanation
         captions = [_caption(self.service.standings, self.standings[method], explanation.explained_class,
                              explanation.settings.get(method, ""), explanation.unavailable.get(method),
@@ -307,10 +317,23 @@ class Handlers:
             displayed,
         )
 
+    def similar_row(self, record):
+        """The similar training films of the record's analysis: the count and what the row is, and the
+        pictures of the nearest SHOWN where the training images are at hand."""
+        if not record:
+            return gr.skip(), gr.skip()
+        similar = record.get("similar")
+        shown = [] if similar is None else [
+            (picture, presentation.similar_caption(similar, row)) for row, picture in
+            enumerate(map(self.service.film_image, similar["ids"][:SHOWN])) if picture is not None]
+        text = presentation.similar_markdown(similar, self.positive_label, SHOWN, bool(shown), NOT_AT_HAND,
+                                             withheld=record.get("decision") == NOT_A_RADIOGRAPH)
+        return text, gr.update(value=shown or None, visible=bool(shown))
+
     def redraw(self, displayed, opacity, large_title):
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
             return [gr.skip()] * (len(METHODS) + 1)
-        overlays = displayed.overlays(opacity, COLORMAP)
+        overlays = displayed.overlays(opacity, COLORMAP, blend=BLEND)
         return [*[overlays.get(method) for method in METHODS],
                 large_pair(displayed, overlays, self.large_method(displayed, large_title))]
 
@@ -318,7 +341,7 @@ class Handlers:
         if displayed is None:
             return gr.skip()
         method = self.large_method(displayed, large_title)
-        return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method]), method)
+        return large_pair(displayed, displayed.overlays(opacity, COLORMAP, [method], BLEND), method)
 
     def large_method(self, displayed, large_title):
         """The chosen map, or the first one there is where the architecture cannot make it (ConvNeXt has
@@ -351,12 +374,12 @@ class Handlers:
             explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason. Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
+            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "map_images", the names of the images that follow, in their order; "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then one image per map (WebP, at most 384 px, viridis colours): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
         """
         with self.admitted():
             try:
                 analysis = self.analysed(image, explained_class)
-                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP)
+                overlays = analysis.displayed(AGENT_MAP_MAX_SIDE).overlays(AGENT_OPACITY, COLORMAP, blend=BLEND)
                 record = analysis.record()
                 record["map_images"] = [s.name for s in self.service.standings if s.name in overlays]
                 return (json.dumps(record), *[overlays.get(s.name) for s in self.service.standings])
@@ -425,7 +448,7 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
             with gr.Row():
                 explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
                                               label="Explain the class", min_width=120)
-                opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", min_width=120)
+                opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", min_width=120)
             run = gr.Button("Analyse", variant="primary")
             gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
         with gr.Column(scale=7, min_width=340):
@@ -457,6 +480,12 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
                                         _caption(service.standings, standing), elem_id=f"caption-{standing.name}",
                                         elem_classes="map-caption")
             images, captions = [image_of[m] for m in METHODS], [caption_of[m] for m in METHODS]
+            # The training films nearest in the model's features: filled after the analysis, from its record.
+            with gr.Column(elem_id="similar-films"):
+                similar_text = gr.Markdown(elem_id="similar-sentence")
+                similar_gallery = gr.Gallery(label="The most similar training films (click one to enlarge)",
+                                             columns=SHOWN, rows=1, height="auto", object_fit="contain",
+                                             format="jpeg", visible=False, elem_id="similar-gallery")
             with gr.Row():
                 # Made on demand: most people never download, and the full-resolution maps cost a
                 # second pass only to those who do.
@@ -491,7 +520,7 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
         upload=upload, shown=shown, shown_details=shown_details, explained_class=explained_class, opacity=opacity,
         run=run, decision=decision, warning=warning, probabilities=probabilities, large=large,
         large_title=large_title, images=images, captions=captions, make_report=make_report, downloads=downloads,
-        result=result, make_curves=make_curves, curves=curves, check_robustness=check_robustness, robustness_answer=robustness_answer,
+        result=result, similar_text=similar_text, similar_gallery=similar_gallery, make_curves=make_curves, curves=curves, check_robustness=check_robustness, robustness_answer=robustness_answer,
         robustness_figure=robustness_figure, robustness_record=robustness_record, state=state, checked=checked)
 
 
@@ -517,7 +546,8 @@ def wire_events(page: SimpleNamespace, handlers: Handlers, predict_batch_size: i
                    [page.probabilities, page.decision, page.warning, *page.images, *page.captions, page.result,
                     page.state], api_name="explain", js=SHOW_DECISION_FIRST, **on_model).success(
         handlers.large_view, [page.state, page.opacity, page.large_title], page.large, **redraw).then(
-        None, js=SHOW_DECISION)
+        None, js=SHOW_DECISION).then(handlers.similar_row, page.result, [page.similar_text, page.similar_gallery],
+                                     **redraw)
     page.make_curves.click(faithfulness_curves, [page.upload, page.explained_class], page.curves,
                            api_name="faithfulness", **on_model)
     page.check_robustness.click(robustness_for_page, page.upload, [page.robustness_answer, page.robustness_figure,
@@ -696,7 +726,7 @@ def _decision_markdown(analysis) -> str:
     referral = (f'\n<div class="referral" id="referral">{presentation.referral_sentence(analysis.decision, analysis.band)}'
                 "</div>\n" if analysis.refer else "")
     return (f"### {heading}\n{referral}{shown}\n\nThe maps explain **{explanation.explained_class}**. "
-            f"{presentation.RELATIVE_NOTE}{agreement}")
+            f"{presentation.relative_note(BLEND)}{agreement}")
 
 
 def _fit(image, max_side: int):
@@ -732,8 +762,10 @@ def serves_mcp() -> bool:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if BLEND not in BLENDS:
+        raise SystemExit(f"error: PNEUMOLENS_OVERLAY={BLEND}: use one of {', '.join(BLENDS)}")
     try:
-        app_service = PneumoLensService()
+        app_service = PneumoLensService()  # PNEUMOLENS_TRAINING_FILMS: where the similar films' pictures are
     except PneumoLensError as error:
         raise SystemExit(f"error: {error}")
     build_demo(app_service).launch(**launch_options())

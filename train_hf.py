@@ -40,6 +40,7 @@ from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import fit_for_model
+from pneumolens.similar import index_training_films
 from pneumolens.referral import CONFIDENCE, TARGET_ERROR, update_model_band, write_card_sections
 from pneumolens.decision import CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY
 from pneumolens.modeling import (
@@ -142,6 +143,12 @@ class ModelArguments:
                           "evaluated after the round trip, and PneumoLens loads it as float32.",
                   "choices": ["float32", "float16", "bfloat16"]},
     )
+    index_training_films: bool = field(
+        default=True,
+        metadata={"help": "After training, index the training films by the model's own features "
+                          "(similar_films.faiss, pneumolens/similar.py): the app shows the most similar ones "
+                          "beside the maps, and the card the retrieval measured on the carved split."},
+    )
     ood_num_train: int = field(
         default=1000,
         metadata={"help": "Training images whose features define the out-of-distribution detector saved "
@@ -240,9 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     if data_args.positive_label not in labels:
         raise PneumoLensError(f"--positive_label {data_args.positive_label} is not a class: {labels}")
     split_rule = grouping_note(dataset["train"])
-    train_split, validation_split = split_by_patient(
-        drop_unreadable(dataset["train"], "train"), data_args.validation_fraction, training_args.seed
-    )
+    training_films = drop_unreadable(dataset["train"], "train")
+    train_split, validation_split = split_by_patient(training_films, data_args.validation_fraction, training_args.seed)
     train_split = _limit(train_split, data_args.max_train_samples, training_args.seed)
     validation_split = _limit(validation_split, data_args.max_eval_samples, training_args.seed)
     official_validation = drop_unreadable(dataset["validation"], "validation") if "validation" in dataset else None
@@ -355,6 +361,12 @@ def main(argv: list[str] | None = None) -> None:
                          calibration_section(calibration, command))
     if referral:
         write_card_sections(output_dir / "README.md", referral, model.config, command)
+    # The training films, indexed by the model's own features: the app's similar films beside the maps (its card section too)
+    if model_args.index_training_films:
+        data_name = Path(data_args.dataset_name_or_dir).name if is_local(data_args.dataset_name_or_dir) \
+            else data_args.dataset_name_or_dir
+        index_training_films(model, processor, training_films, validation_split, output_dir, data_name, command,
+                             training_args.per_device_eval_batch_size, across_processes=False)
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
         commit = push_model_dir(str(output_dir), training_args.hub_model_id, push_token,

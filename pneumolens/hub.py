@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 # The model, its preprocessing, its card and the card's figures; never checkpoints or optimizer state.
 PUBLISHED_FILES = [
     "model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json",
-    "README.md", "training_args.json", "ood_detector.safetensors", "eval/**/*.json", "eval/**/*.png", "eval/**/*.csv",
+    "README.md", "training_args.json", "ood_detector.safetensors", "similar_films.faiss", "similar_films.json",
+    "eval/**/*.json", "eval/**/*.png", "eval/**/*.csv",
 ]
 
 

@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from .explain import HOW_TO_READ, REGISTRY, TITLES
-from .explain.overlay import DEFAULT_COLORMAP as COLORMAP, palette
+from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP as COLORMAP, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
 RELATIVE = "relative to this image's strongest region"
 
@@ -29,6 +29,23 @@ def percent(probability: float) -> str:
 
 RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
                  "within one map, not between maps or images.")
+FADE_NOTE = "Where a map is low its colour fades, so the film shows through."
+# What the colour scale's bar is drawn over when a map's colour fades with its value: a film's mid grey.
+FILM_GREY = (176, 176, 176)
+
+
+def faded_colormap(colormap: str = COLORMAP):
+    """`colormap` as it looks over a film when its colour fades with the value: a matplotlib colormap for
+    figures' colour bars."""
+    from matplotlib.colors import ListedColormap
+
+    levels = np.linspace(0.0, 1.0, 256)[:, None]
+    colours = colormaps[colormap](levels[:, 0])[:, :3]
+    return ListedColormap(levels * colours + (1 - levels) * np.array(FILM_GREY) / 255, name=f"{colormap}_faded")
+
+
+def relative_note(blend: str = DEFAULT_BLEND) -> str:
+    return f"{RELATIVE_NOTE} {FADE_NOTE}" if blend == "value" else RELATIVE_NOTE
 
 
 def scale_meaning(method: str, explained_label: str, relative: bool = True) -> str:
@@ -37,20 +54,23 @@ def scale_meaning(method: str, explained_label: str, relative: bool = True) -> s
     return f"{meaning}, {RELATIVE}" if relative else meaning
 
 
-def css_gradient(colormap: str = COLORMAP, stops: int = 11) -> str:
-    """`colormap` as a CSS linear gradient, low on the left: drawn by the browser, once per page."""
+def css_gradient(colormap: str = COLORMAP, stops: int = 11, blend: str = DEFAULT_BLEND) -> str:
+    """`colormap` as a CSS background, low on the left: drawn by the browser, once per page. Where the map's
+    colour fades with its value (`blend` "value"), the bar fades the same way over a film's grey."""
     colours = colormaps[colormap](np.linspace(0.0, 1.0, stops))[:, :3]
-    parts = [f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f}) {100 * i / (stops - 1):.0f}%"
-             for i, (r, g, b) in enumerate(colours)]
-    return f"linear-gradient(to right, {', '.join(parts)})"
+    fade = blend == "value"
+    parts = [f"rgba({r * 255:.0f},{g * 255:.0f},{b * 255:.0f},{i / (stops - 1) if fade else 1:.2f}) "
+             f"{100 * i / (stops - 1):.0f}%" for i, (r, g, b) in enumerate(colours)]
+    return f"linear-gradient(to right, {', '.join(parts)})" + (f", rgb{FILM_GREY}" if fade else "")
 
 
-def scale_css(colormap: str = COLORMAP) -> str:
+def scale_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
     """The styles `scale_html` needs (the page and the report include them once)."""
     return (".colour-scale{margin:3px 0;font-size:12px;line-height:1.25}"
             ".colour-scale .scale-row{display:flex;align-items:center;gap:4px;white-space:nowrap}"
             f".colour-scale .scale-bar{{flex:1 1 auto;max-width:160px;height:10px;border:1px solid #888;"
-            f"background:{css_gradient(colormap)};-webkit-print-color-adjust:exact;print-color-adjust:exact}}"
+            f"background:{css_gradient(colormap, blend=blend)};-webkit-print-color-adjust:exact;"
+            "print-color-adjust:exact}"
             ".colour-scale .scale-end,.colour-scale .scale-meaning{color:#444}")
 
 
@@ -192,7 +212,8 @@ def probability_css() -> str:
             ".maps-agreement{margin-top:2px;padding:0 6px;border-left:3px solid #3b6fb6}")
 
 
-def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP) -> Image.Image:
+def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP,
+               blend: str = DEFAULT_BLEND) -> Image.Image:
     """An overlay with its colour scale drawn below it: the bar from low to high and what high means, so
     that a saved PNG explains itself."""
     font_size = max(12, image.width // 60)
@@ -206,7 +227,10 @@ def with_scale(image: Image.Image, method: str, explained_label: str, colormap: 
     bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
     levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
     bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
+    coverage = bar.copy() if blend == "value" else None  # the colour fades to the film's grey, as on the map
     bar.putpalette(palette(colormap))
+    if coverage is not None:
+        bar = Image.composite(bar.convert("RGB"), Image.new("RGB", bar.size, FILM_GREY), coverage)
     strip.paste(bar.convert("RGB"), (bar_left, gap))
     draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
     draw.text((font_size, gap), "low", fill="#333", font=font)
@@ -229,3 +253,34 @@ def _wrapped(text: str, font, width: float) -> list[str]:
         else:
             line = candidate
     return [*lines, line] if line else lines
+
+
+SIMILAR_CAVEAT = ("These are the training films the model finds most like this one, in the features it decides "
+                  "from: they show what the model sees, not a second opinion. When the model is wrong, its most "
+                  "similar films are mostly of the wrong class too.")
+
+
+def similar_sentence(similar: dict, positive_label: str) -> str:
+    """"k of the 20 most similar training films are PNEUMONIA", from a record's `similar`."""
+    return (f"{similar['counts'].get(positive_label, 0)} of the {similar['nearest']} most similar training films "
+            f"are {positive_label}.")
+
+
+def similar_caption(similar: dict, row: int) -> str:
+    """One shown film's caption: its label and similarity."""
+    return f"{similar['labels'][row]} · similarity {similar['similarities'][row]:.2f}"
+
+
+def similar_markdown(similar: dict | None, positive_label: str, shown: int, pictures: bool,
+                     not_at_hand: str = "", withheld: bool = False) -> str:
+    """The section's words: the count, what the row is and is not, and without pictures the films listed."""
+    if withheld:
+        return "**Similar training films:** none are shown for an image that is not a chest radiograph."
+    if similar is None:
+        return "**Similar training films:** this model has no index of its training films."
+    text = f"**{similar_sentence(similar, positive_label)}** <small>{SIMILAR_CAVEAT}</small>"
+    if pictures:
+        return text
+    listed = "\n".join(f"{row + 1}. {similar_caption(similar, row)} (`{similar['ids'][row]}`)"
+                       for row in range(min(shown, similar["nearest"])))
+    return f"{text}\n\n{listed}\n\n<small>{not_at_hand}</small>"

@@ -19,10 +19,12 @@ from pathlib import Path
 from PIL import Image
 
 from .explain import HOW_TO_READ, METHODS, TITLES
+from .explain.overlay import DEFAULT_BLEND
 from .presentation import (
-    EDGE_CAVEAT, RELATIVE_NOTE, headline, percent, probability_css, probability_html,
-    referral_sentence, scale_css, scale_html,
+    EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
+    relative_note, scale_css, scale_html, similar_caption, similar_sentence,
 )
+from .similar import SHOWN
 
 DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
               "validated for clinical use: do not use it to diagnose, treat or triage anyone.")
@@ -41,11 +43,13 @@ class ModelIdentity:
 
 
 def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, model: ModelIdentity,
-                file_name: str, created: datetime | None = None, robustness=None) -> str:
+                file_name: str, created: datetime | None = None, robustness=None, blend: str = DEFAULT_BLEND,
+                film_pictures: list | None = None) -> str:
     """The report of one `service.Analysis`, with `overlays` (method -> image) and the display `image`.
 
     It prints on A4 or Letter in two pages: the decision, the input and who made it on the first, the
     four maps, each with its colour scale, and the appendix of settings and measurements on the second.
+    `film_pictures`: the similar training films' pictures in the record's order, where they are at hand.
     """
     created = created or datetime.now(timezone.utc)
     record = analysis.record()
@@ -76,7 +80,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
                 "</p>" if record["refer"] else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PneumoLens report: {html.escape(file_name)}</title>
-<style>{REPORT_CSS}</style></head><body>
+<style>{REPORT_CSS}{scale_css(blend=blend)}</style></head><body>
 <h1>PneumoLens report</h1>
 <p class="disclaimer"><b>{html.escape(DISCLAIMER)}</b></p>
 <section class="summary">
@@ -94,9 +98,9 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 </section>
 <section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}">
 <p class="note">{html.escape(file_name)} as analysed, shown at {image.width} x {image.height} px.</p></section>
-<section class="maps"><h2>Explanation maps</h2>{agreement}<p class="note">{html.escape(RELATIVE_NOTE)}</p>
+<section class="maps"><h2>Explanation maps</h2>{agreement}<p class="note">{html.escape(relative_note(blend))}</p>
 <div class="grid">{maps}</div></section>
-{_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
+{_similar_section(record, analysis.positive_label, film_pictures or [])}{_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
 <table><tr><th>map</th><th>settings</th><th>faithfulness, as measured for this model</th></tr>
 {"".join(_appendix_row(method, described[method]) for method in described)}</table></section>
 </body></html>
@@ -116,7 +120,28 @@ figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px soli
 .disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .input img{max-height:85mm;max-width:100%}section.maps{break-before:page}
 figure img{max-height:52mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
-""" + scale_css() + probability_css()
+.films{display:flex;flex-wrap:wrap;gap:8px}.films figure{width:15%;min-width:110px;margin:0}
+.films img{width:100%;background:#000}section.similar{break-inside:avoid}
+""" + probability_css()
+
+
+def _similar_section(record: dict, positive_label: str, pictures: list) -> str:
+    """The training films most similar to this one: the count, what they are and are not, and the nearest
+    SHOWN, pictured where their pictures are at hand."""
+    similar = record.get("similar")
+    if similar is None:
+        return ""
+    pictures = (list(pictures) + [None] * SHOWN)[:min(SHOWN, similar["nearest"])]
+    films = "".join(_film(similar, row, picture) for row, picture in enumerate(pictures))
+    return (f'<section class="similar" id="similar"><h2>Similar training films</h2>'
+            f'<p><b>{html.escape(similar_sentence(similar, positive_label))}</b> {html.escape(SIMILAR_CAVEAT)}</p>'
+            f'<div class="films">{films}</div></section>\n')
+
+
+def _film(similar: dict, row: int, picture) -> str:
+    shown = f'<img alt="a similar training film" src="{_data_uri(picture)}">' if picture is not None else ""
+    return (f"<figure>{shown}<figcaption>{html.escape(similar_caption(similar, row))}<br>"
+            f"<small>{html.escape(similar['ids'][row])}</small></figcaption></figure>")
 
 
 def _figure(method: str, image: Image.Image, described: dict, explained: str, reading=None) -> str:
@@ -155,7 +180,7 @@ def _data_uri(image: Image.Image) -> str:
 
 
 SUMMARY_FIELDS = ("image", "report", "decision", "refer", "explained_class", "threshold", "ood_flagged", "ood_score",
-                  "robustness_held", "robustness_flipped")
+                  "similar", "robustness_held", "robustness_flipped")
 
 
 def write_summary(path: str | Path, rows: list[dict]) -> None:

@@ -20,7 +20,7 @@ from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
-from .explain.overlay import DEFAULT_COLORMAP, overlay
+from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP, overlay
 from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
 from .device import serving_device
 from .images import describe_file, load_image
@@ -37,6 +37,8 @@ from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
 from .robustness import RobustnessCheck, check_image, withheld_check
+from .similar import SHOWN, SimilarFilms, classifier_inputs, similar_record
+from .training_films import training_films
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class Analysis:
     positive_label: str = ""  # the class whose probability the threshold applies to
     refer: bool = False  # a person should read this film: its probability lies inside the referral band
     band: ReferralBand | None = None  # the model's referral band, if it has one
+    # The training films most similar in the model's features (`similar.similar_record`); None where the
+    # model has no index of them, or the image is not a chest radiograph.
+    similar: dict | None = None
 
     @cached_property
     def readings(self) -> dict[str, MapReading]:
@@ -104,6 +109,7 @@ class Analysis:
                      for standing in self.standings if standing.name in self.explanation.input_maps},
             "maps_unavailable": self.explanation.unavailable,
             "agreement": self.agreement,
+            "similar": self.similar,
         }
 
     def displayed(self, max_side: int) -> "DisplayedMaps":
@@ -153,10 +159,11 @@ class DisplayedMaps:
         return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
                 for method, data in self.input_maps_png.items() if methods is None or method in methods}
 
-    def overlays(self, opacity: float, colormap: str = DEFAULT_COLORMAP, methods=None) -> dict:
+    def overlays(self, opacity: float, colormap: str = DEFAULT_COLORMAP, methods=None,
+                 blend: str = DEFAULT_BLEND) -> dict:
         """Each map (or each of `methods`) over the displayed image."""
         base = self.image()
-        return {method: overlay(base, heatmap, opacity, colormap)
+        return {method: overlay(base, heatmap, opacity, colormap, blend)
                 for method, heatmap in self.maps(base.size, methods).items()}
 
     @property
@@ -179,7 +186,8 @@ def _encoded(image: Image.Image, **save_options) -> bytes:
 class PneumoLensService:
     """One model, its processor, its explainer and its out-of-distribution detector."""
 
-    def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None):
+    def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None,
+                 films_setting: str | None = None):
         self.source = source or default_model_source()
         self.device = torch.device(device) if device is not None else serving_device()
         self.model, self.processor = load_model_and_processor(self.source)
@@ -192,6 +200,9 @@ class PneumoLensService:
         # with the settings chosen for it (`explain.py select`), stored beside that measurement.
         self.standings = method_standings(load_faithfulness(self.source))
         self.explanation_options = options_for(self.source)
+        self.similar_films = SimilarFilms.load(self.source)
+        # Pictures of those films, where the training images are at hand (`training_films`).
+        self.film_images = training_films(films_setting, self._films_data())
         # The explainer hooks the model while it runs: a batched prediction and an analysis must not
         # share it at the same moment (they run on different threads in the app).
         self._model_lock = threading.Lock()
@@ -228,13 +239,21 @@ class PneumoLensService:
     def analyse(self, image, explained_index: int | None = None,
                 options: ExplanationOptions | None = None) -> Analysis:
         """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
-        with self._model_lock, captured_features(self.model) as features:
+        with self._model_lock, captured_features(self.model) as features, classifier_inputs(self.model) as taken:
             explanation = self.explainer.explain(image, explained_index, options or self.explanation_options)
         ood = self._ood(features, explanation.image.size)
         decision = gated_decision(self.config, explanation.probabilities, ood)
         refer = refers(self.config, explanation.probabilities, ood)
+        # The film's own features from the pass just made (its first row: the rest are SmoothGrad copies).
+        similar = None if self.similar_films is None or ood["flagged"] else similar_record(
+            self.similar_films.search(taken[0][0].cpu().numpy()), self.labels)
         return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
-                        self.config.id2label[positive_index(self.config)], refer, ReferralBand.of(self.config))
+                        self.config.id2label[positive_index(self.config)], refer, ReferralBand.of(self.config),
+                        similar)
+
+    def film_image(self, film_id: str):
+        """A similar training film's picture, or None where the training images are not at hand."""
+        return self.film_images.image(film_id) if self.film_images else None
 
     def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> Image.Image:
         """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
@@ -282,12 +301,14 @@ class PneumoLensService:
         return ModelIdentity(name, revision, self.config.model_type)
 
     def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
-               colormap: str = DEFAULT_COLORMAP, robustness: RobustnessCheck | None = None) -> str:
+               colormap: str = DEFAULT_COLORMAP, robustness: RobustnessCheck | None = None,
+               blend: str = DEFAULT_BLEND) -> str:
         """The self-contained HTML report of `analysis` (see `report.html_report`), with the `robustness`
-        check where it was made."""
+        check where it was made and the similar training films' pictures where they are at hand."""
         displayed = analysis.displayed(max_side)
-        return html_report(analysis, displayed.overlays(opacity, colormap), displayed.image(), self.identity,
-                           file_name, robustness=robustness)
+        pictures = [self.film_image(film) for film in analysis.similar["ids"][:SHOWN]] if analysis.similar else []
+        return html_report(analysis, displayed.overlays(opacity, colormap, blend=blend), displayed.image(),
+                           self.identity, file_name, robustness=robustness, blend=blend, film_pictures=pictures)
 
     def _ood(self, features, size: tuple[int, int], row: int = 0) -> dict:
         """The out-of-distribution verdict: by the image's shape, and by the detector where there is one.
@@ -344,6 +365,15 @@ class PneumoLensService:
                 made = method.settings_text(layout, self.explanation_options)
                 parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
         return "; ".join(parts)
+
+    def _films_data(self) -> str | None:
+        """The Hub data set the training films are in: the one indexed, else the card's first data set (an
+        index built from a local copy names only its folder)."""
+        data = self.similar_films.about.get("data") if self.similar_films else None
+        if data is None or "/" in data:
+            return data
+        card = self._card()
+        return card.data.datasets[0] if card and card.data.datasets else None
 
     def _card(self) -> ModelCard | None:
         # The card of the same revision as the weights, not whatever the main branch holds now.

@@ -9,6 +9,7 @@ import app
 from pneumolens.explain import METHODS
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
+from tests.conftest import run_main
 from tests.test_presentation import CERTAINTY
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -21,14 +22,19 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 
 @pytest.fixture(scope="module")
-def browser_service(tiny_trained_dirs, tmp_path_factory):
+def browser_service(tiny_trained_dirs, real_imagefolder, tmp_path_factory):
+    from pneumolens.commands import main as pneumolens_main
     from tests.test_app import faithfulness_summary_file
 
-    # With a faithfulness measurement, so the captions carry verdicts as long as the bundled model's.
+    # With a faithfulness measurement, so the captions carry verdicts as long as the bundled model's, and
+    # its training films indexed and at hand, so the row of similar films is pictured.
     directory = tmp_path_factory.mktemp("browser") / "model"
     shutil.copytree(tiny_trained_dirs["dinov2"], directory)
     faithfulness_summary_file(directory)
-    return PneumoLensService(ModelSource(str(directory)))
+    indexed = run_main(pneumolens_main, "python -m pneumolens", "index-films", "--model_name_or_path", directory,
+                       "--dataset_name_or_dir", real_imagefolder, "--validation_fraction", "0.25")
+    assert indexed.returncode == 0, indexed.stderr
+    return PneumoLensService(ModelSource(str(directory)), films_setting=str(real_imagefolder))
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +96,10 @@ def test_preview_then_analysis_then_report_download(app_url, browser_service, tm
                    for element in page.locator(".edge-caveat").all() if element.is_visible()}
         assert not page.locator("#downloads").is_visible()  # no empty download box before a report
         page.screenshot(path=str(tmp_path / "analysis.png"))  # the viewport: what a person sees
+        # Below the maps: the similar training films, pictured (this server has the training images).
+        page.locator("#similar-gallery img").nth(5).wait_for(state="attached", timeout=60_000)
+        similar_sentence = page.locator("#similar-sentence").inner_text()
+        films_shown = page.locator("#similar-gallery img").count()
         # Does this decision hold? The check's sentence and figure, on demand.
         page.get_by_text("Does this decision hold?").first.click()
         page.get_by_role("button", name="Check this image").click()
@@ -116,11 +126,15 @@ def test_preview_then_analysis_then_report_download(app_url, browser_service, tm
     assert "decided from" in decision and "%" in decision  # the threshold, in words beside its mark
     assert label_text.strip() in ("NORMAL", "PNEUMONIA")
     assert robustness_sentence.startswith(f"The decision {label_text.strip()} holds under")
+    similar = expected.similar
+    assert f"{similar['counts']['PNEUMONIA']} of the 20 most similar training films are PNEUMONIA" in similar_sentence
+    assert "not a second opinion" in similar_sentence and films_shown == 6
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
     # The check ran on this upload, so the page's report holds it too.
     assert "<h2>Does this decision hold?</h2>" in report
     assert f"Decision: {label_text.strip()}" in report or label_text.strip() in decision
-    assert "Not a medical device" in report and report.count("data:image/jpeg;base64,") == 1 + len(METHODS)
+    # The film, its maps and the six similar films.
+    assert "Not a medical device" in report and report.count("data:image/jpeg;base64,") == 1 + len(METHODS) + 6
     assert (tmp_path / "analysis.png").stat().st_size > 20_000
 
 

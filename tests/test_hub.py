@@ -224,7 +224,9 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
 def test_push_sends_binary_files_by_lfs_and_text_files_as_they_are(pushed):
     hub, first, _, model_dir = pushed
     files, lfs = hub.files(MODEL_ID, revision=first), hub.lfs_paths(MODEL_ID, revision=first)
-    assert {"model.safetensors", "ood_detector.safetensors", "eval/carved_validation/roc_curve.png"} <= lfs
+    # train_hf.py indexed the training films; the index (numbers and ids) travels with the model.
+    assert {"model.safetensors", "ood_detector.safetensors", "similar_films.faiss",
+            "eval/carved_validation/roc_curve.png"} <= lfs and "similar_films.json" in files
     assert not lfs & {"config.json", "preprocessor_config.json", "README.md"}
     assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
     assert any(path.endswith(".git/info/lfs/objects/batch") for _, path in hub.requests)
@@ -321,5 +323,6 @@ def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model
     # Weights, detector and card all from the pinned commit, never from main (which has moved on).
     model_files = [path for _, path in hub.requests if path.startswith(f"/{MODEL_ID}/resolve/")]
     assert any(path.endswith("/ood_detector.safetensors") for path in model_files)
+    assert any(path.endswith("/similar_films.faiss") for path in model_files)
     assert any(path.endswith("/model.safetensors") for path in model_files)
     assert all(f"/resolve/{first}/" in path for path in model_files)

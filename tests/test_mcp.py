@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -211,3 +212,21 @@ def test_files_written_for_data_uris_are_deleted_when_old(tmp_path):
     # ctime cannot be set back, so every file counts as old with a negative age
     assert app.delete_old_data_uri_files(tmp_path, age_s=-1) == 2
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["patient.dcm"]  # an upload: its own sweep
+
+
+def test_similar_films_are_the_same_from_the_page_the_api_mcp_and_explain_py(served, tmp_path):
+    import explain as explain_cli
+
+    example = app.EXAMPLES[1]
+    (result,) = call(served.url, ("explain", {"image": data_uri(open(example, "rb").read())}))
+    by_agent = json.loads(result.content[0].text)["similar"]
+    # The page's Analyse is the /explain endpoint: the row is drawn from this record.
+    by_api = app.named_outputs(Client(served.url, verbose=False).predict(
+        handle_file(example), "predicted class", 0.6, api_name="/explain"))["record"]["similar"]
+    explain_cli.main([example, "--out", str(tmp_path)])
+    by_command = json.loads((tmp_path / (Path(example).stem + "_explanation.json")).read_text())["similar"]
+    assert by_agent["nearest"] == 20 and len(by_agent["ids"]) == 20
+    for other in (by_api, by_command):
+        assert other["ids"] == by_agent["ids"] and other["labels"] == by_agent["labels"]
+        assert other["counts"] == by_agent["counts"]
+        assert other["similarities"] == pytest.approx(by_agent["similarities"], abs=1e-6)

@@ -2,6 +2,8 @@
 look at: the bundled model (or MODEL_ID) served in this process, Debian's Chromium driven by Playwright.
 
     python3 tools/screenshots.py examples/person1951_bacteria_4882.jpeg --name referred --out docs/images
+    PNEUMOLENS_TRAINING_FILMS=../shared/data/chest_xray python3 tools/screenshots.py EXAMPLE --name similar \
+        --scroll_to "#similar-films" --out docs/images
 
 Writes NAME-desktop.png (1440x900) and NAME-phone.png (390x844, the viewport after Analyse, where the page
 brings the decision into view) and prints the headline each shows.
@@ -27,7 +29,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 
 def capture(url: str, image: str, out: Path, name: str, large: str | None = None,
-            phone_scroll_to: str | None = None) -> None:
+            phone_scroll_to: str | None = None, scroll_to: str | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -45,9 +47,11 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
             if large:
                 page.locator("#large-choice").get_by_text(large, exact=True).click()
                 page.wait_for_timeout(1500)
-            if phone_scroll_to and size == "phone":
-                page.locator(phone_scroll_to).first.scroll_into_view_if_needed()
-                page.wait_for_timeout(500)
+            page.locator("#similar-sentence p").first.wait_for(timeout=60_000)  # the row, filled after the maps
+            target = phone_scroll_to if size == "phone" and phone_scroll_to else scroll_to
+            if target:
+                page.locator(target).first.scroll_into_view_if_needed()
+                page.wait_for_timeout(1500)  # the row's pictures
             path = out / f"{name}-{size}.png"
             page.screenshot(path=str(path))
             print(f"{path}: {page.locator('#decision h3').first.inner_text()}")
@@ -63,13 +67,15 @@ def main() -> None:
     parser.add_argument("--large", default=None, help="The map to show large, by its title (e.g. 'Attention rollout').")
     parser.add_argument("--phone_scroll_to", default=None,
                         help="On the phone, scroll this element (a CSS selector) into view before the screenshot.")
+    parser.add_argument("--scroll_to", default=None,
+                        help="At both sizes (unless --phone_scroll_to), scroll this element into view first.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = app.build_demo(PneumoLensService())
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to)
+        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to)
     finally:
         demo.close()
 

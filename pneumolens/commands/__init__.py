@@ -3,6 +3,7 @@
     python -m pneumolens calibrate --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens referral-band --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens fit-ood   --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
+    python -m pneumolens index-films --model_name_or_path MODEL_DIR --dataset_name_or_dir DATA
     python -m pneumolens push      MODEL_DIR --repo_id NAME [--private] [--revision BRANCH]
 
 `explain.py`'s subcommands live here too (`explain_maps`, `explain_report`, `explain_checks`);
@@ -23,6 +24,8 @@ COMMANDS = {  # name: (module, help)
     "referral-band": ("referral_band", "Choose the band of probabilities where a saved model refers the film to a "
                                        "person, on its carved validation split and stressed copies."),
     "fit-ood": ("fit_ood", "Fit the out-of-distribution detector saved with a model."),
+    "index-films": ("index_films", "Index a saved model's training films by its own features, for the similar "
+                                   "training films the app shows beside the maps."),
     "push": ("push", "Upload a saved model folder (weights, processor, config, card, eval/ figures, "
                      "out-of-distribution detector) in one commit."),
 }

@@ -13,12 +13,14 @@ import numpy as np
 from .. import cli
 from ..errors import PneumoLensError
 from ..explain import METHODS, TITLES, overlay
+from ..explain.overlay import BLENDS, DEFAULT_BLEND, DEFAULT_OPACITY
 from ..explain.gradcam import CAMS
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
-from ..presentation import COLORMAP, headline, percent, scale_meaning, with_scale
+from ..presentation import COLORMAP, faded_colormap, headline, percent, scale_meaning, with_scale
 from ..service import PneumoLensService
+from ..training_films import SETTING
 
 logger = logging.getLogger("explain")
 
@@ -44,10 +46,17 @@ def add_arguments(parser) -> None:
 
 
 def add_overlay_options(parser) -> None:
-    parser.add_argument("--opacity", type=float, default=0.45, help="Overlay opacity in [0, 1].")
+    parser.add_argument("--opacity", type=float, default=DEFAULT_OPACITY,
+                        help="Overlay opacity in [0, 1], at the map's strongest point (default %(default)s).")
     parser.add_argument("--colormap", default=COLORMAP,
                         help=f"Matplotlib colormap of the overlays (default {COLORMAP}: perceptually uniform and "
                              "colour-blind-safe; jet as before).")
+    parser.add_argument("--overlay", default=DEFAULT_BLEND, choices=BLENDS,
+                        help="value: a map's colour fades with its value, so the film shows through where it is "
+                             "low (default); even: the same opacity everywhere, as before.")
+    parser.add_argument("--training_films", default=None, metavar="FOLDER",
+                        help=f"A local copy of the training data (imagefolder, with train/), for pictures of the "
+                             f"similar training films (default: {SETTING}, else none: ids and labels only).")
 
 
 def check_opacity(opacity: float) -> None:
@@ -63,7 +72,7 @@ def run(args) -> None:
     check_opacity(args.opacity)
 
     # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
-    service = PneumoLensService(source_of(args))
+    service = PneumoLensService(source_of(args), films_setting=args.training_films)
     given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
              if getattr(args, name) is not None}
     options = options_for(source_of(args), methods=tuple(args.methods),
@@ -75,25 +84,26 @@ def run(args) -> None:
         explanation = analysis.explanation
         stem = Path(image_path).stem
         for method, heatmap in explanation.maps.items():
-            drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap)
-            with_scale(drawn, method, explanation.explained_class, args.colormap).save(out / f"{stem}_{method}.png")
+            drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap, args.overlay)
+            with_scale(drawn, method, explanation.explained_class, args.colormap, args.overlay).save(
+                out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
         side_by_side(explanation, headline(analysis.decision, analysis.refer), args.opacity,
-                     args.colormap).savefig(figure_path)
+                     args.colormap, args.overlay).savefig(figure_path)
         record = analysis.record()
         summary = {"image": image_path, **{key: record[key] for key in (
             "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
             "out_of_distribution")},
                    "settings": explanation.settings, "unavailable": explanation.unavailable,
                    "maps": {name: reading.record() for name, reading in analysis.readings.items()},
-                   "agreement": record["agreement"]}
+                   "agreement": record["agreement"], "similar": record["similar"]}
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
 
 
-def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP):
+def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP, blend: str = DEFAULT_BLEND):
     """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
     say why."""
     import matplotlib
@@ -109,9 +119,10 @@ def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLOR
     axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
     for axis, method in zip(axes[1:], methods):
         if method in explanation.maps:
-            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap))
+            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap, blend))
             axis.set_title(TITLES[method], fontsize=10)
-            scale = figure.colorbar(ScalarMappable(cmap=colormap), ax=axis, orientation="horizontal", fraction=0.05,
+            shown = faded_colormap(colormap) if blend == "value" else colormap
+            scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
                                     pad=0.03, ticks=[0, 1])
             scale.ax.set_xticklabels(["low", "high"], fontsize=7)
             scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)

@@ -13,6 +13,7 @@ from .. import cli
 from ..distributed import map_in_order, process_state
 from ..errors import PneumoLensError
 from ..images import IMAGE_SUFFIXES
+from ..explain.overlay import DEFAULT_BLEND
 from ..presentation import COLORMAP
 from ..report import write_summary
 from ..service import PneumoLensService
@@ -40,12 +41,14 @@ def run(args) -> None:
     check_opacity(args.opacity)
     images = image_files(args.images)
     state = process_state()
-    service = PneumoLensService(source_of(args), state.device if state.num_processes > 1 else None)
+    service = PneumoLensService(source_of(args), state.device if state.num_processes > 1 else None,
+                                films_setting=args.training_films)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     def report_rows(numbers: list[int]) -> list[dict]:
-        return [report_row(service, images[number], number, out, args.opacity, args.colormap, args.robustness)
+        return [report_row(service, images[number], number, out, args.opacity, args.colormap, args.robustness,
+                           args.overlay)
                 for number in tqdm(numbers, desc="reports", unit="image", disable=not state.is_main_process)]
 
     rows = map_in_order(report_rows, len(images), state)
@@ -58,7 +61,7 @@ def run(args) -> None:
 
 
 def report_row(service, path: Path, number: int, out: Path, opacity: float, colormap: str = COLORMAP,
-               robustness: bool = False) -> dict:
+               robustness: bool = False, blend: str = DEFAULT_BLEND) -> dict:
     """Write the report of image `number` and return its summary row (or its error)."""
     row = {"image": str(path)}
     try:
@@ -69,7 +72,7 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     # Numbered, so two images of the same name in different folders keep both reports.
     report = out / f"{number:04d}-{path.stem}.html"
     check = service.robustness(path) if robustness else None
-    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap, robustness=check),
+    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap, robustness=check, blend=blend),
                       encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
     held = {"robustness_held": f"{check.held} of {len(check.outcomes)}",
@@ -77,7 +80,14 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     return {**row, **held, "report": report.name, "decision": record["decision"], "refer": record["refer"],
             "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
             "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
-            "probabilities": record["probabilities"]}
+            "probabilities": record["probabilities"], **similar_column(record, analysis.positive_label)}
+
+
+def similar_column(record: dict, positive_label: str) -> dict:
+    """How many of the nearest training films are of the positive class, where the model has an index."""
+    similar = record["similar"]
+    return {} if similar is None else {
+        "similar": f"{similar['counts'].get(positive_label, 0)} of {similar['nearest']} {positive_label}"}
 
 
 def image_files(arguments: list[str]) -> list[Path]:
