@@ -117,10 +117,14 @@ PAGE_CSS = """
 .map-caption p { margin: 2px 0 !important; }
 .map-caption details summary { cursor: pointer; color: #555; }
 #similar-sentence small { color: #555; }
+#similar-gallery .grid-wrap { height: auto !important; min-height: 0 !important; }  /* one row, no empty box */
+#similar-gallery:has(.preview) .grid-wrap { min-height: 460px !important; }  /* a clicked film, large */
+#similar-gallery .caption-label { max-width: 95%; }
 @media (max-width: 640px) {  /* a phone: each map the width of the screen, the similar films three a row */
   .map-image { height: auto !important; }
   .map-image img { width: 100%; height: auto; max-height: none; }
   #similar-gallery .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+  #similar-gallery .caption-label { font-size: 10px; padding: 1px 3px; }
 }
 """ + presentation.scale_css(COLORMAP, BLEND) + presentation.probability_css()
 DISCLAIMER = (

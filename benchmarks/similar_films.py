@@ -7,12 +7,16 @@
 2. A whole analysis (`PneumoLensService.analyse`: one forward and one backward pass, every map, the OOD
    check and the search) on the four examples, with the index and without it, interleaved so that both
    meet the same machine: p50 of each and their ratio.
+3. With --dataset_name_or_dir DATA: on the carved validation split, how often the vote of a film's 20
+   nearest (other patients' films) sides with the model's decision, for all films and for the model's
+   wrong answers (decided or referred): is the row a second opinion? (No figure of speed.)
 Take the figures when nothing else runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--model_name_or_path", default=str(BUNDLED_MODEL))
     parser.add_argument("--rounds", type=int, default=10, help="Analyses of each example, each way.")
     parser.add_argument("--searches", type=int, default=1000)
+    parser.add_argument("--dataset_name_or_dir", default=None,
+                        help="Also measure the vote against the model's answers on this data's carved split.")
     args = parser.parse_args()
     service = PneumoLensService(ModelSource(args.model_name_or_path))
     index = service.similar_films
@@ -61,9 +67,38 @@ def main() -> None:
                 service.analyse(example)
                 timings[name].append(time.perf_counter() - started)
     service.similar_films = index
+    if args.dataset_name_or_dir:
+        print(json.dumps(wrong_answers(service, args.dataset_name_or_dir)))
     with_index, without = (statistics.median(timings[name]) for name in ("with the index", "without"))
     print(f"analyse, p50 of {len(timings['without'])} each, interleaved: with the index {with_index * 1000:.1f} ms, "
           f"without {without * 1000:.1f} ms, ratio {with_index / without:.3f}")
+
+
+def wrong_answers(service: PneumoLensService, data: str) -> dict:
+    """On the carved split: the vote of each film's NEAREST nearest films of other patients, against the
+    model's decision and the truth."""
+    from pneumolens.cli import SEED, VALIDATION_FRACTION
+    from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, patient_id, split_by_patient
+    from pneumolens.similar import NEAREST, film_ids, vote
+
+    index = service.similar_films
+    films = drop_unreadable(load_image_dataset(data)["train"], "train")
+    _, carved = split_by_patient(films, VALIDATION_FRACTION, SEED)
+    stored = index.films.get_index("films").faiss_index
+    position = {film: row for row, film in enumerate(index.films["id"])}
+    ids = film_ids(carved)
+    patient_of = {film: patient_id(film.rsplit("/", 1)[-1]) for film in position}
+    found = index.search_many(np.stack([stored.reconstruct(position[film]) for film in ids]), NEAREST + 60)
+    rows = []
+    for film, hits, result in zip(ids, found, service.predict_many(image_sources(carved))):
+        others = [hit for hit in hits if patient_of[hit.id] != patient_of[film]][:NEAREST]
+        rows.append((film.split("/")[0], result["decision"], vote(others), result["refer"]))
+    wrong = [row for row in rows if row[1] != row[0]]
+    return {"films": len(rows), "vote_right": sum(row[2] == row[0] for row in rows),
+            "vote_sides_with_model": sum(row[2] == row[1] for row in rows), "model_wrong": len(wrong),
+            "vote_sides_with_wrong_answer": sum(row[2] == row[1] for row in wrong),
+            "wrong_and_decided": sum(not row[3] for row in wrong),
+            "vote_sides_with_wrong_decided": sum(not row[3] and row[2] == row[1] for row in wrong)}
 
 
 if __name__ == "__main__":

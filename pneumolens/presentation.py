@@ -257,7 +257,11 @@ def _wrapped(text: str, font, width: float) -> list[str]:
 
 SIMILAR_CAVEAT = ("These are the training films the model finds most like this one, in the features it decides "
                   "from: they show what the model sees, not a second opinion. When the model is wrong, its most "
-                  "similar films are mostly of the wrong class too.")
+                  "similar films are often of the wrong class too.")
+
+
+SIMILARITY_MEANS = ("Beside each film: its class and its similarity, the cosine of the two films' features (1 for "
+                    "the same features).")
 
 
 def similar_sentence(similar: dict, positive_label: str) -> str:
@@ -268,7 +272,7 @@ def similar_sentence(similar: dict, positive_label: str) -> str:
 
 def similar_caption(similar: dict, row: int) -> str:
     """One shown film's caption: its label and similarity."""
-    return f"{similar['labels'][row]} · similarity {similar['similarities'][row]:.2f}"
+    return f"{similar['labels'][row]} · {similar['similarities'][row]:.3f}"
 
 
 def similar_markdown(similar: dict | None, positive_label: str, shown: int, pictures: bool,
@@ -278,7 +282,7 @@ def similar_markdown(similar: dict | None, positive_label: str, shown: int, pict
         return "**Similar training films:** none are shown for an image that is not a chest radiograph."
     if similar is None:
         return "**Similar training films:** this model has no index of its training films."
-    text = f"**{similar_sentence(similar, positive_label)}** <small>{SIMILAR_CAVEAT}</small>"
+    text = f"**{similar_sentence(similar, positive_label)}** <small>{SIMILAR_CAVEAT} {SIMILARITY_MEANS}</small>"
     if pictures:
         return text
     listed = "\n".join(f"{row + 1}. {similar_caption(similar, row)} (`{similar['ids'][row]}`)"

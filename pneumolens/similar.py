@@ -4,7 +4,7 @@ The maps answer "where did the model look?"; the most similar training films ans
 think this film is like?". Similar means close in the model's own classifier-input features (for DINOv2
 the class token and the mean patch token; for ViT the class token; for ConvNeXt the pooled features), the
 very vector the classifier turns into a decision, so the row shows what the model sees in the film. It is
-no second opinion: when the model is wrong, its nearest films are mostly of the wrong class too.
+no second opinion: when the model is wrong, its nearest films are often of the wrong class too.
 
 The vectors of every training film, L2-normalised, go into a FAISS index through `datasets`
 (`add_faiss_index_from_external_arrays`, inner product, which on unit vectors is the cosine), stored as
@@ -274,4 +274,4 @@ def card_section(index: SimilarFilms, quality: dict, saved: list[Path], command:
             f"FAISS inner product through `datasets`): ids and labels, no image. The PneumoLens app shows, "
             f"beside the maps, how many of the {NEAREST} most similar training films are of each class and the "
             f"{SHOWN} nearest. They show what the model sees in a film, not a second opinion: the nearest "
-            f"films of a wrong answer are mostly of the wrong class too.\n\n{measured}Command: `{command}`")
+            f"films of a wrong answer are often of the wrong class too.\n\n{measured}Command: `{command}`")

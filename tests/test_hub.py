@@ -263,7 +263,7 @@ def test_deploying_the_space_with_the_bundled_model(tmp_path):
     assert hub.repos[("space", "pneumolens/demo")].sdk == "gradio"
     assert {"app.py", "pneumolens/service.py", "pneumolens/explain/explainer.py", "requirements.txt"} <= set(files)
     assert {"models/pneumolens-dinov2-small/model.safetensors", "models/pneumolens-dinov2-small/ood_detector.safetensors",
-            "examples/person1946_bacteria_4874.jpeg"} <= lfs
+            "models/pneumolens-dinov2-small/similar_films.faiss", "examples/person1946_bacteria_4874.jpeg"} <= lfs
     assert files["models/pneumolens-dinov2-small/model.safetensors"] == \
         (REPO / "models/pneumolens-dinov2-small/model.safetensors").read_bytes()
     assert not [path for path in files if path.startswith(("tests/", "benchmarks/")) or "__pycache__" in path]

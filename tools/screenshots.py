@@ -24,12 +24,15 @@ import app  # noqa: E402
 from pneumolens.service import PneumoLensService  # noqa: E402
 
 VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
+HIDE_FILMS = ("#similar-gallery img { visibility: hidden !important; }"
+              "#similar-gallery .thumbnail-item { background: repeating-linear-gradient(45deg, #bbb 0 6px, #d4d4d4 6px 12px)"
+              " !important; }")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
 def capture(url: str, image: str, out: Path, name: str, large: str | None = None,
-            phone_scroll_to: str | None = None, scroll_to: str | None = None) -> None:
+            phone_scroll_to: str | None = None, scroll_to: str | None = None, show_films: bool = False) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -52,6 +55,11 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
             if target:
                 page.locator(target).first.scroll_into_view_if_needed()
                 page.wait_for_timeout(1500)  # the row's pictures
+            # No training film goes into the repository, not even in a screenshot: the row's pictures are
+            # hatched over, their labels and similarities kept (look at them unhidden with --show_films).
+            if not show_films:
+                page.add_style_tag(content=HIDE_FILMS)
+                page.wait_for_timeout(300)
             path = out / f"{name}-{size}.png"
             page.screenshot(path=str(path))
             print(f"{path}: {page.locator('#decision h3').first.inner_text()}")
@@ -69,13 +77,15 @@ def main() -> None:
                         help="On the phone, scroll this element (a CSS selector) into view before the screenshot.")
     parser.add_argument("--scroll_to", default=None,
                         help="At both sizes (unless --phone_scroll_to), scroll this element into view first.")
+    parser.add_argument("--show_films", action="store_true",
+                        help="Leave the similar training films' pictures visible (to look at; never to commit).")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = app.build_demo(PneumoLensService())
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to)
+        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to, args.show_films)
     finally:
         demo.close()
 
