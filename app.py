@@ -709,7 +709,7 @@ def _caption(standings, standing, explained_label: str = "the explained class", 
     measured = [s.name for s in standings if s.passes is not None]
     rank = measured.index(standing.name) + 1 if standing.name in measured else 0
     return presentation.caption_markdown(standing, rank, len(measured), explained_label, settings, unavailable,
-                                         reading)
+                                         reading, BLEND)
 
 
 def _pairs(items: list) -> list[list]:
@@ -730,7 +730,7 @@ def _decision_markdown(analysis) -> str:
     referral = (f'\n<div class="referral" id="referral">{presentation.referral_sentence(analysis.decision, analysis.band)}'
                 "</div>\n" if analysis.refer else "")
     return (f"### {heading}\n{referral}{shown}\n\nThe maps explain **{explanation.explained_class}**. "
-            f"{presentation.relative_note(BLEND)}{agreement}")
+            f"{presentation.RELATIVE_NOTE}{agreement}")
 
 
 def _fit(image, max_side: int):

@@ -74,11 +74,16 @@ def scale_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
             ".colour-scale .scale-end,.colour-scale .scale-meaning{color:#444}")
 
 
-def scale_html(method: str, explained_label: str, relative: bool = True) -> str:
-    """One map's colour scale: the bar from low to high, and what high means (with `relative`: to what;
-    the page says that once for all maps)."""
+def low_end(blend: str = DEFAULT_BLEND) -> str:
+    """The low end of a colour scale in words: where the colour fades with the value, the film shows there."""
+    return "low (clear)" if blend == "value" else "low"
+
+
+def scale_html(method: str, explained_label: str, relative: bool = True, blend: str = DEFAULT_BLEND) -> str:
+    """One map's colour scale: the bar from low to high (where the colour fades with the value, low is
+    clear), and what high means (with `relative`: to what; the page says that once for all maps)."""
     meaning = html.escape(scale_meaning(method, explained_label, relative))
-    return (f'<div class="colour-scale" id="scale-{method}"><div class="scale-row"><span class="scale-end">low'
+    return (f'<div class="colour-scale" id="scale-{method}"><div class="scale-row"><span class="scale-end">{low_end(blend)}'
             f'</span><span class="scale-bar"></span><span class="scale-end">high</span></div>'
             f'<div class="scale-meaning">high: {meaning}</div></div>')
 
@@ -98,7 +103,7 @@ def verdict_line(standing, rank: int, of: int) -> str:
 
 
 def caption_markdown(standing, rank: int, of: int, explained_label: str, settings: str = "",
-                     unavailable: str | None = None, reading=None) -> str:
+                     unavailable: str | None = None, reading=None, blend: str = DEFAULT_BLEND) -> str:
     """A map's caption on the page: title and verdict, its scale, the caveat where its `reading` peaks at the
     film's edge, how to read it, and the settings and the measured intervals behind a disclosure."""
     title = TITLES[standing.name]
@@ -109,7 +114,7 @@ def caption_markdown(standing, rank: int, of: int, explained_label: str, setting
     caveat = (f'<div class="edge-caveat" id="caveat-{standing.name}">⚠ {html.escape(EDGE_CAVEAT)}</div>\n\n'
               if reading is not None and reading.peak_at_edge else "")
     return (f"**{title}** {verdict_line(standing, rank, of)}.\n\n"
-            f"{scale_html(standing.name, explained_label, relative=False)}\n\n{caveat}{HOW_TO_READ[standing.name]}\n\n"
+            f"{scale_html(standing.name, explained_label, relative=False, blend=blend)}\n\n{caveat}{HOW_TO_READ[standing.name]}\n\n"
             f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
 
 
@@ -223,7 +228,7 @@ def with_scale(image: Image.Image, method: str, explained_label: str, colormap: 
     bar_height, gap = font_size, font_size // 2
     strip = Image.new("RGB", (image.width, gap + bar_height + gap + len(lines) * (font_size + 4) + gap), "white")
     draw = ImageDraw.Draw(strip)
-    low_width = draw.textlength("low", font=font)
+    low_width = draw.textlength(low_end(blend), font=font)
     bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
     levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
     bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
@@ -233,7 +238,7 @@ def with_scale(image: Image.Image, method: str, explained_label: str, colormap: 
         bar = Image.composite(bar.convert("RGB"), Image.new("RGB", bar.size, FILM_GREY), coverage)
     strip.paste(bar.convert("RGB"), (bar_left, gap))
     draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
-    draw.text((font_size, gap), "low", fill="#333", font=font)
+    draw.text((font_size, gap), low_end(blend), fill="#333", font=font)
     draw.text((bar_right + gap, gap), "high", fill="#333", font=font)
     for row, line in enumerate(lines):
         draw.text((font_size, 2 * gap + bar_height + row * (font_size + 4)), line, fill="#333", font=font)

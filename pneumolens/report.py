@@ -60,8 +60,8 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
     described = record["maps"]
     order = [*described, *(method for method in METHODS if method not in described)]  # the app's order
     explained = record["explained_class"]
-    maps = "".join(_figure(method, overlays[method], described.get(method, {}), explained, analysis.readings.get(method))
-                   for method in order if method in overlays)
+    maps = "".join(_figure(method, overlays[method], described.get(method, {}), explained, analysis.readings.get(method),
+                           blend) for method in order if method in overlays)
     sentence = record["agreement"]["sentence"]
     agreement = f'<p class="maps-agreement" id="maps-agreement">{html.escape(sentence)}</p>' if sentence else ""
     maps += "".join(f"<figure><figcaption><b>{html.escape(TITLES[m])}: not available.</b> {html.escape(why)}"
@@ -98,9 +98,9 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
 </section>
 <section class="input"><h2>Image</h2><img alt="the analysed image" src="{_data_uri(image)}">
 <p class="note">{html.escape(file_name)} as analysed, shown at {image.width} x {image.height} px.</p></section>
-<section class="maps"><h2>Explanation maps</h2>{agreement}<p class="note">{html.escape(relative_note(blend))}</p>
+{_similar_section(record, analysis.positive_label, film_pictures or [])}<section class="maps"><h2>Explanation maps</h2>{agreement}<p class="note">{html.escape(relative_note(blend))}</p>
 <div class="grid">{maps}</div></section>
-{_similar_section(record, analysis.positive_label, film_pictures or [])}{_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
+{_robustness_section(robustness)}<section class="appendix"><h2>Appendix: how each map was made and measured</h2>
 <table><tr><th>map</th><th>settings</th><th>faithfulness, as measured for this model</th></tr>
 {"".join(_appendix_row(method, described[method]) for method in described)}</table></section>
 </body></html>
@@ -118,10 +118,10 @@ figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px soli
 @page{margin:12mm}
 @media print{body{max-width:none;margin:0;font-size:10pt}h1{font-size:16pt}h2{font-size:12pt;break-after:avoid}
 .disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
-.input img{max-height:85mm;max-width:100%}section.maps{break-before:page}
+.input img{max-height:70mm;max-width:100%}section.maps{break-before:page}.films figure{width:13%;min-width:0}.films small{display:none}
 figure img{max-height:52mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
 .films{display:flex;flex-wrap:wrap;gap:8px}.films figure{width:15%;min-width:110px;margin:0}
-.films img{width:100%;background:#000}section.similar{break-inside:avoid}
+.films img{width:100%;background:#000}.films small{word-break:break-all}section.similar{break-inside:avoid}
 """ + probability_css()
 
 
@@ -144,14 +144,15 @@ def _film(similar: dict, row: int, picture) -> str:
             f"<small>{html.escape(similar['ids'][row])}</small></figcaption></figure>")
 
 
-def _figure(method: str, image: Image.Image, described: dict, explained: str, reading=None) -> str:
+def _figure(method: str, image: Image.Image, described: dict, explained: str, reading=None,
+            blend: str = DEFAULT_BLEND) -> str:
     title = TITLES[method]
     verdict = described.get("faithfulness", "not measured")
     caveat = (f'<div class="edge-caveat">&#9888; {html.escape(EDGE_CAVEAT)}</div>'
               if reading is not None and reading.peak_at_edge else "")
     return (f'<figure><img alt="{html.escape(title)}" src="{_data_uri(image)}"><figcaption>'
             f"<b>{html.escape(title)}</b>: faithfulness {html.escape(verdict)}."
-            f"{scale_html(method, explained)}{caveat}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
+            f"{scale_html(method, explained, blend=blend)}{caveat}{html.escape(HOW_TO_READ[method])}</figcaption></figure>")
 
 
 def _robustness_section(check) -> str:

@@ -398,7 +398,7 @@ def test_every_event_is_queued(model_with_ood):
                 if fn.name != "load_example" and fn.fn is not None}
     assert set(handlers) == {"page_explanation", "redraw", "large_view", "label_prediction", "preview",
                              "report_files", "faithfulness_curves", "no_downloads", "show_downloads", "predict",
-                             "explain", "robustness_for_page", "no_robustness", "robustness"}
+                             "explain", "robustness_for_page", "no_robustness", "robustness", "similar_row"}
     # The MCP tool `explain` alone is not: Gradio's MCP layer answers a queued tool of several outputs with the
     # first only. It is bounded by its own admission instead (test_mcp).
     assert [name for name, queued in handlers.items() if not queued] == ["explain"]

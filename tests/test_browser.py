@@ -190,7 +190,7 @@ def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(examp
     assert "Not a medical device" in text and "pneumolens-dinov2-small" in text and Path(example).name in text
     for method in METHODS:
         assert TITLES[method] in text
-    assert text.count("low high high:") == len(METHODS) and text.count("relative to this image's strongest") >= 4
+    assert text.count("low (clear) high high:") == len(METHODS) and text.count("relative to this image's strongest") >= 4
     headings = ("PneumoLens report", "Image", "Explanation maps", "Appendix: how each map was made and measured")
     for page in pages:
         last = [line.strip() for line in page.extract_text().splitlines() if line.strip()][-1]

@@ -122,7 +122,8 @@ def test_every_flag_of_every_documented_command_is_one_its_script_takes(monkeypa
         for command in documented_commands(page.read_text()):
             tokens = [token for token in command.split() if token not in ("...", "\\")]
             if tokens[:2] == ["accelerate", "launch"]:
-                script_at = next((i for i, token in enumerate(tokens) if token.endswith(".py")), len(tokens))
+                script_at = next((i for i, token in enumerate(tokens) if token.endswith(".py") or token == "-m"),
+                                 len(tokens))
                 unknown += [f"{page.name}: {command}: accelerate {flag}"
                             for flag in flags(tokens[2:script_at]) - accelerate_flags]
                 tokens = ["python3", *tokens[script_at:]]

@@ -224,9 +224,10 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
 def test_push_sends_binary_files_by_lfs_and_text_files_as_they_are(pushed):
     hub, first, _, model_dir = pushed
     files, lfs = hub.files(MODEL_ID, revision=first), hub.lfs_paths(MODEL_ID, revision=first)
+    assert {"model.safetensors", "ood_detector.safetensors", "eval/carved_validation/roc_curve.png"} <= lfs
     # train_hf.py indexed the training films; the index (numbers and ids) travels with the model.
-    assert {"model.safetensors", "ood_detector.safetensors", "similar_films.faiss",
-            "eval/carved_validation/roc_curve.png"} <= lfs and "similar_films.json" in files
+    assert files["similar_films.faiss"] == (model_dir / "similar_films.faiss").read_bytes()
+    assert "similar_films.json" in files
     assert not lfs & {"config.json", "preprocessor_config.json", "README.md"}
     assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
     assert any(path.endswith(".git/info/lfs/objects/batch") for _, path in hub.requests)
@@ -263,7 +264,8 @@ def test_deploying_the_space_with_the_bundled_model(tmp_path):
     assert hub.repos[("space", "pneumolens/demo")].sdk == "gradio"
     assert {"app.py", "pneumolens/service.py", "pneumolens/explain/explainer.py", "requirements.txt"} <= set(files)
     assert {"models/pneumolens-dinov2-small/model.safetensors", "models/pneumolens-dinov2-small/ood_detector.safetensors",
-            "models/pneumolens-dinov2-small/similar_films.faiss", "examples/person1946_bacteria_4874.jpeg"} <= lfs
+            "examples/person1946_bacteria_4874.jpeg"} <= lfs
+    assert "models/pneumolens-dinov2-small/similar_films.faiss" in files
     assert files["models/pneumolens-dinov2-small/model.safetensors"] == \
         (REPO / "models/pneumolens-dinov2-small/model.safetensors").read_bytes()
     assert not [path for path in files if path.startswith(("tests/", "benchmarks/")) or "__pycache__" in path]

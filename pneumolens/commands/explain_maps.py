@@ -18,7 +18,7 @@ from ..explain.gradcam import CAMS
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
-from ..presentation import COLORMAP, faded_colormap, headline, percent, scale_meaning, with_scale
+from ..presentation import COLORMAP, faded_colormap, headline, low_end, percent, scale_meaning, with_scale
 from ..service import PneumoLensService
 from ..training_films import SETTING
 
@@ -124,7 +124,7 @@ def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLOR
             shown = faded_colormap(colormap) if blend == "value" else colormap
             scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
                                     pad=0.03, ticks=[0, 1])
-            scale.ax.set_xticklabels(["low", "high"], fontsize=7)
+            scale.ax.set_xticklabels([low_end(blend), "high"], fontsize=7)
             scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
         else:
             axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
