@@ -7,7 +7,9 @@
 2. A whole analysis (`PneumoLensService.analyse`: one forward and one backward pass, every map, the OOD
    check and the search) on the four examples, with the index and without it, interleaved so that both
    meet the same machine: p50 of each and their ratio.
-3. With --dataset_name_or_dir DATA: on the carved validation split, how often the vote of a film's 20
+3. `/explain` through gradio_client, a fresh client each request, against two apps in this process, one
+   serving the model with its index and one without, interleaved: p50 of each and their ratio.
+4. With --dataset_name_or_dir DATA: on the carved validation split, how often the vote of a film's 20
    nearest (other patients' films) sides with the model's decision, for all films and for the model's
    wrong answers (decided or referred): is the row a second opinion? (No figure of speed.)
 Take the figures when nothing else runs.
@@ -67,11 +69,47 @@ def main() -> None:
                 service.analyse(example)
                 timings[name].append(time.perf_counter() - started)
     service.similar_films = index
+    endpoint = explain_endpoint(args.model_name_or_path, examples, args.rounds)
     if args.dataset_name_or_dir:
         print(json.dumps(wrong_answers(service, args.dataset_name_or_dir)))
     with_index, without = (statistics.median(timings[name]) for name in ("with the index", "without"))
     print(f"analyse, p50 of {len(timings['without'])} each, interleaved: with the index {with_index * 1000:.1f} ms, "
           f"without {without * 1000:.1f} ms, ratio {with_index / without:.3f}")
+    with_index, without = (statistics.median(endpoint[name]) for name in ("with the index", "without"))
+    print(f"/explain, p50 of {len(endpoint['without'])} each, interleaved: with the index {with_index * 1000:.1f} ms, "
+          f"without {without * 1000:.1f} ms, ratio {with_index / without:.3f}")
+
+
+def explain_endpoint(model: str, examples: list[str], rounds: int) -> dict[str, list[float]]:
+    """Seconds per /explain call, a fresh client each, to an app with the index and one without it."""
+    from gradio_client import Client, handle_file
+
+    import app
+
+    urls = {}
+    demos = []
+    for name in ("with the index", "without"):
+        service = PneumoLensService(ModelSource(model))
+        if name == "without":
+            service.similar_films = None
+        demo = app.build_demo(service)
+        _, urls[name], _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                                       **{**app.launch_options(), "mcp_server": False})
+        demos.append(demo)
+    timings = {name: [] for name in urls}
+    try:
+        for round_number in range(rounds + 1):  # the first round warms both
+            for example in examples:
+                for name, url in urls.items():
+                    started = time.perf_counter()
+                    Client(url, verbose=False).predict(handle_file(example), "predicted class", 0.6,
+                                                       api_name="/explain")
+                    if round_number:
+                        timings[name].append(time.perf_counter() - started)
+    finally:
+        for demo in demos:
+            demo.close()
+    return timings
 
 
 def wrong_answers(service: PneumoLensService, data: str) -> dict:

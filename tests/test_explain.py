@@ -289,6 +289,23 @@ def test_overlay_blends_and_checks_its_inputs():
         overlay(image, np.ones((4, 3)))
 
 
+def scale_colours(drawn: Image.Image, height: int) -> np.ndarray:
+    """The saturated pixels of the colour-scale bar drawn below an overlay of `height` rows, left to right."""
+    strip = np.asarray(drawn.convert("RGB"))[height:].astype(int)
+    saturated = strip.max(axis=2) - strip.min(axis=2) > 40
+    row = saturated.sum(axis=1).argmax()
+    return strip[row][saturated[row]]
+
+
+def test_the_even_overlay_keeps_the_uniform_blend_and_its_full_scale(tiny_trained_dirs, real_images, tmp_path):
+    image = real_images["NORMAL"][0]
+    explain_cli.main([str(image), "--model_name_or_path", str(tiny_trained_dirs["dinov2"]), "--methods", "gradcam",
+                      "--overlay", "even", "--out", str(tmp_path)])
+    coloured = scale_colours(Image.open(tmp_path / f"{image.stem}_gradcam.png"), Image.open(image).height)
+    assert len(coloured) > Image.open(image).width // 4
+    assert coloured[0][2] > coloured[0][1] and coloured[-1][1] > coloured[-1][2]  # viridis: purple to yellow
+
+
 def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs, real_images, tmp_path):
     model = str(tiny_trained_dirs["dinov2"])
     image = real_images["PNEUMONIA"][0]
@@ -297,14 +314,12 @@ def test_command_line_writes_overlays_maps_figure_and_reports(tiny_trained_dirs,
     width, height = Image.open(image).size
     for method in METHODS:
         overlay_image = Image.open(tmp_path / "maps" / f"{stem}_{method}.png").convert("RGB")
-        # The overlay at the image's size, its colour scale below it: the colormap's two ends, in order.
+        # The overlay at the image's size, its colour scale below it: the colour fades in from the film's
+        # grey at the low end to viridis's yellow at the top, as it does over the film.
         assert overlay_image.width == width and overlay_image.height > height
-        strip = np.asarray(overlay_image)[height:].astype(int)
-        saturated = strip.max(axis=2) - strip.min(axis=2) > 40
-        bar_row = strip[saturated.sum(axis=1).argmax()]
-        coloured = bar_row[saturated[saturated.sum(axis=1).argmax()]]
-        assert len(coloured) > width // 4
-        assert coloured[0][2] > coloured[0][1] and coloured[-1][1] > coloured[-1][2]  # viridis: purple to yellow
+        coloured = scale_colours(overlay_image, height)
+        assert len(coloured) > width // 8 and coloured[-1][1] > coloured[-1][2]
+        assert not (coloured[0][2] > coloured[0][1] + 20)  # no purple: the low end is clear
         assert np.load(tmp_path / "maps" / f"{stem}_{method}.npy").shape == (height, width)
     assert Image.open(tmp_path / "maps" / f"{stem}_explanation.png").width > 800
     summary = json.loads((tmp_path / "maps" / f"{stem}_explanation.json").read_text())

@@ -206,3 +206,21 @@ def test_no_tracked_file_is_a_training_film():
         if path.is_file() and path.stat().st_size in by_size:
             same = [film for film in by_size[path.stat().st_size] if digest(film) == digest(path)]
             assert not same, f"{name} is the training film {same[0]}"
+
+
+def test_films_of_a_data_set_load_in_the_background_on_first_use(real_imagefolder):
+    """What a Space does with the Hub data set, here with a local folder through the same `datasets` path:
+    the first request gets no picture and starts the load; later ones get the film."""
+    import time
+
+    from pneumolens.training_films import HubFilms
+
+    films = HubFilms(str(real_imagefolder))
+    film = sorted((real_imagefolder / "train" / "NORMAL").iterdir())[0]
+    assert films.image(f"NORMAL/{film.name}") is None
+    deadline = time.time() + 60
+    while films._films is None and time.time() < deadline:
+        time.sleep(0.2)
+    picture = films.image(f"NORMAL/{film.name}")
+    assert picture is not None and picture.size == Image.open(film).size
+    assert films.image("NORMAL/no-such-film.jpeg") is None
