@@ -39,7 +39,7 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model, predict_probabilities
 from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
-from pneumolens.ood import fit_for_model
+from pneumolens.ood import OOD_SECTION, card_section as ood_card_section, fit_for_model
 from pneumolens.similar import index_training_films
 from pneumolens.referral import CONFIDENCE, TARGET_ERROR, update_model_band, write_card_sections
 from pneumolens.decision import CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY
@@ -325,8 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     if model_args.ood_num_train > 0:
         train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
         train_images = train_images.select(range(min(model_args.ood_num_train, len(train_images))))
-        fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split),
-                      seed=training_args.seed).save(output_dir)
+        detector = fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split),
+                                 seed=training_args.seed)
+        detector.save(output_dir)
 
     # Evaluate, write the card, push
     results = {"carved_validation": evaluate_model(
@@ -361,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
                          calibration_section(calibration, command))
     if referral:
         write_card_sections(output_dir / "README.md", referral, model.config, command)
+    if model_args.ood_num_train > 0:
+        set_card_section(output_dir / "README.md", OOD_SECTION,
+                         ood_card_section(detector, len(train_images), len(validation_split), command))
     # The training films, indexed by the model's own features: the app's similar films beside the maps (its card section too)
     if model_args.index_training_films:
         data_name = Path(data_args.dataset_name_or_dir).name if is_local(data_args.dataset_name_or_dir) \

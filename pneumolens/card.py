@@ -8,7 +8,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "model_card.md"
+# Inside the package, so that an installed wheel has it: a link to the project's model_card.md.
+TEMPLATE = Path(__file__).resolve().parent / "model_card.md"
 REPORTED_METRICS = ("accuracy", "roc_auc", "sensitivity", "specificity", "precision", "f1")
 METRIC_NAMES = {
     "accuracy": "Accuracy", "roc_auc": "ROC-AUC", "sensitivity": "Sensitivity (recall)",

@@ -153,6 +153,17 @@ def fit_for_model(model, processor, train_images, calibration_images, quantile: 
     return detector
 
 
+OOD_SECTION = "Out-of-distribution detector"
+
+
+def card_section(detector: OODDetector, num_train: int, num_validation: int, command: str) -> str:
+    """The card's section on the detector: what it holds, its threshold and how that was chosen."""
+    return (f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {num_train} training images and an "
+            f"augmented copy of each (zoom, text, exposure, detector changes); the PneumoLens app warns when an "
+            f"image's Mahalanobis distance exceeds {detector.threshold:.2f} ({detector.margin} x the "
+            f"{detector.quantile:.0%} quantile over the {num_validation} carved validation images and stressed "
+            f"copies of 60 of them under each stress-suite change).\n\nCommand: `{command}`")
+
 
 if __name__ == "__main__":  # the command's earlier name: say where it went rather than do nothing
     raise SystemExit("error: this command is `python -m pneumolens fit-ood` now, with the same options")

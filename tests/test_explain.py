@@ -77,7 +77,7 @@ def test_target_class_changes_grad_cam_and_out_of_range_target_is_named(explaine
     one = explainer.explain(real_images["PNEUMONIA"][0], explained_index=1)
     assert zero.explained_class == "NORMAL" and one.explained_class == "PNEUMONIA"
     assert not np.allclose(zero.maps["gradcam"], one.maps["gradcam"])
-    with pytest.raises(PneumoLensError, match="Target class 5 is out of range: the model has 2 classes"):
+    with pytest.raises(PneumoLensError, match="The explained class 5 is out of range: the model has 2 classes"):
         explainer.explain(real_images["PNEUMONIA"][0], explained_index=5)
 
 

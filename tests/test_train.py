@@ -292,3 +292,20 @@ def test_training_with_the_consistency_term_says_so_in_the_card(tmp_path, small_
                "--max_steps", "2")
     assert "consistency term: 5 x Jensen-Shannon divergence" in ModelCard.load(output / "README.md").text
     assert AutoModelForImageClassification.from_pretrained(output).config.operating_threshold is not None
+
+
+def test_a_trained_model_ships_its_detector_index_and_their_card_sections(tiny_trained_dirs):
+    for model_type, directory in tiny_trained_dirs.items():
+        card = (directory / "README.md").read_text()
+        assert (directory / "ood_detector.safetensors").is_file() and (directory / "similar_films.faiss").is_file()
+        for section in ("Out-of-distribution detector", "Similar training films"):
+            assert card.count(f"\n## {section}\n") == 1, (model_type, section)
+        assert card.index("## Similar training films") < card.index("## How to use")
+        assert "Command: `python train_hf.py" in card.split("## Out-of-distribution detector", 1)[1]
+
+
+def test_the_bundled_card_says_what_its_detector_holds():
+    from pneumolens.modeling import BUNDLED_MODEL
+
+    section = (BUNDLED_MODEL / "README.md").read_text().split("## Out-of-distribution detector\n", 1)[1]
+    assert "Mahalanobis distance exceeds 50.22" in section.split("\n## ", 1)[0]

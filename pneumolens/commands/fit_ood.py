@@ -7,7 +7,7 @@ from .. import cli
 from ..card import set_card_section
 from ..data import carved_split, image_sources
 from ..modeling import ModelSource, load_model_and_processor
-from ..ood import OOD_FILE, fit_for_model
+from ..ood import OOD_SECTION, card_section, fit_for_model
 from .calibrate import local_model_dir
 
 
@@ -28,10 +28,4 @@ def run(args) -> None:
     print(f"saved {detector.save(model_dir)} (threshold {detector.threshold:.3f})")
     card = model_dir / "README.md"
     if card.is_file():
-        set_card_section(card, "Out-of-distribution detector", (
-            f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {len(train)} "
-            f"training images and an augmented copy of each (zoom, text, exposure, detector changes); the "
-            f"PneumoLens app warns when an image's Mahalanobis distance exceeds {detector.threshold:.2f} "
-            f"({args.margin} x the {args.quantile:.0%} quantile over the {len(validation)} carved validation "
-            f"images and stressed copies of 60 of them under each stress-suite change).\n\n"
-            f"Command: `{args.command_line}`"))
+        set_card_section(card, OOD_SECTION, card_section(detector, len(train), len(validation), args.command_line))

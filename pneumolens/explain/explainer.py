@@ -159,7 +159,7 @@ class Explainer:
             return decision_index(self.model.config, probabilities.tolist())
         if not 0 <= int(target) < len(self.labels):
             raise PneumoLensError(
-                f"Target class {target} is out of range: the model has {len(self.labels)} classes "
+                f"The explained class {target} is out of range: the model has {len(self.labels)} classes "
                 f"({', '.join(f'{i}={name}' for i, name in enumerate(self.labels))})."
             )
         return int(target)

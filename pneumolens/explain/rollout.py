@@ -25,7 +25,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], special_tokens: int, g
 
     attentions: per layer (B, heads, T, T) probabilities. With `gradients` (same shapes, d target /
     d attention) each head's attention is weighted by its gradient and negative parts are dropped,
-    which makes the map specific to the target class.
+    which makes the map specific to the explained class.
     """
     if head_fusion not in HEAD_FUSIONS:
         raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, not {head_fusion!r}")

@@ -1,0 +1,137 @@
+"""`python explain.py IMAGE...`: per image, one overlay PNG per method with its colour scale, the raw
+maps (.npy), a side-by-side figure and the record (decision, probabilities, settings) as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .. import cli
+from ..errors import PneumoLensError
+from ..explain import METHODS, TITLES, overlay
+from ..explain.overlay import BLENDS, DEFAULT_BLEND, DEFAULT_OPACITY
+from ..explain.gradcam import CAMS
+from ..explain.options import SETTINGS_FILE, options_for
+from ..explain.rollout import HEAD_FUSIONS
+from ..modeling import ModelSource
+from ..presentation import COLORMAP, faded_colormap, headline, low_end, percent, scale_meaning, with_scale
+from ..service import PneumoLensService
+from ..training_films import SETTING
+
+logger = logging.getLogger("explain")
+
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("images", nargs="+", help="Image files (JPEG, PNG, 16-bit PNG, ...).")
+    cli.add_model_options(parser)
+    parser.add_argument("--out", default="outputs/explanations", help="Output directory.")
+    cli.add_option(parser, "--explained_index", type=int, default=None,
+                   help="Index of the class the maps explain (default: the decision).")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    add_overlay_options(parser)
+    stored = f"default: the model's {SETTINGS_FILE}, else "
+    parser.add_argument("--head_fusion", default=None, choices=HEAD_FUSIONS, help=f"Rollout head fusion ({stored}mean).")
+    parser.add_argument("--discard_ratio", type=float, default=None,
+                        help=f"Rollout: share of weakest attention dropped ({stored}0).")
+    parser.add_argument("--gradcam_layer", default=None, help=f"Grad-CAM layer BLOCK.PART, block counted from 0, e.g. 10.norm2 ({stored}"
+                        "the last block's norm1 or the last stage).")
+    parser.add_argument("--cam", default=None, choices=list(CAMS), help=f"Which CAM of the grad-cam package ({stored}gradcam).")
+    parser.add_argument("--gradient_rollout", action="store_true", help="Class-specific, gradient-weighted rollout.")
+    parser.add_argument("--smoothgrad", type=int, default=0, help="SmoothGrad noisy copies (0: vanilla gradient).")
+
+
+def add_overlay_options(parser) -> None:
+    parser.add_argument("--opacity", type=float, default=DEFAULT_OPACITY,
+                        help="Overlay opacity in [0, 1], at the map's strongest point (default %(default)s).")
+    parser.add_argument("--colormap", default=COLORMAP,
+                        help=f"Matplotlib colormap of the overlays (default {COLORMAP}: perceptually uniform and "
+                             "colour-blind-safe; jet as before).")
+    parser.add_argument("--overlay", default=DEFAULT_BLEND, choices=BLENDS,
+                        help="value: a map's colour fades with its value, so the film shows through where it is "
+                             "low (default); even: the same opacity everywhere, as before.")
+    parser.add_argument("--training_films", default=None, metavar="FOLDER",
+                        help=f"A local copy of the training data (imagefolder, with train/), for pictures of the "
+                             f"similar training films (default: {SETTING}, else none: ids and labels only).")
+
+
+def check_opacity(opacity: float) -> None:
+    if not 0.0 <= opacity <= 1.0:
+        raise PneumoLensError(f"--opacity must be in [0, 1], not {opacity}")
+
+
+def source_of(args) -> ModelSource:
+    return ModelSource(args.model_name_or_path, args.model_revision)
+
+
+def run(args) -> None:
+    check_opacity(args.opacity)
+
+    # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
+    service = PneumoLensService(source_of(args), films_setting=args.training_films)
+    given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
+             if getattr(args, name) is not None}
+    options = options_for(source_of(args), methods=tuple(args.methods),
+                          gradient_rollout=args.gradient_rollout, smoothgrad_samples=args.smoothgrad, **given)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for image_path in args.images:
+        analysis = service.analyse(image_path, args.explained_index, options)
+        explanation = analysis.explanation
+        stem = Path(image_path).stem
+        for method, heatmap in explanation.maps.items():
+            drawn = overlay(explanation.image, heatmap, args.opacity, args.colormap, args.overlay)
+            with_scale(drawn, method, explanation.explained_class, args.colormap, args.overlay).save(
+                out / f"{stem}_{method}.png")
+            np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
+        figure_path = out / f"{stem}_explanation.png"
+        side_by_side(explanation, headline(analysis.decision, analysis.refer), args.opacity,
+                     args.colormap, args.overlay).savefig(figure_path)
+        record = analysis.record()
+        summary = {"image": image_path, **{key: record[key] for key in (
+            "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
+            "out_of_distribution")},
+                   "settings": explanation.settings, "unavailable": explanation.unavailable,
+                   "maps": {name: reading.record() for name, reading in analysis.readings.items()},
+                   "agreement": record["agreement"], "similar": record["similar"]}
+        (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary))
+    logger.info("Wrote overlays, maps and figures to %s", out)
+
+
+def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP, blend: str = DEFAULT_BLEND):
+    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
+    say why."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+
+    methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
+    figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
+    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
+    axes[0].imshow(explanation.image)
+    axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
+    for axis, method in zip(axes[1:], methods):
+        if method in explanation.maps:
+            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap, blend))
+            axis.set_title(TITLES[method], fontsize=10)
+            shown = faded_colormap(colormap) if blend == "value" else colormap
+            scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
+                                    pad=0.03, ticks=[0, 1])
+            scale.ax.set_xticklabels([low_end(blend), "high"], fontsize=7)
+            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
+        else:
+            axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
+                      wrap=True, fontsize=8)
+            axis.set_title(method, fontsize=10)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure

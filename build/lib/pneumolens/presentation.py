@@ -1,0 +1,295 @@
+"""What a person reads beside a map or a probability, the same on the page, in the report and from
+`explain.py`: probabilities written carefully, each map's colour scale in words, and a map's verdict in
+plain words with its measurement kept for those who ask.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+from .explain import HOW_TO_READ, REGISTRY, TITLES
+from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP as COLORMAP, palette
+from .explain.reading import EDGE_AREA, EDGE_FRACTION
+RELATIVE = "relative to this image's strongest region"
+
+
+def percent(probability: float) -> str:
+    """A probability to one decimal, never "100 %" or "0 %": a calibrated probability claims no certainty."""
+    shown = round(probability * 100, 1)
+    if shown >= 100.0:
+        return "> 99.9 %"
+    if shown <= 0.0:
+        return "< 0.1 %"
+    return f"{shown:.1f} %"
+
+
+RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
+                 "within one map, not between maps or images.")
+FADE_NOTE = "Where a map is low its colour fades, so the film shows through."
+# What the colour scale's bar is drawn over when a map's colour fades with its value: a film's mid grey.
+FILM_GREY = (176, 176, 176)
+
+
+def faded_colormap(colormap: str = COLORMAP):
+    """`colormap` as it looks over a film when its colour fades with the value: a matplotlib colormap for
+    figures' colour bars."""
+    from matplotlib.colors import ListedColormap
+
+    levels = np.linspace(0.0, 1.0, 256)[:, None]
+    colours = colormaps[colormap](levels[:, 0])[:, :3]
+    return ListedColormap(levels * colours + (1 - levels) * np.array(FILM_GREY) / 255, name=f"{colormap}_faded")
+
+
+def relative_note(blend: str = DEFAULT_BLEND) -> str:
+    return f"{RELATIVE_NOTE} {FADE_NOTE}" if blend == "value" else RELATIVE_NOTE
+
+
+def scale_meaning(method: str, explained_label: str, relative: bool = True) -> str:
+    """What the high end of `method`'s colour scale means, in words (with `relative`: to what)."""
+    meaning = REGISTRY[method].scale_high.format(label=explained_label)
+    return f"{meaning}, {RELATIVE}" if relative else meaning
+
+
+def css_gradient(colormap: str = COLORMAP, stops: int = 11, blend: str = DEFAULT_BLEND) -> str:
+    """`colormap` as a CSS background, low on the left: drawn by the browser, once per page. Where the map's
+    colour fades with its value (`blend` "value"), the bar fades the same way over a film's grey."""
+    colours = colormaps[colormap](np.linspace(0.0, 1.0, stops))[:, :3]
+    fade = blend == "value"
+    parts = [f"rgba({r * 255:.0f},{g * 255:.0f},{b * 255:.0f},{i / (stops - 1) if fade else 1:.2f}) "
+             f"{100 * i / (stops - 1):.0f}%" for i, (r, g, b) in enumerate(colours)]
+    return f"linear-gradient(to right, {', '.join(parts)})" + (f", rgb{FILM_GREY}" if fade else "")
+
+
+def scale_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
+    """The styles `scale_html` needs (the page and the report include them once)."""
+    return (".colour-scale{margin:3px 0;font-size:12px;line-height:1.25}"
+            ".colour-scale .scale-row{display:flex;align-items:center;gap:4px;white-space:nowrap}"
+            f".colour-scale .scale-bar{{flex:1 1 auto;max-width:160px;height:10px;border:1px solid #888;"
+            f"background:{css_gradient(colormap, blend=blend)};-webkit-print-color-adjust:exact;"
+            "print-color-adjust:exact}"
+            ".colour-scale .scale-end,.colour-scale .scale-meaning{color:#444}")
+
+
+def low_end(blend: str = DEFAULT_BLEND) -> str:
+    """The low end of a colour scale in words: where the colour fades with the value, the film shows there."""
+    return "low (clear)" if blend == "value" else "low"
+
+
+def scale_html(method: str, explained_label: str, relative: bool = True, blend: str = DEFAULT_BLEND) -> str:
+    """One map's colour scale: the bar from low to high (where the colour fades with the value, low is
+    clear), and what high means (with `relative`: to what; the page says that once for all maps)."""
+    meaning = html.escape(scale_meaning(method, explained_label, relative))
+    return (f'<div class="colour-scale" id="scale-{method}"><div class="scale-row"><span class="scale-end">{low_end(blend)}'
+            f'</span><span class="scale-bar"></span><span class="scale-end">high</span></div>'
+            f'<div class="scale-meaning">high: {meaning}</div></div>')
+
+
+def ordinal(rank: int) -> str:
+    return f"{rank}{'th' if 11 <= rank % 100 <= 13 else {1: 'st', 2: 'nd', 3: 'rd'}.get(rank % 10, 'th')}"
+
+
+def verdict_line(standing, rank: int, of: int) -> str:
+    """A map's faithfulness verdict in plain words, with its rank on this model."""
+    if standing.passes is None:
+        return "faithfulness not measured for this model"
+    if standing.passes:
+        return f"✓ passed the faithfulness test, {ordinal(rank)} of {of}"
+    return (f"✗ failed the faithfulness test, {ordinal(rank)} of {of}: a view of the model, not evidence for "
+            "the decision")
+
+
+def caption_markdown(standing, rank: int, of: int, explained_label: str, settings: str = "",
+                     unavailable: str | None = None, reading=None, blend: str = DEFAULT_BLEND) -> str:
+    """A map's caption on the page: title and verdict, its scale, the caveat where its `reading` peaks at the
+    film's edge, how to read it, and the settings and the measured intervals behind a disclosure."""
+    title = TITLES[standing.name]
+    if unavailable is not None:
+        return f"**{title}: not available for this model.** {unavailable}"
+    edge = edge_share_line(reading) if reading is not None else ""
+    details = " ".join(part for part in (f"Made with {settings}." if settings else "", standing.note, edge) if part)
+    caveat = (f'<div class="edge-caveat" id="caveat-{standing.name}">⚠ {html.escape(EDGE_CAVEAT)}</div>\n\n'
+              if reading is not None and reading.peak_at_edge else "")
+    return (f"**{title}** {verdict_line(standing, rank, of)}.\n\n"
+            f"{scale_html(standing.name, explained_label, relative=False, blend=blend)}\n\n{caveat}{HOW_TO_READ[standing.name]}\n\n"
+            f"<details><summary>Settings and measurement</summary>{html.escape(details)}</details>")
+
+
+# Under a map whose strongest region lies at the film's edge: short, since a caption is narrow.
+EDGE_CAVEAT = "Peaks at the film's edge, where letters and borders sit: not a finding in the lungs."
+
+
+def edge_share_line(reading) -> str:
+    """How much of a map lies at the film's edge, against the edge's share of the frame."""
+    return (f"{percent(reading.edge_share)} of this map lies at the film's edge (the outer "
+            f"{100 * EDGE_FRACTION:.0f} %, {100 * EDGE_AREA:.0f} % of the frame); its strongest region is "
+            f"{'there' if reading.peak_at_edge else 'in the centre of the film'}.")
+
+
+def agreement_sentence(readings: dict, groups: list[list[str]]) -> str:
+    """Which maps agree on this film's strongest region, which mark one of their own, and which peak at the
+    film's edge, in one line; `readings` in the order the maps are shown."""
+    names = list(readings)
+    grouped = {name for group in groups for name in group}
+    alone = [name for name in names if name not in grouped]
+    parts = [f"{_listed(group)} agree on the strongest region" if number == 0 else f"so do {_listed(group)}"
+             for number, group in enumerate(groups)]
+    if not groups:
+        parts.append("the maps do not agree on the strongest region: read each on its own")
+    elif len(alone) == 1:
+        parts.append(f"{_listed(alone)} marks a region of its own")
+    elif alone:
+        parts.append(f"{_listed(alone)} each mark a region of their own")
+    edge = [name for name in names if readings[name].peak_at_edge]
+    if edge:
+        parts.append(f"{_listed(edge)} {'peaks' if len(edge) == 1 else 'peak'} at the film's edge, where letters "
+                     "and borders sit")
+    sentence = "; ".join(parts) + "."
+    return sentence[0].upper() + sentence[1:]
+
+
+def _listed(names: list[str]) -> str:
+    # In lower case (the sentence's first letter is raised after), but for a name such as Grad-CAM.
+    titles = [title if "-" in title.split()[0] else title[0].lower() + title[1:] for title in map(TITLES.get, names)]
+    return titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
+
+
+REFER_HEADLINE = "Refer: a radiologist should read this film"
+
+
+def headline(decision: str, refer: bool) -> str:
+    """The answer in a few words: the decided class, or the referral and the class the film leans to."""
+    return f"{REFER_HEADLINE} (leans to {decision})" if refer else f"Decision: {decision}"
+
+
+def referral_sentence(decision: str, band) -> str:
+    """Why a referred film is not decided, and which class it leans to."""
+    return (f"The model is not sure enough to decide: the probability lies inside the referral band "
+            f"({percent(band.lower)} to {percent(band.upper)}), where on validation films its answers were too "
+            f"often wrong to stand alone. It leans to {decision}.")
+
+
+def probability_html(probabilities: dict[str, float], positive_label: str, threshold: float,
+                     withheld: bool = False, band=None) -> str:
+    """The positive class's probability as a bar with the operating threshold marked on it, so that
+    "85 %, decided NORMAL" reads as the rule it is, and the model's referral `band` shaded, the film's point
+    marked in it; greyed where no class is decided."""
+    p = probabilities[positive_label]
+    others = ", ".join(f"{label} {percent(q)}" for label, q in probabilities.items() if label != positive_label)
+    rule = ("not meaningful for this image" if withheld else
+            f"{positive_label} is decided from {percent(threshold)} (the marked operating threshold)")
+    if band is not None and not withheld:
+        rule += (f"; between {percent(band.lower)} and {percent(band.upper)} (shaded) the film is referred to a "
+                 "person")
+        shaded = (f'<div class="probability-band" style="left:{100 * band.lower:.1f}%;'
+                  f'width:{100 * (band.upper - band.lower):.1f}%"></div>')
+    else:
+        shaded = ""
+    return (f'<div class="probability{" withheld" if withheld else ""}" id="probability">'
+            f'<div class="probability-track"><div class="probability-fill" style="width:{100 * p:.1f}%"></div>'
+            f'{shaded}<div class="probability-threshold" style="left:{100 * threshold:.1f}%"></div>'
+            f'<div class="probability-point" style="left:{100 * p:.1f}%"></div></div>'
+            f'<div class="probability-text">P({html.escape(positive_label)}) <b>{html.escape(percent(p))}</b>'
+            f'{" (" + html.escape(others) + ")" if others else ""}; {html.escape(rule)}.</div></div>')
+
+
+def probability_css() -> str:
+    exact = "-webkit-print-color-adjust:exact;print-color-adjust:exact"
+    return (".probability{margin:4px 0 6px;max-width:520px}"
+            f".probability-track{{position:relative;height:14px;background:#e6e6e6;border:1px solid #999;{exact}}}"
+            f".probability-fill{{position:absolute;left:0;top:0;bottom:0;background:#3b6fb6;{exact}}}"
+            ".withheld .probability-fill{background:#aaa}"
+            # The band over the fill, striped, so that the fill still shows through it.
+            ".probability-band{position:absolute;top:0;bottom:0;background:repeating-linear-gradient(135deg,"
+            f"rgba(230,159,0,.45) 0 3px,rgba(230,159,0,.15) 3px 7px);border-left:1px solid #b07800;"
+            f"border-right:1px solid #b07800;{exact}}}"
+            f".probability-threshold{{position:absolute;top:-5px;bottom:-5px;width:3px;margin-left:-1px;"
+            f"background:#d62728;{exact}}}"
+            f".probability-point{{position:absolute;top:50%;width:10px;height:10px;margin:-6px 0 0 -6px;"
+            f"border-radius:50%;background:#fff;border:2px solid #1d3557;{exact}}}"
+            ".withheld .probability-point{border-color:#888}"
+            ".probability-text{font-size:13px;margin-top:3px}"
+            ".referral{border-left:5px solid #e69f00;background:#fff8e6;padding:6px 10px;margin:2px 0 6px}"
+            ".edge-caveat{color:#7a4b00;background:#fff8e6;padding:1px 4px;margin:2px 0}"
+            ".maps-agreement{margin-top:2px;padding:0 6px;border-left:3px solid #3b6fb6}")
+
+
+def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP,
+               blend: str = DEFAULT_BLEND) -> Image.Image:
+    """An overlay with its colour scale drawn below it: the bar from low to high and what high means, so
+    that a saved PNG explains itself."""
+    font_size = max(12, image.width // 60)
+    font = ImageFont.load_default(size=font_size)
+    words = f"high: {scale_meaning(method, explained_label)}"
+    lines = _wrapped(words, font, image.width - 2 * font_size)
+    bar_height, gap = font_size, font_size // 2
+    strip = Image.new("RGB", (image.width, gap + bar_height + gap + len(lines) * (font_size + 4) + gap), "white")
+    draw = ImageDraw.Draw(strip)
+    low_width = draw.textlength(low_end(blend), font=font)
+    bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
+    levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
+    bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
+    coverage = bar.copy() if blend == "value" else None  # the colour fades to the film's grey, as on the map
+    bar.putpalette(palette(colormap))
+    if coverage is not None:
+        bar = Image.composite(bar.convert("RGB"), Image.new("RGB", bar.size, FILM_GREY), coverage)
+    strip.paste(bar.convert("RGB"), (bar_left, gap))
+    draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
+    draw.text((font_size, gap), low_end(blend), fill="#333", font=font)
+    draw.text((bar_right + gap, gap), "high", fill="#333", font=font)
+    for row, line in enumerate(lines):
+        draw.text((font_size, 2 * gap + bar_height + row * (font_size + 4)), line, fill="#333", font=font)
+    framed = Image.new("RGB", (image.width, image.height + strip.height), "white")
+    framed.paste(image.convert("RGB"), (0, 0))
+    framed.paste(strip, (0, image.height))
+    return framed
+
+
+def _wrapped(text: str, font, width: float) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return [*lines, line] if line else lines
+
+
+SIMILAR_CAVEAT = ("These are the training films the model finds most like this one, in the features it decides "
+                  "from: they show what the model sees, not a second opinion. When the model is wrong, its most "
+                  "similar films are often of the wrong class too.")
+
+
+SIMILARITY_MEANS = ("Beside each film: its class and its similarity, the cosine of the two films' features (1 for "
+                    "the same features).")
+
+
+def similar_sentence(similar: dict, positive_label: str) -> str:
+    """"k of the 20 most similar training films are PNEUMONIA", from a record's `similar`."""
+    return (f"{similar['counts'].get(positive_label, 0)} of the {similar['nearest']} most similar training films "
+            f"are {positive_label}.")
+
+
+def similar_caption(similar: dict, row: int) -> str:
+    """One shown film's caption: its label and similarity."""
+    return f"{similar['labels'][row]} · {similar['similarities'][row]:.3f}"
+
+
+def similar_markdown(similar: dict | None, positive_label: str, shown: int, pictures: bool,
+                     not_at_hand: str = "", withheld: bool = False) -> str:
+    """The section's words: the count, what the row is and is not, and without pictures the films listed."""
+    if withheld:
+        return "**Similar training films:** none are shown for an image that is not a chest radiograph."
+    if similar is None:
+        return "**Similar training films:** this model has no index of its training films."
+    text = f"**{similar_sentence(similar, positive_label)}** <small>{SIMILAR_CAVEAT} {SIMILARITY_MEANS}</small>"
+    if pictures:
+        return text
+    listed = "\n".join(f"{row + 1}. {similar_caption(similar, row)} (`{similar['ids'][row]}`)"
+                       for row in range(min(shown, similar["nearest"])))
+    return f"{text}\n\n{listed}\n\n<small>{not_at_hand}</small>"

@@ -1,0 +1,183 @@
+"""Does this decision hold? One image under every acquisition change of the stress suite.
+
+The stress suite (`stress.py`) answers for a data set; this answers for the image in front of a person:
+the shown probability and the decision under each change (framing, film shape, burned-in text, devices,
+exposure, processing, detector), seeded as the suite seeds them, so one image always gets the same
+answer. A decision that holds under every change is not thereby correct; a change that flips it names a
+shortcut the model may be using on this image.
+
+With a referral band, the answer is one of three: a class, or "refer" (a person should read the film). A
+change that moves a decided film into the band refers it; only a change after which the film is decided
+as the other class flips it.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Callable
+
+from PIL import Image
+
+from .decision import ReferralBand
+from .presentation import percent
+from .stress import STRESS_SUITE, StressChange
+
+# A batch of changed images per forward pass: memory stays small at any resolution, the passes few.
+BATCH_SIZE = 9
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    name: str
+    group: str
+    description: str
+    probability: float  # the shown probability of the positive class
+    decision: str  # the class at the threshold
+    flipped: bool  # decided as the other class (outside the referral band)
+    referred: bool = False  # inside the referral band
+
+
+@dataclass
+class RobustnessCheck:
+    decision: str  # of the unchanged image
+    probability: float
+    threshold: float
+    positive_label: str
+    outcomes: list[ChangeOutcome] = field(default_factory=list)
+    withheld: str | None = None  # why no decision was checked (not a chest radiograph)
+    seed: int = 0
+    refer: bool = False  # the unchanged film is referred to a person
+    band: ReferralBand | None = None
+
+    @property
+    def flipped(self) -> list[ChangeOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.flipped]
+
+    @property
+    def referred(self) -> list[ChangeOutcome]:
+        """The changes that move a decided film into the referral band."""
+        return [] if self.refer else [outcome for outcome in self.outcomes if outcome.referred]
+
+    @property
+    def decided(self) -> list[ChangeOutcome]:
+        """The changes that move a referred film out of the band, to a decided class."""
+        return [outcome for outcome in self.outcomes if outcome.referred != self.refer] if self.refer else []
+
+    @property
+    def held(self) -> int:
+        """How many changes keep the answer: the same decided class, or, for a referred film, the referral."""
+        return sum(outcome.referred == self.refer and not outcome.flipped for outcome in self.outcomes)
+
+    def sentence(self) -> str:
+        """The answer in one sentence."""
+        if self.withheld:
+            return f"No decision to check: {self.withheld}"
+        changes = len(self.outcomes)
+        if self.refer:
+            answer = (f"This film is referred to a person (it leans to {self.decision}); it stays referred under "
+                      f"{self.held} of {changes} changes")
+            if self.decided:
+                answer += f"; {_named(self.decided, 'decides', 'decide')} it: " + "; ".join(
+                    f"{outcome.description} ({outcome.name}) to {outcome.decision}" for outcome in self.decided)
+            return answer + "."
+        answer = f"The decision {self.decision} holds under {self.held} of {changes} changes"
+        if self.flipped:
+            answer += f"; {_named(self.flipped, 'flips', 'flip')} it: " + "; ".join(
+                f"{outcome.description} ({outcome.name}) to {outcome.decision}" for outcome in self.flipped)
+        if self.referred:
+            answer += (f"; {_named(self.referred, 'moves', 'move')} it into the referral band, where a person "
+                       "should read it: " + "; ".join(f"{outcome.description} ({outcome.name})"
+                                                      for outcome in self.referred))
+        return answer + "."
+
+    def record(self) -> dict:
+        return {"decision": self.decision, "refer": self.refer,
+                "referral_band": self.band.shown() if self.band else None, "probability": self.probability,
+                "threshold": self.threshold, "positive_label": self.positive_label, "seed": self.seed,
+                "withheld": self.withheld, "held": self.held, "changes": len(self.outcomes),
+                "flipped": [outcome.name for outcome in self.flipped],
+                "referred": [outcome.name for outcome in self.referred],
+                "decided": [outcome.name for outcome in self.decided], "sentence": self.sentence(),
+                "outcomes": [outcome.__dict__ for outcome in self.outcomes]}
+
+    def figure_png(self) -> bytes:
+        """The shown probability under each change, the threshold as a line, flips marked."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        outcomes = self.outcomes
+        figure, axis = plt.subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
+        rows = range(len(outcomes))
+        colours = [_colour(outcome, self.refer) for outcome in outcomes]
+        axis.scatter([outcome.probability for outcome in outcomes], rows, c=colours, s=28, zorder=3,
+                     marker="o")
+        if self.band is not None:
+            axis.axvspan(self.band.lower, self.band.upper, color="#e69f00", alpha=0.18, linewidth=0,
+                         label=f"referral band {percent(self.band.lower)} to {percent(self.band.upper)}")
+        axis.axvline(self.threshold, color="#d62728", linestyle="--", linewidth=1.2,
+                     label=f"operating threshold {percent(self.threshold)}")
+        axis.axvline(self.probability, color="#777", linewidth=1, label=f"unchanged image {percent(self.probability)}")
+        axis.set_yticks(list(rows), [f"{outcome.name}{_mark(outcome, self.refer)}" for outcome in outcomes], fontsize=7)
+        for label, outcome in zip(axis.get_yticklabels(), outcomes):
+            label.set_color("#222" if _colour(outcome, self.refer) == KEPT else _colour(outcome, self.refer))
+        axis.set(xlim=(0, 1), xlabel=f"shown probability of {self.positive_label}")
+        axis.invert_yaxis()
+        axis.grid(axis="x", alpha=0.3)
+        kept = "the referral" if self.refer else f"the decision {self.decision}"
+        axis.set_title(f"Does {kept} hold? {self.held} of {len(outcomes)} changes keep it", fontsize=9)
+        axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        return buffer.getvalue()
+
+    def figure(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.figure_png()))
+
+
+def _named(outcomes: list, one: str, several: str) -> str:
+    return f"this one {one}" if len(outcomes) == 1 else f"these {several}"
+
+
+KEPT, FLIPPED, MOVED = "#3b6fb6", "#d62728", "#b07800"
+
+
+def _colour(outcome: ChangeOutcome, refer: bool) -> str:
+    """Red for a flip, amber for a change into the band (or out of it, for a referred film)."""
+    return FLIPPED if outcome.flipped else MOVED if outcome.referred != refer else KEPT
+
+
+def _mark(outcome: ChangeOutcome, refer: bool) -> str:
+    if outcome.flipped:
+        return "  (flips)"
+    if outcome.referred != refer:
+        return "  (decides)" if refer else "  (refers)"
+    return ""
+
+
+def check_image(image: Image.Image, probability: float, predict: Callable[[list[Image.Image]], list[float]],
+                decide: Callable[[float], str], threshold: float, positive_label: str,
+                changes: tuple[StressChange, ...] = STRESS_SUITE, seed: int = 0,
+                batch_size: int = BATCH_SIZE, band: ReferralBand | None = None) -> RobustnessCheck:
+    """Each change of `image` (whose shown probability of the positive class is `probability`) through
+    `predict` (images -> those probabilities, one batch a call); every change seeded by (`seed`, its name,
+    image index 0) as the suite does. With a referral `band`, a change is a flip only where the changed film
+    is decided (outside the band) as the other class."""
+    decision = decide(probability)
+    refers = (lambda p: bool(band.refers(p))) if band is not None else (lambda p: False)
+    changed = [change(image, seed, 0) for change in changes]
+    probabilities = [p for start in range(0, len(changed), batch_size) for p in predict(changed[start:start + batch_size])]
+    outcomes = [ChangeOutcome(change.name, change.group, change.description, float(p), decide(p),
+                              decide(p) != decision and not refers(p), refers(p))
+                for change, p in zip(changes, probabilities, strict=True)]
+    return RobustnessCheck(decision, float(probability), threshold, positive_label, outcomes, seed=seed,
+                           refer=refers(probability), band=band)
+
+
+def withheld_check(warning: str, probability: float, threshold: float, positive_label: str) -> RobustnessCheck:
+    """The answer for an image that is not a chest radiograph: it has no decision to check."""
+    return RobustnessCheck("not a chest radiograph", probability, threshold, positive_label, withheld=warning)

@@ -1,0 +1,407 @@
+"""What the app serves, free of any UI: a loaded model answering predict and analyse requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import ModelCard
+from PIL import Image
+
+from .explain import REGISTRY, TITLES, Explainer, Explanation, ExplanationOptions, layout_of
+from .explain import faithfulness
+from .explain.options import options_for
+from .explain.standing import MethodStanding, load_faithfulness, method_standings
+from .explain.geometry import scaled_box, to_original
+from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP, overlay
+from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
+from .device import serving_device
+from .images import describe_file, load_image
+from .decision import (
+    NOT_A_RADIOGRAPH, Calibration, ReferralBand, decide, gated_decision, operating_threshold, referral_fields,
+    refers,
+)
+from .modeling import (
+    ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
+)
+from .preprocessing import input_size, pixel_values
+from .presentation import agreement_sentence, percent
+from .film_shape import shape_problem
+from .ood import OODDetector, captured_features
+from .report import ModelIdentity, html_report
+from .robustness import RobustnessCheck, check_image, withheld_check
+from .similar import SHOWN, SimilarFilms, classifier_inputs, similar_record
+from .training_films import training_films
+
+logger = logging.getLogger(__name__)
+
+OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
+               "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
+               "probabilities are kept for reference, but they are not meaningful for this image.")
+SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
+                 "model's probabilities are kept for reference, but they are not meaningful for this image.")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """An image as the model takes it, and the size it had: its shape alone can rule it out."""
+    pixels: torch.Tensor  # (1, 3, H, W)
+    size: tuple[int, int]  # (width, height) as decoded
+
+
+@dataclass
+class Analysis:
+    explanation: Explanation
+    decision: str
+    threshold: float
+    ood: dict
+    standings: list[MethodStanding] = field(default_factory=list)  # every method, in the order presented
+    positive_label: str = ""  # the class whose probability the threshold applies to
+    refer: bool = False  # a person should read this film: its probability lies inside the referral band
+    band: ReferralBand | None = None  # the model's referral band, if it has one
+    # The training films most similar in the model's features (`similar.similar_record`); None where the
+    # model has no index of them, or the image is not a chest radiograph.
+    similar: dict | None = None
+
+    @cached_property
+    def readings(self) -> dict[str, MapReading]:
+        """Where each map peaks and how much of it lies at the film's edge, in the order presented."""
+        maps = self.explanation.input_maps
+        order = [standing.name for standing in self.standings if standing.name in maps] or list(maps)
+        return {name: read_map(maps[name]) for name in order}
+
+    @cached_property
+    def agreement(self) -> dict:
+        """Which maps agree on this film's strongest region: every pair's overlap, the groups above the
+        cut-off, and the reading in one line."""
+        maps = self.explanation.input_maps
+        names = list(self.readings)
+        pairs = agreement({name: maps[name] for name in names})
+        groups = agreeing_groups(pairs, names)
+        return {"pairs": pairs, "agree_above": AGREE_ABOVE, "measure": AGREEMENT_MEASURE, "groups": groups,
+                "sentence": agreement_sentence(self.readings, groups) if len(names) > 1 else ""}
+
+    @property
+    def withheld(self) -> bool:
+        """Whether no class was decided, because the image does not look like a chest radiograph."""
+        return self.decision == NOT_A_RADIOGRAPH
+
+    def record(self) -> dict:
+        """The JSON-serialisable result: everything but the maps."""
+        return {
+            "probabilities": self.explanation.probabilities,
+            "decision": self.decision,
+            "refer": self.refer,
+            "referral_band": self.band.shown() if self.band else None,
+            "threshold": self.threshold,
+            "explained_class": self.explanation.explained_class,
+            "out_of_distribution": self.ood,
+            "maps": {standing.name: {"faithfulness": standing.verdict, "note": standing.note,
+                                     "settings": self.explanation.settings.get(standing.name, ""),
+                                     **self.readings[standing.name].record()}
+                     for standing in self.standings if standing.name in self.explanation.input_maps},
+            "maps_unavailable": self.explanation.unavailable,
+            "agreement": self.agreement,
+            "similar": self.similar,
+        }
+
+    def displayed(self, max_side: int) -> "DisplayedMaps":
+        """What drawing and redrawing the overlays at display size (`max_side`, aspect kept) needs.
+
+        Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
+        browser shows them smaller anyway: the maps are scaled from the model-input maps straight to
+        display size. Full-resolution maps are made only for a download (`maps_npz`).
+        """
+        return DisplayedMaps.of(self.explanation, max_side)
+
+    def maps_npz(self) -> bytes:
+        """The raw maps, float16 at the image's own resolution, as an .npz archive."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{m: h.astype(np.float16) for m, h in self.explanation.maps.items()})
+        return buffer.getvalue()
+
+
+@dataclass
+class DisplayedMaps:
+    """What a page's overlays are drawn from, small enough to live in a browser session on the server
+    (about 150 KB for a 1024-pixel display): the image at display size as a grey JPEG, and the maps at the
+    model's input size, 8-bit PNG (what a colormap shows anyway), with the box of the displayed image
+    they cover. They are scaled up each time they are drawn, which costs less than storing them large.
+    """
+
+    image_jpeg: bytes
+    input_maps_png: dict[str, bytes]
+    box: tuple[float, float, float, float]
+
+    @classmethod
+    def of(cls, explanation: Explanation, max_side: int) -> "DisplayedMaps":
+        image = explanation.image
+        size = display_size(image.size, max_side)
+        grey = image.convert("L").resize(size, Image.BILINEAR)
+        return cls(_encoded(grey, format="JPEG", quality=92),
+                   {method: _encoded(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)),
+                                     format="PNG", compress_level=1)
+                    for method, heatmap in explanation.input_maps.items()},
+                   scaled_box(explanation.full_box, image.size, size))
+
+    def image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.image_jpeg))
+
+    def maps(self, size: tuple[int, int], methods=None) -> dict[str, np.ndarray]:
+        """The maps (or those of `methods`) over the displayed image, (height, width) in [0, 1]."""
+        return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
+                for method, data in self.input_maps_png.items() if methods is None or method in methods}
+
+    def overlays(self, opacity: float, colormap: str = DEFAULT_COLORMAP, methods=None,
+                 blend: str = DEFAULT_BLEND) -> dict:
+        """Each map (or each of `methods`) over the displayed image."""
+        base = self.image()
+        return {method: overlay(base, heatmap, opacity, colormap, blend)
+                for method, heatmap in self.maps(base.size, methods).items()}
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image_jpeg) + sum(len(data) for data in self.input_maps_png.values())
+
+
+def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, to fit `max_side`; never enlarged."""
+    scale = min(1.0, max_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _encoded(image: Image.Image, **save_options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, **save_options)
+    return buffer.getvalue()
+
+
+class PneumoLensService:
+    """One model, its processor, its explainer and its out-of-distribution detector."""
+
+    def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None,
+                 films_setting: str | None = None):
+        self.source = source or default_model_source()
+        self.device = torch.device(device) if device is not None else serving_device()
+        self.model, self.processor = load_model_and_processor(self.source)
+        self.model = self.model.to(self.device)
+        self.explainer = Explainer(self.model, self.processor)
+        self.ood_detector = OODDetector.load(self.source)
+        self.config = self.model.config
+        self.labels = self.explainer.labels
+        # Every method, ordered and given its verdict by the faithfulness measured for this model; made
+        # with the settings chosen for it (`explain.py select`), stored beside that measurement.
+        self.standings = method_standings(load_faithfulness(self.source))
+        self.explanation_options = options_for(self.source)
+        self.similar_films = SimilarFilms.load(self.source)
+        # Pictures of those films, where the training images are at hand (`training_films`).
+        self.film_images = training_films(films_setting, self._films_data())
+        # The explainer hooks the model while it runs: a batched prediction and an analysis must not
+        # share it at the same moment (they run on different threads in the app).
+        self._model_lock = threading.Lock()
+        logger.info("Serving %s (%s) on %s; out-of-distribution detector: %s", self.source.name_or_path,
+                    self.config.model_type, self.device, "yes" if self.ood_detector else "none")
+
+    def predict(self, image) -> dict:
+        """Probabilities, the decision at the model's threshold and the OOD verdict (one forward pass)."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: list) -> list[dict]:
+        """`predict` for several images in one batched forward pass."""
+        return self.predict_inputs([self.model_input(image) for image in images])
+
+    def model_input(self, image) -> ModelInput:
+        """An image decoded and preprocessed into the model's (1, 3, H, W) input. The app runs this in
+        each request's own thread, so decoding and resizing happen in parallel, outside the batch."""
+        decoded = load_image(image)
+        return ModelInput(pixel_values(self.processor, [decoded]), decoded.size)
+
+    def predict_inputs(self, inputs: list[ModelInput]) -> list[dict]:
+        """Probabilities, decisions and OOD verdicts of `model_input`s from one batched forward pass
+        (what the app's `MicroBatcher` calls)."""
+        with self._model_lock, attention_kernel(self.model, "sdpa"), captured_features(self.model) as features:
+            probabilities = self.explainer.predict_pixels(torch.cat([given.pixels for given in inputs]))
+        results = []
+        for row, p in enumerate(probabilities):
+            ood = self._ood(features, inputs[row].size, row)
+            results.append({"decision": gated_decision(self.config, p, ood), **referral_fields(self.config, p, ood),
+                            "probabilities": p, "threshold": operating_threshold(self.config),
+                            "out_of_distribution": ood})
+        return results
+
+    def analyse(self, image, explained_index: int | None = None,
+                options: ExplanationOptions | None = None) -> Analysis:
+        """Probabilities, decision, OOD verdict and every map, from one forward and one backward pass."""
+        with self._model_lock, captured_features(self.model) as features, classifier_inputs(self.model) as taken:
+            explanation = self.explainer.explain(image, explained_index, options or self.explanation_options)
+        ood = self._ood(features, explanation.image.size)
+        decision = gated_decision(self.config, explanation.probabilities, ood)
+        refer = refers(self.config, explanation.probabilities, ood)
+        # The film's own features from the pass just made (its first row: the rest are SmoothGrad copies).
+        similar = None if self.similar_films is None or ood["flagged"] else similar_record(
+            self.similar_films.search(taken[0][0].cpu().numpy()), self.labels)
+        return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
+                        self.config.id2label[positive_index(self.config)], refer, ReferralBand.of(self.config),
+                        similar)
+
+    def film_image(self, film_id: str):
+        """A similar training film's picture, or None where the training images are not at hand."""
+        return self.film_images.image(film_id) if self.film_images else None
+
+    def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> Image.Image:
+        """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
+        maps they are judged against, as a figure: how faithful the maps are here, not on average."""
+        settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
+        rng = np.random.default_rng(settings.seed)
+        with self._model_lock:
+            explanation, pixels, maps = faithfulness.explained_with_random_map(
+                self.explainer, image, explained_index, self.explanation_options, rng)
+            curves = faithfulness.curves(self.model, pixels, maps, explanation.explained_index, settings, rng)
+        return faithfulness.curves_figure(curves, TITLES, explanation.explained_class)
+
+    def robustness(self, image, seed: int = 0) -> RobustnessCheck:
+        """Does this image's decision hold under each acquisition change of the stress suite? The changed
+        images go through the model in batches; an image that is not a chest radiograph has no decision
+        to check, and the answer says so."""
+        decoded = load_image(image)
+        clean = self.predict_inputs([self.model_input(decoded)])[0]
+        positive, threshold = self.config.id2label[positive_index(self.config)], operating_threshold(self.config)
+        if clean["out_of_distribution"]["flagged"]:
+            return withheld_check(clean["out_of_distribution"]["warning"], clean["probabilities"][positive],
+                                  threshold, positive)
+
+        def predict(images: list[Image.Image]) -> list[float]:
+            pixels = pixel_values(self.processor, images)
+            with self._model_lock, attention_kernel(self.model, "sdpa"):
+                return [p[positive] for p in self.explainer.predict_pixels(pixels)]
+
+        return check_image(decoded, clean["probabilities"][positive], predict, lambda p: decide(self.config, p),
+                           threshold, positive, seed=seed, band=ReferralBand.of(self.config))
+
+    def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
+        """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
+        known of the file (`images.describe_file`); no model involved."""
+        return load_image(path), describe_file(path)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Which model this is: a Hub id and the commit its files came from, or a local directory's name
+        (never the server's path to it)."""
+        name = self.source.name_or_path
+        if Path(name).is_dir():
+            return ModelIdentity(Path(name).resolve().name, None, self.config.model_type)
+        revision = getattr(self.config, "_commit_hash", None) or self.source.revision
+        return ModelIdentity(name, revision, self.config.model_type)
+
+    def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
+               colormap: str = DEFAULT_COLORMAP, robustness: RobustnessCheck | None = None,
+               blend: str = DEFAULT_BLEND) -> str:
+        """The self-contained HTML report of `analysis` (see `report.html_report`), with the `robustness`
+        check where it was made and the similar training films' pictures where they are at hand."""
+        displayed = analysis.displayed(max_side)
+        pictures = [self.film_image(film) for film in analysis.similar["ids"][:SHOWN]] if analysis.similar else []
+        return html_report(analysis, displayed.overlays(opacity, colormap, blend=blend), displayed.image(),
+                           self.identity, file_name, robustness=robustness, blend=blend, film_pictures=pictures)
+
+    def _ood(self, features, size: tuple[int, int], row: int = 0) -> dict:
+        """The out-of-distribution verdict: by the image's shape, and by the detector where there is one.
+        "available" says whether a detector scored it; "reason" why it is flagged ("shape", "detector")."""
+        verdict = {"available": False, "flagged": False, "reason": None, "warning": None}
+        if self.ood_detector is not None and features:
+            score = float(self.ood_detector.distance(features[0][row:row + 1].float().cpu().numpy())[0])
+            flagged = score > self.ood_detector.threshold
+            verdict.update(available=True, score=score, threshold=self.ood_detector.threshold, flagged=bool(flagged),
+                           reason="detector" if flagged else None,
+                           warning=OOD_WARNING.format(score=score, threshold=self.ood_detector.threshold)
+                           if flagged else None)
+        problem = shape_problem(size)
+        if problem:
+            verdict.update(flagged=True, reason="shape", warning=SHAPE_WARNING.format(problem=problem))
+        return verdict
+
+    def summary(self) -> str:
+        """A short Markdown model summary: base model, data, metrics and threshold, read from the model."""
+        card = self._card()
+        base = (card.data.base_model if card else None) or "unknown"
+        lines = [f"**Model:** `{self.source.name_or_path}` ({self.config.model_type}, "
+                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters), "
+                 f"fine-tuned from `{base}`, served on `{self.device}` (float32).",
+                 f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
+                 f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}"
+                 f"{self._probabilities_note()}."]
+        band = ReferralBand.of(self.config)
+        if band is not None:
+            lines.append(f"**Referral band:** between {percent(band.lower)} and {percent(band.upper)} the film is referred "
+                         f"to a person instead of decided (chosen on the carved validation split and its stressed "
+                         f"copies{_band_target(band)}).")
+        if card and card.data.datasets:
+            lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
+        results = self._results(card)
+        if results:
+            lines.append("**Measured:** " + "; ".join(results) + ".")
+        lines.append(f"**Maps:** {self._map_settings()}.")
+        return "  \n".join(lines)
+
+    def _probabilities_note(self) -> str:
+        calibration = Calibration.of(self.config)
+        if calibration is None:
+            return " (probabilities: the softmax, not calibrated)"
+        return (f" (probabilities: calibrated by Platt scaling on the carved validation split, "
+                f"sigmoid({calibration.scale:.3f} d + {calibration.bias:.3f}) of the logit difference d)")
+
+    def _map_settings(self) -> str:
+        layout = layout_of(self.model, input_size(self.processor))
+        verdicts = {standing.name: standing.verdict for standing in self.standings}
+        parts = []
+        for name, method in REGISTRY.items():
+            if layout.kind in method.architectures:
+                made = method.settings_text(layout, self.explanation_options)
+                parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
+        return "; ".join(parts)
+
+    def _films_data(self) -> str | None:
+        """The Hub data set the training films are in: the one indexed, else the card's first data set (an
+        index built from a local copy names only its folder)."""
+        data = self.similar_films.about.get("data") if self.similar_films else None
+        if data is None or "/" in data:
+            return data
+        card = self._card()
+        return card.data.datasets[0] if card and card.data.datasets else None
+
+    def _card(self) -> ModelCard | None:
+        # The card of the same revision as the weights, not whatever the main branch holds now.
+        local = model_file(self.source, "README.md")
+        return ModelCard.load(local) if local else None
+
+    @staticmethod
+    def _results(card) -> list[str]:
+        if not card or not card.data.eval_results:
+            return []
+        by_split: dict[str, list[str]] = {}
+        for result in card.data.eval_results:
+            if result.metric_type in ("accuracy", "roc_auc"):
+                name = "accuracy" if result.metric_type == "accuracy" else "ROC-AUC"
+                by_split.setdefault(result.dataset_split, []).append(f"{name} {result.metric_value:.3f}")
+        return [f"{split.replace('_', ' ')}: {', '.join(values)}" for split, values in by_split.items()]
+
+
+def _band_target(band: ReferralBand) -> str:
+    if band.target_error is None or band.confidence is None:
+        return ""
+    return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
+            f"{100 * band.confidence:.0f} % confidence")
+
+
+def record_json(analysis: Analysis) -> str:
+    return json.dumps(analysis.record(), indent=2)
+
+
+__all__ = ["Analysis", "DisplayedMaps", "ModelInput", "PneumoLensService", "display_size",
+           "record_json"]

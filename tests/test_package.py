@@ -1,0 +1,54 @@
+"""The package as `pip install .` installs it: a wheel built from the tree holds every module, and the
+commands answer from a fresh virtual environment, away from the checkout."""
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow]
+
+SCRIPTS = ("app", "explain", "train_hf", "evaluate_hf", "deploy_space")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    dist = tmp_path_factory.mktemp("dist")
+    # Offline: the build uses the installed setuptools rather than fetching one.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(dist)], check=True, capture_output=True)
+    return next(dist.glob("pneumolens-*.whl"))
+
+
+def test_the_wheel_holds_every_module_of_the_tree_and_the_files_the_package_reads(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {path.relative_to(REPO).as_posix() for path in (REPO / "pneumolens").rglob("*.py")
+               if "__pycache__" not in path.parts}
+    assert {"pneumolens/commands/explain_maps.py", "pneumolens/explain/explainer.py"} <= modules
+    assert not modules - names, sorted(modules - names)
+    assert {f"{script}.py" for script in SCRIPTS} <= names
+    # What the package opens at run time: the card template and the `evaluate` metric module.
+    assert {"pneumolens/model_card.md", "pneumolens/binary_metrics/binary_metrics.py"} <= names
+    template = zipfile.ZipFile(wheel).read("pneumolens/model_card.md")
+    assert template == (REPO / "model_card.md").read_bytes()  # the file itself, not the link
+
+
+def test_the_installed_commands_answer_help_from_a_fresh_environment(wheel, tmp_path):
+    # The environment sees the installed dependencies (no network here to fetch them) and the wheel alone
+    # for PneumoLens; the commands run from a folder that is not the checkout.
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "env")], check=True)
+    python = str(tmp_path / "env" / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
+                   capture_output=True)
+    where = subprocess.run([python, "-c", "import pneumolens, pneumolens.card as card, explain; "
+                            "print(pneumolens.__file__); print(card.TEMPLATE.is_file()); print(explain.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert all(str(tmp_path / "env") in path for path in (where[0], where[2])) and where[1] == "True", where
+    for command, words in ((["-m", "pneumolens", "--help"], "index-films"), (["-m", "explain", "--help"], "report"),
+                           (["-m", "pneumolens", "index-films", "--help"], "--dataset_name_or_dir")):
+        answer = subprocess.run([python, *command], cwd=tmp_path, capture_output=True, text=True,
+                                env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+        assert answer.returncode == 0 and "usage" in answer.stdout and words in answer.stdout, answer.stderr[-2000:]
