@@ -127,10 +127,7 @@ PAGE_CSS = """
   #similar-gallery .caption-label { font-size: 10px; padding: 1px 3px; }
 }
 """ + presentation.scale_css(COLORMAP, BLEND) + presentation.probability_css()
-DISCLAIMER = (
-    "**Not a medical device.** PneumoLens is a research and teaching demo. It has not been cleared or "
-    "validated for clinical use: do not use it to diagnose, treat or triage anyone."
-)
+DISCLAIMER = presentation.disclaimer_markdown()
 TITLE = "PneumoLens: explainable pneumonia detection on chest X-rays"
 
 

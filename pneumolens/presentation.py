@@ -12,9 +12,18 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from .explain import HOW_TO_READ, REGISTRY, TITLES
-from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP as COLORMAP, palette
+from .explain.overlay import COLORMAP, DEFAULT_BLEND, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
 RELATIVE = "relative to this image's strongest region"
+# Said once here, and shown by the page, the report and the Space card alike.
+NOT_A_MEDICAL_DEVICE = "Not a medical device."
+DISCLAIMER_DETAIL = ("PneumoLens is a research and teaching demo. It has not been cleared or validated for clinical "
+                     "use: do not use it to diagnose, treat or triage anyone.")
+DISCLAIMER = f"{NOT_A_MEDICAL_DEVICE} {DISCLAIMER_DETAIL}"
+
+
+def disclaimer_markdown() -> str:
+    return f"**{NOT_A_MEDICAL_DEVICE}** {DISCLAIMER_DETAIL}"
 
 
 def percent(probability: float) -> str:

@@ -21,13 +21,11 @@ from PIL import Image
 from .explain import HOW_TO_READ, METHODS, TITLES
 from .explain.overlay import DEFAULT_BLEND
 from .presentation import (
-    EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
+    DISCLAIMER, EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
     relative_note, scale_css, scale_html, similar_caption, similar_sentence,
 )
 from .similar import SHOWN
 
-DISCLAIMER = ("Not a medical device. PneumoLens is a research and teaching demo. It has not been cleared or "
-              "validated for clinical use: do not use it to diagnose, treat or triage anyone.")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from PIL import Image
 
-from .decision import ReferralBand
+from .decision import NOT_A_RADIOGRAPH, ReferralBand
 from .presentation import percent
 from .stress import STRESS_SUITE, StressChange
 
@@ -180,4 +180,4 @@ def check_image(image: Image.Image, probability: float, predict: Callable[[list[
 
 def withheld_check(warning: str, probability: float, threshold: float, positive_label: str) -> RobustnessCheck:
     """The answer for an image that is not a chest radiograph: it has no decision to check."""
-    return RobustnessCheck("not a chest radiograph", probability, threshold, positive_label, withheld=warning)
+    return RobustnessCheck(NOT_A_RADIOGRAPH, probability, threshold, positive_label, withheld=warning)

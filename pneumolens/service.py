@@ -20,7 +20,7 @@ from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
 from .explain.geometry import scaled_box, to_original
-from .explain.overlay import DEFAULT_BLEND, DEFAULT_COLORMAP, overlay
+from .explain.overlay import DEFAULT_BLEND, COLORMAP, overlay
 from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
 from .device import serving_device
 from .images import describe_file, load_image
@@ -159,7 +159,7 @@ class DisplayedMaps:
         return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
                 for method, data in self.input_maps_png.items() if methods is None or method in methods}
 
-    def overlays(self, opacity: float, colormap: str = DEFAULT_COLORMAP, methods=None,
+    def overlays(self, opacity: float, colormap: str = COLORMAP, methods=None,
                  blend: str = DEFAULT_BLEND) -> dict:
         """Each map (or each of `methods`) over the displayed image."""
         base = self.image()
@@ -301,7 +301,7 @@ class PneumoLensService:
         return ModelIdentity(name, revision, self.config.model_type)
 
     def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
-               colormap: str = DEFAULT_COLORMAP, robustness: RobustnessCheck | None = None,
+               colormap: str = COLORMAP, robustness: RobustnessCheck | None = None,
                blend: str = DEFAULT_BLEND) -> str:
         """The self-contained HTML report of `analysis` (see `report.html_report`), with the `robustness`
         check where it was made and the similar training films' pictures where they are at hand."""

@@ -19,6 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from .errors import PneumoLensError
 from .hub import PUBLISHED_FILES
 from .modeling import BUNDLED_MODEL
+from .presentation import disclaimer_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,7 @@ def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) ->
             "probabilities with attention rollout, gradient saliency, Grad-CAM and transformer attribution maps, "
             f"each with its measured faithfulness verdict. Serves {served}"
             f"{', on ZeroGPU (the model calls run under `spaces.GPU`)' if zero_gpu else ''}.\n\n"
-            "> **Not a medical device.** A research and teaching demo; never use it to diagnose, treat or triage "
-            "anyone.\n\nAPI: `gradio_client.Client(\"<this space>\").predict(handle_file(\"xray.jpeg\"), "
+            f"> {disclaimer_markdown()}\n\nAPI: `gradio_client.Client(\"<this space>\").predict(handle_file(\"xray.jpeg\"), "
             "api_name=\"/predict\")`. AI agents: the MCP server at `/gradio_api/mcp/` (tools `predict`, `explain`, "
             "`faithfulness_curves`).\n")
     return f"---\n{data.to_yaml()}\n---\n\n{body}"

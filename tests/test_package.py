@@ -1,6 +1,7 @@
 """The package as `pip install .` installs it: a wheel built from the tree holds every module, and the
 commands answer from a fresh virtual environment, away from the checkout."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +18,13 @@ SCRIPTS = ("app", "explain", "train_hf", "evaluate_hf", "deploy_space")
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
-    # Offline: the build uses the installed setuptools rather than fetching one.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    # Built from a copy of the sources: setuptools writes build/ beside them. Offline: with the installed
+    # setuptools rather than a fetched one.
+    source = tmp_path_factory.mktemp("source") / "pneumolens"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "models", "docs", "examples", "tests", "benchmarks", "tools", "build", "*.egg-info", "__pycache__",
+        "outputs", ".gradio"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(dist)], check=True, capture_output=True)
     return next(dist.glob("pneumolens-*.whl"))
 

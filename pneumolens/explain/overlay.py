@@ -10,7 +10,7 @@ from PIL import Image
 
 # Perceptually uniform (equal steps of the map look like equal steps of colour) and readable with the
 # common colour-vision deficiencies and in grey, unlike jet (kept as an option: --colormap jet).
-DEFAULT_COLORMAP = "viridis"
+COLORMAP = "viridis"
 # How a map covers the film. "value": each pixel's opacity follows the map's value, from clear where the map
 # is zero to `opacity` at its strongest point, so the film shows through wherever the map says little (a
 # uniform blend laid the low end's dark purple over the whole radiograph). "even": that uniform blend, kept
@@ -23,7 +23,7 @@ DEFAULT_OPACITY = 0.6
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = DEFAULT_OPACITY,
-            colormap: str = DEFAULT_COLORMAP, blend: str = DEFAULT_BLEND) -> Image.Image:
+            colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> Image.Image:
     """Draw a colormapped (height, width) map in [0, 1] (or 8-bit levels, uint8) over `image` (same size),
     its opacity following its value up to `opacity` (or, with blend="even", `opacity` everywhere).
 
