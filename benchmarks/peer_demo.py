@@ -1,0 +1,118 @@
+"""Our `/explain` against a typical explainable chest X-ray demo serving the same model, side by side.
+
+    python benchmarks/peer_demo.py [--rounds 10]
+
+The peer is what such demos usually are: a `gr.Interface` whose function runs the model once for the
+`gr.Label` probabilities and once more inside pytorch-grad-cam's `GradCAM` (a forward and a backward
+pass), and answers one `gr.Image` of the Grad-CAM overlay at most 1024 px wide. Ours answers the decision,
+the probabilities, four maps with their verdicts, the out-of-distribution check, the similar training
+films and the record. Both serve the bundled model in this process; each request comes from a fresh
+`gradio_client.Client`, interleaved on the four examples (each demo first half the time). Prints the p50
+of each and their ratio. Take the figures when nothing else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model_and_processor  # noqa: E402
+
+PEER_MAX_WIDTH = 1024
+
+
+def peer_demo(model_dir: str):
+    """The one-map demo: probabilities and a Grad-CAM overlay, the way a typical Space computes them."""
+    import gradio as gr
+    from PIL import Image
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, processor = load_model_and_processor(ModelSource(model_dir), attention="eager")
+    model.eval()
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return self.model(pixel_values=pixel_values).logits
+
+    def tokens_to_grid(tokens):
+        patches = tokens[:, 1:, :]
+        side = int(patches.shape[1] ** 0.5)
+        return patches.reshape(patches.shape[0], side, side, -1).permute(0, 3, 1, 2)
+
+    wrapped = Logits()
+    layer = model.dinov2.encoder.layer[-1].norm1
+
+    def explain(image: Image.Image):
+        image = image.convert("RGB")
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            probabilities = torch.softmax(wrapped(pixels)[0], dim=-1).tolist()
+        predicted = int(np.argmax(probabilities))
+        with GradCAM(model=wrapped, target_layers=[layer], reshape_transform=tokens_to_grid) as cam:
+            heatmap = cam(input_tensor=pixels, targets=[ClassifierOutputTarget(predicted)])[0]
+        if image.width > PEER_MAX_WIDTH:
+            image = image.resize((PEER_MAX_WIDTH, round(image.height * PEER_MAX_WIDTH / image.width)))
+        shown = np.asarray(image, dtype=np.float32) / 255
+        resized = np.asarray(Image.fromarray(heatmap).resize(image.size, Image.BILINEAR))
+        return dict(zip(labels, probabilities)), show_cam_on_image(shown, resized, use_rgb=True)
+
+    return gr.Interface(explain, gr.Image(type="pil"), [gr.Label(), gr.Image()], api_name="predict")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", default=str(BUNDLED_MODEL))
+    parser.add_argument("--rounds", type=int, default=10, help="Requests per example and demo, after one warm round.")
+    args = parser.parse_args()
+    from gradio_client import Client, handle_file
+
+    import app
+    from pneumolens.service import PneumoLensService
+
+    ours = app.build_demo(PneumoLensService(ModelSource(args.model_name_or_path)))
+    peer = peer_demo(args.model_name_or_path)
+    urls = {}
+    for name, demo in (("ours", ours), ("peer", peer)):
+        _, urls[name], _ = demo.launch(prevent_thread_lock=True, quiet=True,
+                                       **{**app.launch_options(), "mcp_server": False})
+    calls = {"ours": lambda url, example: Client(url, verbose=False).predict(
+                 handle_file(example), "predicted class", 0.6, api_name="/explain"),
+             "peer": lambda url, example: Client(url, verbose=False).predict(handle_file(example), api_name="/predict")}
+    timings = {name: [] for name in urls}
+    examples = sorted(str(path) for path in (REPO / "examples").glob("*.jpeg"))
+    try:
+        for round_number in range(args.rounds + 1):  # the first round warms both
+            for example in examples:
+                for name in list(urls)[::1 if round_number % 2 else -1]:
+                    started = time.perf_counter()
+                    calls[name](urls[name], example)
+                    if round_number:
+                        timings[name].append(time.perf_counter() - started)
+    finally:
+        ours.close()
+        peer.close()
+    p50 = {name: statistics.median(values) for name, values in timings.items()}
+    print(f"p50 of {len(timings['ours'])} each, interleaved: our /explain {p50['ours'] * 1000:.1f} ms, "
+          f"the one-map peer {p50['peer'] * 1000:.1f} ms, ratio {p50['ours'] / p50['peer']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
