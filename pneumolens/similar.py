@@ -245,9 +245,10 @@ def index_training_films(model, processor, films, carved, model_dir: str | Path,
                                {"data": data, "split": "train", "features": "the classifier head's input"})
     position = {film: row for row, film in enumerate(ids)}
     patient_of = {film: patient_id(film.rsplit("/", 1)[-1]) for film in ids}
-    queries = [film for film in film_ids(carved) if film in position]
-    quality = retrieval_quality(index, vectors[[position[film] for film in queries]],
-                                [film.split("/")[0] for film in queries], [patient_of[film] for film in queries],
+    carved_names = carved.features["label"].names
+    queries = [(film, carved_names[label]) for film, label in zip(film_ids(carved), carved["label"]) if film in position]
+    quality = retrieval_quality(index, vectors[[position[film] for film, _ in queries]],
+                                [label for _, label in queries], [patient_of[film] for film, _ in queries],
                                 patient_of) if queries else {}
     model_dir = Path(model_dir)
     saved = index.save(model_dir)
