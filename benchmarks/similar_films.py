@@ -118,20 +118,20 @@ def wrong_answers(service: PneumoLensService, data: str) -> dict:
     model's decision and the truth."""
     from pneumolens.cli import SEED, VALIDATION_FRACTION
     from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, patient_id, split_by_patient
-    from pneumolens.similar import NEAREST, film_ids, vote
+    from pneumolens.similar import film_ids, nearest_of_other_patients, vote
 
     index = service.similar_films
     films = drop_unreadable(load_image_dataset(data)["train"], "train")
     _, carved = split_by_patient(films, VALIDATION_FRACTION, SEED)
     stored = index.films.get_index("films").faiss_index
     position = {film: row for row, film in enumerate(index.films["id"])}
-    ids = film_ids(carved)
+    ids, names = film_ids(carved), carved.features["label"].names
     patient_of = {film: patient_id(film.rsplit("/", 1)[-1]) for film in position}
-    found = index.search_many(np.stack([stored.reconstruct(position[film]) for film in ids]), NEAREST + 60)
+    found = nearest_of_other_patients(index, np.stack([stored.reconstruct(position[film]) for film in ids]),
+                                      [patient_of[film] for film in ids], patient_of)
     rows = []
-    for film, hits, result in zip(ids, found, service.predict_many(image_sources(carved))):
-        others = [hit for hit in hits if patient_of[hit.id] != patient_of[film]][:NEAREST]
-        rows.append((film.split("/")[0], result["decision"], vote(others), result["refer"]))
+    for others, label, result in zip(found, carved["label"], service.predict_many(image_sources(carved))):
+        rows.append((names[label], result["decision"], vote(others), result["refer"]))
     wrong = [row for row in rows if row[1] != row[0]]
     return {"films": len(rows), "vote_right": sum(row[2] == row[0] for row in rows),
             "vote_sides_with_model": sum(row[2] == row[1] for row in rows), "model_wrong": len(wrong),

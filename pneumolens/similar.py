@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .distributed import map_in_order, process_state
 from .errors import PneumoLensError
 from .modeling import ModelSource, attention_kernel, model_file
 from .preprocessing import pixel_values
@@ -79,30 +80,13 @@ def film_vectors(model, processor, images: list, batch_size: int = 32) -> np.nda
     return normalised(torch.cat(taken).cpu().numpy())
 
 
-def vectors_across_processes(model, processor, images: list, state=None, batch_size: int = 32) -> np.ndarray:
-    """`film_vectors` of all `images`, each process of an `accelerate launch` computing its share; every
-    process gets the whole (N, D) array back. Alone, the one process computes them all."""
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    state = state or PartialState()
-    with state.split_between_processes(list(range(len(images)))) as positions:
-        part = (positions, film_vectors(model, processor, [images[i] for i in positions], batch_size))
-    parts = gather_object([part]) if state.num_processes > 1 else [part]
-    return merged_parts(parts, len(images))
-
-
-def merged_parts(parts: list[tuple[list[int], np.ndarray]], count: int) -> np.ndarray:
-    """The processes' (positions, vectors) put back in the images' order."""
-    width = next(vectors.shape[1] for _, vectors in parts if len(vectors))
-    merged = np.zeros((count, width), dtype=np.float32)
-    done = np.zeros(count, dtype=bool)
-    for positions, vectors in parts:
-        merged[positions] = vectors
-        done[positions] = True
-    if not done.all():
-        raise PneumoLensError(f"{int((~done).sum())} of {count} films got no features from any process.")
-    return merged
+def vectors_across_processes(model, processor, images: list, batch_size: int = 32) -> np.ndarray:
+    """`film_vectors` of all `images`, each process of an `accelerate launch` computing its share
+    (`distributed.map_in_order`); every process gets the whole (N, D) array back. Alone, the one process
+    computes them all."""
+    rows = map_in_order(lambda indices: list(film_vectors(model, processor, [images[i] for i in indices], batch_size)),
+                        len(images), process_state())
+    return np.stack(rows)
 
 
 @dataclass(frozen=True)
@@ -138,7 +122,7 @@ class SimilarFilms:
         model_dir = Path(model_dir)
         self.films.save_faiss_index(INDEX_NAME, str(model_dir / INDEX_FILE))
         (model_dir / FILMS_FILE).write_text(json.dumps(
-            {**self.about, "ids": list(self.films["id"]), "labels": list(self.films["label"])}) + "\n")
+            {**self.about, "ids": self._ids, "labels": self._labels}) + "\n")
         return [model_dir / INDEX_FILE, model_dir / FILMS_FILE]
 
     @classmethod
@@ -194,16 +178,23 @@ def vote(neighbours: list[Neighbour]) -> str:
     return weight.most_common(1)[0][0]
 
 
+def nearest_of_other_patients(index: SimilarFilms, vectors: np.ndarray, patients: list[str],
+                              patient_of: dict[str, str]) -> list[list[Neighbour]]:
+    """For each query vector, its NEAREST nearest films of other patients: the query's own patient's films
+    (`patient_of` film id -> patient) are skipped, so the search reaches as far past NEAREST as one patient
+    has films."""
+    reach = NEAREST + max(Counter(patient_of.values()).values(), default=0)
+    return [[film for film in found if patient_of.get(film.id) != patient][:NEAREST]
+            for found, patient in zip(index.search_many(vectors, reach), patients)]
+
+
 def retrieval_quality(index: SimilarFilms, vectors: np.ndarray, labels: list[str], patients: list[str],
                       patient_of: dict[str, str]) -> dict:
     """How well the nearest films share a query film's true class, each query searched against the films
     of other patients only (its own and its patient's other films are skipped): precision@5 (the share of
     the 5 nearest with the query's label, averaged) and the accuracy of the vote of the NEAREST nearest."""
-    per_patient = Counter(patient_of.values())
-    reach = NEAREST + max(per_patient.values(), default=0)
     precision, votes = [], []
-    for found, label, patient in zip(index.search_many(vectors, reach), labels, patients):
-        others = [film for film in found if patient_of.get(film.id) != patient][:NEAREST]
+    for others, label in zip(nearest_of_other_patients(index, vectors, patients, patient_of), labels):
         precision.append(np.mean([film.label == label for film in others[:PRECISION_AT]]))
         votes.append(vote(others) == label)
     return {"films_searched": len(labels), "films_indexed": len(index), "nearest": NEAREST,
@@ -216,8 +207,9 @@ def film_ids(dataset) -> list[str]:
     from .data import image_name
 
     names = dataset.features["label"].names
-    return [f"{names[label]}/{image_name(image)}" if image_name(image) else f"row-{row}"
-            for row, (image, label) in enumerate(zip(dataset.with_format(None)["image"], dataset["label"]))]
+    files = [image_name(image) for image in dataset.with_format(None)["image"]]
+    return [f"{names[label]}/{file}" if file else f"row-{row}"
+            for row, (file, label) in enumerate(zip(files, dataset["label"]))]
 
 
 def index_training_films(model, processor, films, carved, model_dir: str | Path, data: str,
@@ -228,15 +220,12 @@ def index_training_films(model, processor, films, carved, model_dir: str | Path,
     the features are computed across the processes and the main process saves; the others return None.
     `across_processes=False`: this process alone computes them (train_hf.py's main process, after the
     others have ended)."""
-    from accelerate import PartialState
-
     from .card import set_card_section
     from .data import image_sources, patient_id
 
     if across_processes:
-        state = PartialState()
-        vectors = vectors_across_processes(model, processor, image_sources(films), state, batch_size)
-        if not state.is_main_process:
+        vectors = vectors_across_processes(model, processor, image_sources(films), batch_size)
+        if not process_state().is_main_process:
             return None
     else:
         vectors = film_vectors(model, processor, image_sources(films), batch_size)

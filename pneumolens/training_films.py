@@ -62,8 +62,10 @@ class HubFilms:
         row = self._rows.get(film_id)
         if row is None and film_id.startswith("row-"):
             row = int(film_id[4:])
-        return None if row is None else thumbnail(load_image(self._films[row]["image"]["bytes"]
-                                                             or self._films[row]["image"]["path"]))
+        if row is None:
+            return None
+        image = self._films[row]["image"]
+        return thumbnail(load_image(image["bytes"] or image["path"]))
 
     def _load(self) -> None:
         from .data import load_image_dataset

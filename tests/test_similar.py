@@ -6,11 +6,9 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from accelerate import PartialState
 from PIL import Image
 
 from pneumolens.commands import main as pneumolens_main
@@ -20,8 +18,7 @@ from pneumolens.explain.overlay import overlay
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model_and_processor
 from pneumolens.service import PneumoLensService
 from pneumolens.similar import (
-    FILMS_FILE, INDEX_FILE, NEAREST, Neighbour, SimilarFilms, film_vectors, merged_parts, retrieval_quality,
-    similar_record, vote,
+    FILMS_FILE, INDEX_FILE, NEAREST, Neighbour, SimilarFilms, film_vectors, retrieval_quality, similar_record, vote,
 )
 from pneumolens.training_films import NOT_AT_HAND, FolderFilms, training_films
 from tests.conftest import REPO, SHARED_DATA, run_main
@@ -76,20 +73,19 @@ def test_the_vote_and_retrieval_skip_the_query_patients_own_films(tmp_path):
     assert record["counts"] == {"NORMAL": 2, "PNEUMONIA": 1} and record["ids"][0] == ids[0]
 
 
-def test_features_computed_in_two_shards_equal_those_of_one_process(tiny_trained_dirs, real_images):
+def test_features_computed_in_two_shards_equal_those_of_one_process(tiny_trained_dirs, real_images, monkeypatch):
+    import pneumolens.similar as similar
+    from tests.test_evaluate import run_as_processes
+
     model, processor = load_model_and_processor(ModelSource(str(tiny_trained_dirs["dinov2"])), attention="sdpa")
     images = [*real_images["NORMAL"][:3], *real_images["PNEUMONIA"][:2]]
     whole = film_vectors(model, processor, images)
-    parts = []
-    for process in range(2):  # what each of two `accelerate launch` processes computes
-        state = SimpleNamespace(num_processes=2, process_index=process, device="cpu")
-        with PartialState.split_between_processes(state, list(range(len(images)))) as positions:
-            parts.append((positions, film_vectors(model, processor, [images[i] for i in positions])))
-    assert [len(positions) for positions, _ in parts] == [3, 2]
-    np.testing.assert_allclose(merged_parts(parts, len(images)), whole, atol=1e-5)
+    answers = []  # what each of two `accelerate launch` processes gets back, the main one last
+    run_as_processes(monkeypatch, 2, lambda: answers.append(similar.vectors_across_processes(model, processor, images)),
+                     similar)
+    assert len(answers[0]) == 2  # the other process computed every second film
+    np.testing.assert_allclose(answers[-1], whole, atol=1e-5)
     assert np.linalg.norm(whole, axis=1) == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(PneumoLensError, match="1 of 5 films got no features"):
-        merged_parts(parts[:1] + [(parts[1][0][:1], parts[1][1][:1])], len(images))
 
 
 @pytest.fixture(scope="module")

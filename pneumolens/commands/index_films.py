@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import cli
 from ..data import drop_unreadable, is_local, load_image_dataset, split_by_patient
+from ..distributed import process_state
 from ..modeling import ModelSource, load_model_and_processor
 from ..similar import index_training_films
 from .calibrate import local_model_dir
@@ -23,6 +24,7 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     model_dir = local_model_dir(args.model_name_or_path)
     model, processor = load_model_and_processor(ModelSource(str(model_dir)), attention="sdpa")
+    model = model.to(process_state().device)  # under `accelerate launch`, each process on its own device
     films = drop_unreadable(load_image_dataset(args.dataset_name_or_dir)["train"], "train")
     _, carved = split_by_patient(films, args.validation_fraction, args.seed)  # as train_hf.py carves it
     # A local folder is named, never the path to it: the card may be published.
