@@ -11,6 +11,7 @@ The inputs are built here, small on disk; the bombs are those the tests use (tes
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import time
@@ -59,14 +60,14 @@ def main() -> None:
             started = time.perf_counter()
             try:
                 result = Client(server.url, verbose=False).predict(handle_file(str(path)), api_name="/predict")
-                answer = f"label {result['label']}"
+                answer = f"decision {json.loads(result)['decision']}"
             except Exception as error:  # the refusal is the answer we want to see
                 answer = f"refused: {str(error).splitlines()[0][:90]}"
             elapsed = time.perf_counter() - started
             growth = (server.peak_rss() - base) / MB
             print(f"{name:42s} {len(payload) / MB:7.2f}MB {growth:13.1f} MB {elapsed:6.1f}s  {answer}")
         result = Client(server.url, verbose=False).predict(handle_file(example), api_name="/predict")
-        print(f"afterwards, a radiograph: label {result['label']} (the server kept serving)")
+        print(f"afterwards, a radiograph: decision {json.loads(result)['decision']} (the server kept serving)")
 
 
 if __name__ == "__main__":

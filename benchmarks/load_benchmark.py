@@ -33,7 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 import app  # noqa: E402
 from pneumolens import cli  # noqa: E402
 from pneumolens.modeling import ModelSource, default_model_source  # noqa: E402
+from pneumolens.explain.overlay import DEFAULT_OPACITY  # noqa: E402
 from pneumolens.service import PneumoLensService  # noqa: E402
+from pneumolens.serving.settings import ServingSettings  # noqa: E402
+
+SETTINGS = ServingSettings()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -44,9 +48,9 @@ def percentile(values: list[float], share: float) -> float:
 class Served:
     """The app around `service`, launched on loopback for the duration of a `with` block."""
 
-    def __init__(self, service: PneumoLensService, predict_batch_size: int = app.PREDICT_BATCH_SIZE):
+    def __init__(self, service: PneumoLensService, predict_batch_size: int = SETTINGS.predict_batch_size):
         # Every benchmark client is a session of its own, all from 127.0.0.1, within the address's limit.
-        self.demo = app.build_demo(service, predict_batch_size=predict_batch_size)
+        self.demo = app.build_demo(service, settings=ServingSettings(predict_batch_size=predict_batch_size))
 
     def __enter__(self) -> str:
         from gradio_client import Client, handle_file
@@ -71,7 +75,7 @@ def load(url: str, endpoint: str, clients: int, requests: int) -> dict:
     def client_loop(index: int) -> None:
         for request in range(requests):
             example = handle_file(app.EXAMPLES[(index + request) % len(app.EXAMPLES)])
-            inputs = (example,) if endpoint == "/predict" else (example, "predicted class", 0.45)
+            inputs = (example,) if endpoint == "/predict" else (example, "predicted class")
             begin = time.perf_counter()
             try:
                 connected[index].predict(*inputs, api_name=endpoint)
@@ -114,17 +118,17 @@ def compare_batching(service: PneumoLensService, clients: int, requests: int) ->
 
     service.predict_inputs = recording
     results = {}
-    for size in (1, app.PREDICT_BATCH_SIZE):
+    for size in (1, SETTINGS.predict_batch_size):
         batch_sizes.clear()
         with Served(service, size) as url:
             batch_sizes.clear()  # not the warm-up
             results[size] = load(url, "/predict", clients, requests)
         print(describe(results[size], f"/predict, batches of at most {size}")
               + f"; forward passes {len(batch_sizes)}, mean batch {statistics.fmean(batch_sizes or [0]):.2f}")
-    unbatched, batched = results[1]["throughput"], results[app.PREDICT_BATCH_SIZE]["throughput"]
+    unbatched, batched = results[1]["throughput"], results[SETTINGS.predict_batch_size]["throughput"]
     print(f"batched / unbatched throughput: {batched / unbatched:.2f}")
     service.predict_inputs = run_batch
-    print(batching_ceiling(service, app.PREDICT_BATCH_SIZE, rounds=requests, unbatched_throughput=unbatched))
+    print(batching_ceiling(service, SETTINGS.predict_batch_size, rounds=requests, unbatched_throughput=unbatched))
 
 
 def batching_ceiling(service: PneumoLensService, batch_size: int, rounds: int, unbatched_throughput: float) -> str:
@@ -170,7 +174,7 @@ def explain_overhead(service: PneumoLensService, requests: int) -> None:
 
     example = app.EXAMPLES[0]
     times: dict[str, list[float]] = {"model": [], "in-process": [], "own process": []}
-    inputs = (handle_file(example), "predicted class", 0.45)
+    inputs = (handle_file(example), "predicted class")
     with Served(service) as url, tempfile.TemporaryDirectory() as temp, \
             ServedApp(Path(temp) / "gradio", env={"MODEL_ID": service.source.name_or_path}) as server:
         clients = {"in-process": Client(url, verbose=False), "own process": Client(server.url, verbose=False)}
@@ -196,7 +200,7 @@ def explain_against_floor(service: PneumoLensService, requests: int) -> None:
     """Single-client /explain from `python3 app.py` in its own process, a fresh client (and session) each
     time, against one eager forward and backward pass of the model on the same image, interleaved; then
     where the rest goes, each part timed in this process: decoding and preprocessing, the fused pass with
-    its maps and the out-of-distribution features, the display-size overlays, their JPEG encoding, and the
+    its maps and the out-of-distribution features, the API-size overlays, their encoding, and the
     remainder (Gradio, the upload and the download)."""
     import io
     import tempfile
@@ -218,13 +222,13 @@ def explain_against_floor(service: PneumoLensService, requests: int) -> None:
 
     def encode(overlays):
         for image in overlays.values():
-            image.save(io.BytesIO(), format="JPEG")
+            image.save(io.BytesIO(), format=SETTINGS.api_map_format.upper())
 
     parts = {"floor: forward + backward": [], "/explain, fresh client": [], "decode + preprocess": [],
-             "analysis (fused pass, maps, OOD)": [], "overlays at display size": [], "JPEG encoding": []}
+             "analysis (fused pass, maps, OOD)": [], "overlays at API size": [], "image encoding": []}
     with tempfile.TemporaryDirectory() as temp, \
             ServedApp(Path(temp) / "gradio", env={"MODEL_ID": service.source.name_or_path}) as server:
-        inputs = (handle_file(example), "predicted class", 0.45)
+        inputs = (handle_file(example), "predicted class")
         Client(server.url, verbose=False).predict(*inputs, api_name="/explain")  # warm-up
         forward_backward()
         for _ in range(requests):
@@ -237,11 +241,11 @@ def explain_against_floor(service: PneumoLensService, requests: int) -> None:
             analysis = service.analyse(example)
             parts["analysis (fused pass, maps, OOD)"].append(time.perf_counter() - begin)
             begin = time.perf_counter()
-            overlays = analysis.displayed(app.DISPLAY_MAX_SIDE).overlays(0.45, app.COLORMAP)
-            parts["overlays at display size"].append(time.perf_counter() - begin)
+            overlays = analysis.displayed(SETTINGS.api_map_max_side).overlays(DEFAULT_OPACITY, SETTINGS.colormap)
+            parts["overlays at API size"].append(time.perf_counter() - begin)
             begin = time.perf_counter()
             encode(overlays)
-            parts["JPEG encoding"].append(time.perf_counter() - begin)
+            parts["image encoding"].append(time.perf_counter() - begin)
             begin = time.perf_counter()
             Client(server.url, verbose=False).predict(*inputs, api_name="/explain")
             parts["/explain, fresh client"].append(time.perf_counter() - begin)
@@ -250,8 +254,8 @@ def explain_against_floor(service: PneumoLensService, requests: int) -> None:
     print(f"{Path(example).name}, {requests} rounds interleaved, p50 of each:")
     for name, value in p50.items():
         print(f"  {name:<34} {value:.3f} s  ({value / floor:.2f}x the floor)")
-    accounted = sum(p50[name] for name in ("analysis (fused pass, maps, OOD)", "overlays at display size",
-                                           "JPEG encoding"))
+    accounted = sum(p50[name] for name in ("analysis (fused pass, maps, OOD)", "overlays at API size",
+                                           "image encoding"))
     print(f"  {'rest: Gradio, upload, download':<34} {served - accounted:.3f} s")
     print(f"/explain / floor = {served / floor:.2f}")
 

@@ -1,14 +1,17 @@
 """Our `/explain` against a typical explainable chest X-ray demo serving the same model, side by side.
 
     python benchmarks/peer_demo.py [--rounds 10]
+    python benchmarks/peer_demo.py --serve     # the peer alone, on GRADIO_SERVER_PORT
 
 The peer is what such demos usually are: a `gr.Interface` whose function runs the model once for the
 `gr.Label` probabilities and once more inside pytorch-grad-cam's `GradCAM` (a forward and a backward
 pass), and answers one `gr.Image` of the Grad-CAM overlay at most 1024 px wide. Ours answers the decision,
 the probabilities, four maps with their verdicts, the out-of-distribution check, the similar training
-films and the record. Both serve the bundled model in this process; each request comes from a fresh
+films and the record, each file named in the record. Each serves the bundled model in a process of its
+own (`python3 app.py`, and this script with --serve); each request comes from a fresh
 `gradio_client.Client`, interleaved on the four examples (each demo first half the time). Prints the p50
-of each and their ratio. Take the figures when nothing else runs.
+of each, their ratio, and what each answer sends (files and their sizes). Take the figures when nothing
+else runs.
 """
 
 from __future__ import annotations
@@ -77,41 +80,54 @@ def peer_demo(model_dir: str):
     return gr.Interface(explain, gr.Image(type="pil"), [gr.Label(), gr.Image()], api_name="predict")
 
 
+def answer_files(answer) -> list[Path]:
+    """The files a gradio_client answer carries (downloaded beside each other by the client)."""
+    values = answer if isinstance(answer, tuple) else (answer,)
+    return [Path(value) for value in values if isinstance(value, str) and value.startswith("/") and Path(value).is_file()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", default=str(BUNDLED_MODEL))
     parser.add_argument("--rounds", type=int, default=10, help="Requests per example and demo, after one warm round.")
+    parser.add_argument("--serve", action="store_true", help="Serve the peer demo alone, then wait.")
     args = parser.parse_args()
+    if args.serve:
+        peer_demo(args.model_name_or_path).launch(server_name="127.0.0.1")
+        return
+    import tempfile
+
     from gradio_client import Client, handle_file
 
-    import app
-    from pneumolens.service import PneumoLensService
+    from benchmarks.served_app import ServedApp
 
-    ours = app.build_demo(PneumoLensService(ModelSource(args.model_name_or_path)))
-    peer = peer_demo(args.model_name_or_path)
-    urls = {}
-    for name, demo in (("ours", ours), ("peer", peer)):
-        _, urls[name], _ = demo.launch(prevent_thread_lock=True, quiet=True,
-                                       **{**app.launch_options(), "mcp_server": False})
     calls = {"ours": lambda url, example: Client(url, verbose=False).predict(
-                 handle_file(example), "predicted class", 0.6, api_name="/explain"),
+                 handle_file(example), "predicted class", api_name="/explain"),
              "peer": lambda url, example: Client(url, verbose=False).predict(handle_file(example), api_name="/predict")}
-    timings = {name: [] for name in urls}
+    timings, sent = {name: [] for name in calls}, {}
     examples = sorted(str(path) for path in (REPO / "examples").glob("*.jpeg"))
-    try:
+    environment = {"MODEL_ID": args.model_name_or_path, "GRADIO_MCP_SERVER": "false"}
+    with tempfile.TemporaryDirectory() as temp, \
+            ServedApp(Path(temp) / "ours", env=environment) as ours, \
+            ServedApp(Path(temp) / "peer", env=environment,
+                      command=("benchmarks/peer_demo.py", "--serve", "--model_name_or_path",
+                               args.model_name_or_path)) as peer:
+        urls = {"ours": ours.url, "peer": peer.url}
         for round_number in range(args.rounds + 1):  # the first round warms both
             for example in examples:
                 for name in list(urls)[::1 if round_number % 2 else -1]:
                     started = time.perf_counter()
-                    calls[name](urls[name], example)
+                    answer = calls[name](urls[name], example)
                     if round_number:
                         timings[name].append(time.perf_counter() - started)
-    finally:
-        ours.close()
-        peer.close()
+                    sent[name] = answer_files(answer)
     p50 = {name: statistics.median(values) for name, values in timings.items()}
-    print(f"p50 of {len(timings['ours'])} each, interleaved: our /explain {p50['ours'] * 1000:.1f} ms, "
-          f"the one-map peer {p50['peer'] * 1000:.1f} ms, ratio {p50['ours'] / p50['peer']:.3f}")
+    print(f"p50 of {len(timings['ours'])} each, interleaved, each demo in its own process: our /explain "
+          f"{p50['ours'] * 1000:.1f} ms, the one-map peer {p50['peer'] * 1000:.1f} ms, "
+          f"ratio {p50['ours'] / p50['peer']:.3f}")
+    for name, files in sent.items():
+        print(f"{name} sends {len(files)} files for the last example: "
+              + ", ".join(f"{file.name} {file.stat().st_size / 1024:.1f} KB" for file in files))
 
 
 if __name__ == "__main__":

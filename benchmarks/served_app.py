@@ -1,6 +1,6 @@
 """The app as a separate server process, for the benchmarks that measure its memory and disk.
 
-`ServedApp` starts `python3 app.py` on a free loopback port (the bundled model unless MODEL_ID is set in
+`ServedApp` starts `python3 app.py` (or another `command` that serves a Gradio app) on a free loopback port (the bundled model unless MODEL_ID is set in
 `env`; from `cwd`, the project by default), logs its output to TEMP_DIR.log,
 waits until it answers, and reads the server's resident memory from /proc: now, and the peak since the
 last `reset_peak()` (Linux: writing 5 to /proc/PID/clear_refs resets VmHWM).
@@ -31,7 +31,8 @@ def directory_bytes(path: Path) -> int:
 
 
 class ServedApp:
-    def __init__(self, temp_dir: Path, start_timeout_s: float = 180, env: dict | None = None, cwd: Path = REPO):
+    def __init__(self, temp_dir: Path, start_timeout_s: float = 180, env: dict | None = None, cwd: Path = REPO,
+                 command: tuple[str, ...] = ("app.py",)):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.temp_dir = temp_dir
@@ -39,7 +40,7 @@ class ServedApp:
                "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
         self.log = temp_dir.with_name(temp_dir.name + ".log")  # beside, so temp_bytes counts uploads only
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "app.py"], cwd=cwd, env=env,
+            self.process = subprocess.Popen([sys.executable, *command], cwd=cwd, env=env,
                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + start_timeout_s
         while time.time() < deadline:

@@ -103,8 +103,7 @@ def explain_endpoint(model: str, examples: list[str], rounds: int) -> dict[str, 
             for example in examples:
                 for name, url in list(urls.items())[::1 if round_number % 2 else -1]:
                     started = time.perf_counter()
-                    Client(url, verbose=False).predict(handle_file(example), "predicted class", 0.6,
-                                                       api_name="/explain")
+                    Client(url, verbose=False).predict(handle_file(example), "predicted class", api_name="/explain")
                     if round_number:
                         timings[name].append(time.perf_counter() - started)
     finally:

@@ -42,8 +42,7 @@ def main() -> None:
         started = time.time()
         half = args.sessions // 2
         for session in range(args.sessions):
-            Client(server.url, verbose=False).predict(handle_file(args.image), "predicted class", 0.45,
-                                                      api_name="/explain")
+            Client(server.url, verbose=False).predict(handle_file(args.image), "predicted class", api_name="/explain")
             if session + 1 == half:
                 time.sleep(1)  # the app hands freed memory back shortly after a request (memory.DELAY_S)
                 rss_half = server.rss()

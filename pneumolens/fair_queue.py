@@ -18,8 +18,8 @@ in the page's JS client), so the app refuses with its own state instead: "error"
 whose client shows the server's detail, and "validator_error" (HTTP 422, in the validation format) for
 gradio_client and MCP, which raise it as a `ValidationError` carrying the text.
 
-`install` wraps the one method every queued request passes before it takes a place, `Queue.push`, and
-checks at start-up that what it reads of Gradio's queue is there (`REQUIRED`), failing loudly otherwise.
+This module is the policy; `pneumolens.serving.gradio_internals` applies it where every queued request
+passes before it takes a place (Gradio's `Queue.push`), after checking at start-up that it is there.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from dataclasses import dataclass
 PER_SESSION = 4
 PER_ADDRESS = 48
 QUEUE_SIZE = 64
-# What `install` reads of Gradio's queue (gradio 6.31): the push it wraps, and where waiting events live.
-REQUIRED = ("push", "event_queue_per_concurrency_id")
 PROGRAMS = ("api", "mcp")  # x-gradio-user of gradio_client's and Gradio's MCP layer's requests
 
 
@@ -83,35 +81,3 @@ def refusal(new: Requester, waiting: list[Requester], limits: QueueLimits) -> st
     if len(waiting) >= limits.queue_size:
         return f"The server is busy with {len(waiting)} waiting analyses; please try again in a minute."
     return None
-
-
-def check_queue(queue) -> None:
-    """Fail at start-up, naming what is missing, if the running Gradio's queue lacks what `install` reads."""
-    missing = [name for name in REQUIRED if not hasattr(queue, name)]
-    if missing:
-        import gradio
-
-        raise RuntimeError(f"pneumolens.fair_queue reads {', '.join(missing)} of Gradio's queue, which gradio "
-                           f"{gradio.__version__} does not have: pin the Gradio in requirements.txt or update "
-                           "fair_queue.install.")
-
-
-def install(demo, limits: QueueLimits = QueueLimits()) -> None:
-    """Make `demo`'s queue refuse a request past any of `limits`, in the app's words; call after
-    `demo.queue(...)`."""
-    queue = demo._queue
-    check_queue(queue)
-    push = queue.push
-
-    async def fair_push(body, request, username):
-        waiting = [requester(event.request, event.session_hash)
-                   for events in queue.event_queue_per_concurrency_id.values() for event in events.queue]
-        reason = refusal(requester(request, body.session_hash), waiting, limits)
-        if reason is None:
-            return await push(body, request, username)
-        if request is not None and request.headers.get("x-gradio-user") in PROGRAMS:
-            return False, [{"__type__": "validate", "is_valid": False, "message": reason,
-                            "parameter_name": "queue"}], "validator_error"
-        return False, reason, "error"
-
-    queue.push = fair_push

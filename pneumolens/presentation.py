@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from .decision import NOT_A_RADIOGRAPH
 from .explain import HOW_TO_READ, REGISTRY, TITLES
 from .explain.overlay import COLORMAP, DEFAULT_BLEND, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
@@ -302,3 +303,73 @@ def similar_markdown(similar: dict | None, positive_label: str, shown: int, pict
     listed = "\n".join(f"{row + 1}. {similar_caption(similar, row)} (`{similar['ids'][row]}`)"
                        for row in range(min(shown, similar["nearest"])))
     return f"{text}\n\n{listed}\n\n<small>{not_at_hand}</small>"
+
+
+# -- the page's own text: the decision, a map's caption among the others, the decoded upload ----------------
+
+def ranked_caption(standings, standing, explained_label: str = "the explained class", settings: str = "",
+                   unavailable: str | None = None, reading=None, blend: str = DEFAULT_BLEND) -> str:
+    """`caption_markdown` of `standing`, ranked among the measured `standings`."""
+    measured = [s.name for s in standings if s.passes is not None]
+    rank = measured.index(standing.name) + 1 if standing.name in measured else 0
+    return caption_markdown(standing, rank, len(measured), explained_label, settings, unavailable, reading, blend)
+
+
+def decision_markdown(analysis) -> str:
+    """The page's headline of an analysis: the decision or the referral, the probabilities against the
+    threshold, which class the maps explain and where they agree."""
+    explanation = analysis.explanation
+    shown = probability_html(explanation.probabilities, analysis.positive_label, analysis.threshold,
+                             withheld=analysis.withheld, band=analysis.band)
+    agreement = (f'\n\n<div class="maps-agreement" id="maps-agreement">{analysis.agreement["sentence"]}</div>'
+                 if analysis.agreement["sentence"] else "")
+    if analysis.withheld:
+        return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
+                f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}."
+                f"{agreement}")
+    referral = (f'\n<div class="referral" id="referral">{referral_sentence(analysis.decision, analysis.band)}'
+                "</div>\n" if analysis.refer else "")
+    return (f"### {headline(analysis.decision, analysis.refer)}\n{referral}{shown}\n\nThe maps explain "
+            f"**{explanation.explained_class}**. {RELATIVE_NOTE}{agreement}")
+
+
+def preview_markdown(image, details: dict, model_size: str) -> str:
+    """What is known of an upload as decoded, and the size the model sees."""
+    known = ", ".join(f"{name} {value}" for name, value in details.items() if name not in ("format", "size"))
+    return (f"**{details.get('format', 'image')}**, {image.width} x {image.height} px as decoded"
+            f"{'; ' + known if known else ''}. The model sees it resized to {model_size}.")
+
+
+CURVES_INTRODUCTION = (
+    "Deletion and insertion curves of every map and of the random maps they are judged against, for the uploaded "
+    "image: a faithful map makes the explained class's log-odds fall fastest when its pixels are removed first, "
+    "and rise fastest when they are revealed first. About 110 forward passes: several seconds on a CPU.")
+ROBUSTNESS_INTRODUCTION = (
+    "The decision and the probability of this image under each change of the shortcut stress suite: tighter "
+    "framing, another film shape, pasted markers and text, devices, exposure, processing and detector changes, "
+    "seeded so that an image always gets the same answer. A decision that holds is not thereby correct; a change "
+    "that flips it names a shortcut the model may be using on this image. 27 forward passes, in batches.")
+PAGE_CSS = """
+#header h2 { margin: 0 0 2px 0; }
+#header p { margin: 0; font-size: 0.9em; }
+#decision h3 { margin: 0 0 2px 0; }
+#decision { min-height: 64px; }  /* room for the queue position while a student waits */
+.map-caption, .map-caption * { font-size: 12px !important; line-height: 1.3 !important; }
+.map-caption p { margin: 2px 0 !important; }
+.map-caption details summary { cursor: pointer; color: #555; }
+#similar-sentence small { color: #555; }
+#similar-gallery .grid-wrap { height: auto !important; min-height: 0 !important; }  /* one row, no empty box */
+#similar-gallery:has(.preview) .grid-wrap { min-height: 460px !important; }  /* a clicked film, large */
+#similar-gallery .caption-label { max-width: 95%; }
+@media (max-width: 640px) {  /* a phone: each map the width of the screen, the similar films three a row */
+  .map-image { height: auto !important; }
+  .map-image img { width: 100%; height: auto; max-height: none; }
+  #similar-gallery .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+  #similar-gallery .caption-label { font-size: 10px; padding: 1px 3px; }
+}
+"""
+
+
+def page_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
+    """The page's style: its layout, the maps' colour scale and the probability bar."""
+    return PAGE_CSS + scale_css(colormap, blend) + probability_css()

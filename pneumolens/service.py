@@ -171,6 +171,28 @@ class DisplayedMaps:
         return len(self.image_jpeg) + sum(len(data) for data in self.input_maps_png.values())
 
 
+@dataclass
+class ImageCurves:
+    """One image's deletion and insertion curves (log-odds of the explained class, blur fill) of every map
+    and of the random maps they are judged against."""
+    explained_class: str
+    curves: dict[str, dict[str, np.ndarray]]
+    fill: str = "blur"
+
+    def record(self) -> dict:
+        return {"explained_class": self.explained_class, "fill": self.fill,
+                "curves": {name: {kind: {"area": faithfulness.area(by_kind[f"{kind}_{self.fill}"]),
+                                         "log_odds": [float(v) for v in by_kind[f"{kind}_{self.fill}"]]}
+                                  for kind in faithfulness.CURVES}
+                           for name, by_kind in self.curves.items()}}
+
+    def figure(self) -> Image.Image:
+        return faithfulness.curves_figure(self.curves, TITLES, self.explained_class, self.fill)
+
+    def figure_png(self) -> bytes:
+        return _encoded(self.figure(), format="PNG")
+
+
 def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """(width, height) scaled down, aspect kept, to fit `max_side`; never enlarged."""
     scale = min(1.0, max_side / max(size))
@@ -255,16 +277,16 @@ class PneumoLensService:
         """A similar training film's picture, or None where the training images are not at hand."""
         return self.film_images.image(film_id) if self.film_images else None
 
-    def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> Image.Image:
+    def faithfulness_curves(self, image, explained_index: int | None = None, steps: int = 10) -> "ImageCurves":
         """This image's deletion and insertion curves (log-odds, blur fill) for every map and the random
-        maps they are judged against, as a figure: how faithful the maps are here, not on average."""
+        maps they are judged against: how faithful the maps are here, not on average."""
         settings = faithfulness.FaithfulnessSettings(steps=steps, fills=("blur",), road_percentiles=())
         rng = np.random.default_rng(settings.seed)
         with self._model_lock:
             explanation, pixels, maps = faithfulness.explained_with_random_map(
                 self.explainer, image, explained_index, self.explanation_options, rng)
             curves = faithfulness.curves(self.model, pixels, maps, explanation.explained_index, settings, rng)
-        return faithfulness.curves_figure(curves, TITLES, explanation.explained_class)
+        return ImageCurves(explanation.explained_class, curves)
 
     def robustness(self, image, seed: int = 0) -> RobustnessCheck:
         """Does this image's decision hold under each acquisition change of the stress suite? The changed

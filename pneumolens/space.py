@@ -65,8 +65,8 @@ def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) ->
             f"each with its measured faithfulness verdict. Serves {served}"
             f"{', on ZeroGPU (the model calls run under `spaces.GPU`)' if zero_gpu else ''}.\n\n"
             f"> {disclaimer_markdown()}\n\nAPI: `gradio_client.Client(\"<this space>\").predict(handle_file(\"xray.jpeg\"), "
-            "api_name=\"/predict\")`. AI agents: the MCP server at `/gradio_api/mcp/` (tools `predict`, `explain`, "
-            "`faithfulness_curves`).\n")
+            "api_name=\"/predict\")` answers the JSON record. AI agents: the MCP server at `/gradio_api/mcp/`, whose "
+            "tools are the same endpoints (`predict`, `explain`, `robustness`, `faithfulness_curves`, `report`).\n")
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 

@@ -1,4 +1,5 @@
-"""The Gradio app, called the way programs call it: gradio_client against the app launched here."""
+"""The Gradio app, called the way programs call it (gradio_client against the app launched here), and the
+page's handlers as plain functions."""
 
 import io
 import os
@@ -28,8 +29,15 @@ from pneumolens.presentation import percent
 from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model, load_model_and_processor
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
-from pneumolens.service import PneumoLensService
+from pneumolens.service import PneumoLensService, display_size
+from pneumolens.serving import gradio_internals
+from pneumolens.serving.api import ProgramApi
+from pneumolens.serving.page import PageHandlers
+from pneumolens.serving.settings import ServingSettings
+from pneumolens.serving.uploads import RequestError
 from tests.test_images import _dicom, _png_header_only
+
+SETTINGS = ServingSettings()
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +69,23 @@ def client(model_with_ood):
     demo.close()
 
 
+def explained(client, upload, explained_class: str = app.PREDICTED) -> tuple[dict, dict]:
+    """/explain's answer as a client reads it: the record, and each map's image found by the name the record
+    gives it (None for a map the architecture cannot give)."""
+    record_text, *files = client.predict(upload, explained_class, api_name="/explain")
+    record = json.loads(record_text)
+    by_name = {Path(file).name: file for file in files if file}
+    return record, {method: by_name.get(name) for method, name in record["images"].items()}
+
+
+def predicted(client, upload) -> dict:
+    return json.loads(client.predict(upload, api_name="/predict"))
+
+
+def page_for(service: PneumoLensService, **settings) -> PageHandlers:
+    return PageHandlers(ProgramApi(service, ServingSettings(**settings)))
+
+
 def write(tmp_path, name, data: bytes):
     path = tmp_path / name
     path.write_bytes(data)
@@ -75,43 +100,51 @@ def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/predict", "/explain", "/report"} <= set(endpoints)
+    # The page's own events are private: one endpoint per operation.
+    assert set(endpoints) == {"/predict", "/explain", "/robustness", "/faithfulness_curves", "/report"}
+    assert all(list(endpoint["returns"])[0] is not None for endpoint in endpoints.values())
 
 
 def test_predict_returns_probabilities_of_the_model_labels(client):
-    result = client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")
-    confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
-    assert set(confidences) == {"NORMAL", "PNEUMONIA"}
-    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-4)
+    result = predicted(client, handle_file(app.EXAMPLES[0]))
+    assert set(result["probabilities"]) == {"NORMAL", "PNEUMONIA"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert result["decision"] in ("NORMAL", "PNEUMONIA") and 0 < result["threshold"] < 1
 
 
-def test_explain_returns_decision_record_and_every_map_at_image_size(client):
-    example = app.EXAMPLES[0]  # 1776x1416: overlays are scaled to fit 1024, maps.npz keeps full size
-    outputs = app.named_outputs(client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain"))
-    decision, warning, record = outputs["decision"], outputs["warning"], outputs["record"]
-    overlays = [outputs[f"map_{method}"] for method in METHODS]
-    captions = [outputs[f"caption_{method}"] for method in METHODS]
+def test_explain_returns_the_record_and_every_map_by_name(client):
+    example = app.EXAMPLES[0]  # 1776x1416: the API's maps are scaled to fit 384, maps.npz keeps full size
+    record, maps = explained(client, handle_file(example))
     size = Image.open(example).size
-    assert max(size) > app.DISPLAY_MAX_SIDE
-    for path in overlays:
+    assert set(record["images"]) == set(METHODS) == set(maps)
+    for method, path in maps.items():
+        assert Path(path).name == f"{method}.webp"
         shown = Image.open(path).size
-        assert max(shown) == app.DISPLAY_MAX_SIDE and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
-    assert record["decision"] in ("NORMAL", "PNEUMONIA") and f"Decision: {record['decision']}" in decision
-    assert record["out_of_distribution"]["available"] is True
-    assert record["out_of_distribution"]["flagged"] is False and warning == ""
-    assert all("not available" not in caption for caption in captions)
-    assert all("not measured" in caption for caption in captions)  # this model has no eval/faithfulness.json
+        assert max(shown) == SETTINGS.api_map_max_side and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
+    assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
+    assert record["out_of_distribution"]["available"] is True and record["out_of_distribution"]["flagged"] is False
+    assert set(record["maps"]) == set(METHODS) and record["maps_unavailable"] == {}
+
+
+def test_the_page_shows_the_decision_and_every_map_at_display_size(model_with_ood):
+    page = page_for(PneumoLensService(ModelSource(str(model_with_ood)))).analysis(app.EXAMPLES[0], app.PREDICTED, 0.5)
+    record, size = page["record"], Image.open(app.EXAMPLES[0]).size
+    assert f"Decision: {record['decision']}" in page["decision"] and page["warning"] == ""
+    for method in METHODS:
+        shown = page[f"map_{method}"].size
+        assert max(shown) == SETTINGS.display_max_side and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
+        caption = page[f"caption_{method}"]
+        assert "not available" not in caption and "not measured" in caption  # no eval/faithfulness.json here
 
 
 def test_report_on_demand_gives_the_html_report_full_resolution_maps_and_the_record(client):
     example = app.EXAMPLES[0]
-    record = app.named_outputs(client.predict(handle_file(example), "predicted class", 0.5, api_name="/explain"))["record"]
-    downloads = client.predict(handle_file(example), "predicted class", 0.5, api_name="/report")
-    names = [str(p).rsplit("/", 1)[-1] for p in downloads]
-    assert names == ["report.html", "maps.npz", "result.json"]
+    record, _ = explained(client, handle_file(example))
+    answer, *downloads = client.predict(handle_file(example), "predicted class", 0.5, api_name="/report")
+    saved = json.loads(answer)
+    assert [Path(p).name for p in downloads] == list(saved["files"].values()) == ["report.html", "maps.npz"]
     maps = np.load(downloads[1])
     assert set(maps.files) == set(METHODS) and maps["gradcam"].shape == Image.open(example).size[::-1]
-    saved = json.loads(open(downloads[2]).read())
     assert saved["probabilities"] == pytest.approx(record["probabilities"])
     report = open(downloads[0], encoding="utf-8").read()
     assert f"Decision: {record['decision']}" in report and percent(record['threshold']) in report
@@ -157,21 +190,26 @@ def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_shown
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
-        outputs = app.named_outputs(client.predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
-                                                   api_name="/explain"))
-        curves = client.predict(handle_file(app.EXAMPLES[0]), "predicted class", api_name="/faithfulness")
+        record, maps = explained(client, handle_file(app.EXAMPLES[0]))
+        curves_text, curves = client.predict(handle_file(app.EXAMPLES[0]), "predicted class",
+                                             api_name="/faithfulness_curves")
     finally:
         demo.close()
-    assert outputs["map_saliency"] is not None
-    caption = outputs["caption_saliency"]
+    page = page_for(service).analysis(app.EXAMPLES[0], app.PREDICTED, 0.5)
+    assert maps["saliency"] is not None and page["map_saliency"] is not None
+    caption = page["caption_saliency"]
     assert "✗ failed" in caption and "did not beat a random per-pixel map on" in caption and "[" in caption
-    assert "✓ passed" in outputs["caption_attribution"] and "1 of 4" in outputs["caption_attribution"]
-    assert "3 of 4" in outputs["caption_rollout"] and outputs["map_attribution"] is not None
-    assert outputs["record"]["maps"]["saliency"]["faithfulness"] == "failed"
-    assert outputs["record"]["maps"]["attribution"]["faithfulness"] == "passed"
-    assert "block 2 of 2, norm1" in outputs["caption_gradcam"]  # the settings that made the map
+    assert "✓ passed" in page["caption_attribution"] and "1 of 4" in page["caption_attribution"]
+    assert "3 of 4" in page["caption_rollout"] and maps["attribution"] is not None
+    assert record["maps"]["saliency"]["faithfulness"] == "failed"
+    assert record["maps"]["attribution"]["faithfulness"] == "passed"
+    assert "block 2 of 2, norm1" in page["caption_gradcam"]  # the settings that made the map
     figure = Image.open(curves)
+    assert Path(curves).name == json.loads(curves_text)["figure"] == "faithfulness.png"
     assert figure.width >= 800 and np.asarray(figure).std() > 10  # a drawn figure, not a blank
+    measured = json.loads(curves_text)["curves"]
+    assert set(METHODS) <= set(measured) and RANDOM in measured
+    assert all(len(curve["deletion"]["log_odds"]) == 11 for curve in measured.values())
 
 
 def varied_inputs(real_images) -> dict[str, bytes]:
@@ -205,30 +243,32 @@ def test_every_map_comes_back_for_every_input_format(client, tiny_trained_dirs, 
     try:
         for name, data in varied_inputs(real_images).items():
             upload = write(tmp_path, name, data)
-            transformer = app.named_outputs(client.predict(upload, "predicted class", 0.5, api_name="/explain"))
-            assert all(transformer[f"map_{m}"] is not None for m in METHODS), name
-            convolutional = app.named_outputs(Client(url, verbose=False).predict(upload, "predicted class", 0.5,
-                                                                                   api_name="/explain"))
+            _, transformer = explained(client, upload)
+            assert all(transformer[m] is not None for m in METHODS), name
+            record, convolutional = explained(Client(url, verbose=False), upload)
             for method in METHODS:
                 if REGISTRY[method].architectures == (TRANSFORMER,):
-                    assert convolutional[f"map_{method}"] is None, (name, method)
-                    assert "not available" in convolutional[f"caption_{method}"], (name, method)
+                    assert convolutional[method] is None and record["images"][method] is None, (name, method)
+                    assert "convolutional" in record["maps_unavailable"][method], (name, method)
                 else:
-                    assert convolutional[f"map_{method}"] is not None, (name, method)
+                    assert convolutional[method] is not None, (name, method)
     finally:
         convnext.close()
 
 
 def test_explaining_the_other_class(client):
-    outputs = client.predict(handle_file(app.EXAMPLES[0]), "NORMAL", 0.3, api_name="/explain")
-    assert app.named_outputs(outputs)["record"]["explained_class"] == "NORMAL"
+    record, _ = explained(client, handle_file(app.EXAMPLES[0]), "NORMAL")
+    assert record["explained_class"] == "NORMAL"
+    with pytest.raises(AppError, match="The explained class 'LUNG' is not one of this model's classes"):
+        explained(client, handle_file(app.EXAMPLES[0]), "LUNG")
 
 
 def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, tmp_path, real_images):
     import pydicom
 
-    demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
-    preview = next(fn.fn for fn in demo.fns.values() if fn.name == "preview")
+    def preview(path):
+        return tuple(page_for(PneumoLensService(ModelSource(str(model_with_ood)))).preview(path).values())
+
     pixels = np.asarray(Image.open(real_images["NORMAL"][0]).convert("L"), dtype=np.float64) * 16
     dataset = pydicom.dcmread(io.BytesIO(_dicom(4095 - pixels, photometric="MONOCHROME1")))
     dataset.PatientName, dataset.PatientID, dataset.BodyPartExamined = "Doe^Jane", "SECRET-123", "CHEST"
@@ -241,7 +281,7 @@ def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, 
     assert "DICOM" in details and "Modality CR" in details and "BodyPartExamined CHEST" in details
     assert "Doe" not in details and "SECRET" not in details
     big, details, _ = preview(app.EXAMPLES[0])
-    assert max(big.size) == app.PREVIEW_MAX_SIDE and "JPEG" in details and "1776 x 1416 px" in details
+    assert max(big.size) == SETTINGS.preview_max_side and "JPEG" in details and "1776 x 1416 px" in details
     with pytest.raises(Exception, match="not an image"):
         (tmp_path / "notes.png").write_text("not a picture")
         preview(str(tmp_path / "notes.png"))
@@ -259,7 +299,7 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
         return predict_inputs(inputs)
 
     service.predict_inputs = recording
-    demo = app.build_demo(service, predict_batch_size=4)  # a session each, all from 127.0.0.1
+    demo = app.build_demo(service, settings=ServingSettings(predict_batch_size=4))  # a session each, one address
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         bad = write(tmp_path, "notes.png", b"a text file, not a picture")
@@ -274,8 +314,7 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
     assert isinstance(results[-1], AppError) and "not an image" in str(results[-1])
     alone = [service.predict(example)["probabilities"] for example in app.EXAMPLES] * 2
     for result, expected in zip(results[:-1], alone, strict=True):
-        confidences = {c["label"]: c["confidence"] for c in result["confidences"]}
-        assert confidences == pytest.approx(expected, abs=1e-4)
+        assert json.loads(result)["probabilities"] == pytest.approx(expected, abs=1e-4)
     # The bad upload never reached the model; the others shared passes of at most 4.
     assert 1 < max(served_batches) <= 4 and sum(served_batches) == len(inputs) - 1
 
@@ -283,8 +322,9 @@ def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_o
 def test_dicom_upload_is_analysed(client, tmp_path, real_images):
     pixels = np.asarray(Image.open(real_images["PNEUMONIA"][0]).convert("L"), dtype=np.float64) * 16
     upload = write(tmp_path, "IM0001", _dicom(4095 - pixels, photometric="MONOCHROME1"))  # no extension
-    outputs = app.named_outputs(client.predict(upload, "predicted class", 0.5, api_name="/explain"))
-    assert Image.open(outputs["map_gradcam"]).size == (pixels.shape[1], pixels.shape[0])
+    _, maps = explained(client, upload)
+    expected = display_size((pixels.shape[1], pixels.shape[0]), SETTINGS.api_map_max_side)
+    assert Image.open(maps["gradcam"]).size == expected
 
 
 @pytest.mark.parametrize("name, payload, message", [
@@ -297,8 +337,8 @@ def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(client, tmp_
     with pytest.raises(AppError, match=message):
         client.predict(write(tmp_path, name, payload), api_name="/predict")
     with pytest.raises(AppError, match=message):
-        client.predict(write(tmp_path, name, payload), "predicted class", 0.5, api_name="/explain")
-    assert client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"] in ("NORMAL", "PNEUMONIA")
+        client.predict(write(tmp_path, name, payload), "predicted class", api_name="/explain")
+    assert predicted(client, handle_file(app.EXAMPLES[0]))["decision"] in ("NORMAL", "PNEUMONIA")
 
 
 def test_truncated_jpeg_is_refused(client, tmp_path):
@@ -324,9 +364,8 @@ def test_unusual_but_valid_images_are_handled(client, tmp_path, real_images, nam
             exif[key] = value
         data = encoded(image, "JPEG", exif=exif)
         expected = (40, 80) if save_kwargs else image.size
-    outputs = app.named_outputs(client.predict(write(tmp_path, name, data), "predicted class", 0.5,
-                                               api_name="/explain"))
-    assert Image.open(outputs["map_gradcam"]).size == expected
+    _, maps = explained(client, write(tmp_path, name, data))
+    assert Image.open(maps["gradcam"]).size == display_size(expected, SETTINGS.api_map_max_side)
 
 
 def test_upload_size_is_capped(client, tmp_path):
@@ -366,24 +405,25 @@ def test_public_urls_are_refused_before_any_download(client, url):
     """Gradio's own loopback guard does not apply to public addresses: the app's refusal must."""
     with pytest.raises(AppError, match="does not fetch URLs"):
         client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, api_name="/explain")
-    assert client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"] in ("NORMAL", "PNEUMONIA")
+    assert predicted(client, handle_file(app.EXAMPLES[0]))["decision"] in ("NORMAL", "PNEUMONIA")
 
 
 def test_session_state_holds_a_display_size_image_and_input_size_maps(model_with_ood, tmp_path):
     """What the browser session keeps is a display copy of the image and the 8-bit model-input maps, not
-    the full-resolution float maps, and it redraws the same overlays that /explain returned."""
+    the full-resolution float maps, and it redraws the same overlays that the analysis showed."""
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
-    explain = demo.fns[next(i for i, fn in demo.fns.items() if fn.api_name == "explain")].fn
+    page = page_for(PneumoLensService(ModelSource(str(model_with_ood))))
     big = Image.open(app.EXAMPLES[0]).convert("L").resize((3000, 2400))
     big.save(tmp_path / "big.png")
-    *outputs, displayed = explain(str(tmp_path / "big.png"), app.PREDICTED, 0.5)
-    assert max(displayed.image().size) == app.DISPLAY_MAX_SIDE
+    analysis = page.analysis(str(tmp_path / "big.png"), app.PREDICTED, 0.5)
+    displayed = analysis["displayed"]
+    assert max(displayed.image().size) == SETTINGS.display_max_side
     assert displayed.nbytes <= 300_000  # full-size float32 maps would be 86 MB, display-size 8-bit ones 3 MB
-    redraw = demo.fns[next(i for i, fn in demo.fns.items() if fn.name == "redraw")].fn
-    shown_maps = [app.named_outputs(outputs)[f"map_{method}"] for method in METHODS]
-    *redrawn_maps, (radiograph, large) = redraw(displayed, 0.5, REGISTRY["gradcam"].title)
-    for redrawn, shown in zip(redrawn_maps, shown_maps, strict=True):
-        assert np.array_equal(np.asarray(redrawn), np.asarray(shown))
+    shown_maps = [analysis[f"map_{method}"] for method in METHODS]
+    redrawn = page.redraw(displayed, 0.5, REGISTRY["gradcam"].title)
+    radiograph, large = redrawn["large"]
+    for method, shown in zip(METHODS, shown_maps, strict=True):
+        assert np.array_equal(np.asarray(redrawn[f"map_{method}"]), np.asarray(shown))
     # The large view: the displayed radiograph against the chosen map over it.
     assert np.array_equal(np.asarray(large), np.asarray(shown_maps[METHODS.index("gradcam")]))
     assert radiograph.size == large.size == displayed.image().size
@@ -396,26 +436,25 @@ def test_every_event_is_queued(model_with_ood):
     demo = app.build_demo(PneumoLensService(ModelSource(str(model_with_ood))))
     handlers = {fn.name: fn.queue for fn in demo.fns.values()  # Gradio's own, and the page's scrolling script
                 if fn.name != "load_example" and fn.fn is not None}
-    assert set(handlers) == {"page_explanation", "redraw", "large_view", "label_prediction", "preview",
-                             "report_files", "faithfulness_curves", "no_downloads", "show_downloads", "predict",
-                             "explain", "robustness_for_page", "no_robustness", "robustness", "similar_row"}
-    # The MCP tool `explain` alone is not: Gradio's MCP layer answers a queued tool of several outputs with the
-    # first only. It is bounded by its own admission instead (test_mcp).
-    assert [name for name, queued in handlers.items() if not queued] == ["explain"]
+    assert {"analysis", "redraw", "large_view", "preview", "report", "faithfulness_figure", "no_downloads",
+            "predict", "explain", "robustness", "faithfulness_curves", "similar_row"} <= set(handlers)
+    # MCP answers of several outputs are queued too (gradio_internals hands each output on).
+    assert all(handlers.values())
 
 
 @pytest.mark.slow
 def test_the_handlers_answer_as_plain_functions_without_a_server(model_with_ood):
-    handlers = app.Handlers(PneumoLensService(ModelSource(str(model_with_ood))), predict_batch_size=2)
+    api = ProgramApi(PneumoLensService(ModelSource(str(model_with_ood))), ServingSettings(predict_batch_size=2))
     image = app.EXAMPLES[0]
-    agent = json.loads(handlers.predict(image))  # the MCP tool
-    label = handlers.label_prediction(image)  # gradio_client's /predict
-    page = app.named_outputs(handlers.page_explanation(image, app.PREDICTED, 0.5))  # the page's /explain
-    assert agent["decision"] == label["decision"] == page["record"]["decision"] == page["probabilities"]["decision"]
-    assert label["probabilities"] == pytest.approx(agent["probabilities"], abs=1e-6)
-    assert all(page[f"map_{m}"].size[0] <= app.DISPLAY_MAX_SIDE for m in METHODS if page[f"map_{m}"] is not None)
-    with pytest.raises(app.RequestError, match="Only uploaded files are accepted"):  # a path of its own choosing
-        handlers.predicted(str(Path(image).with_name("missing.jpeg")))
+    by_predict = json.loads(api.predict(image))
+    record_text, *maps = api.explain(image)
+    page = PageHandlers(api).analysis(image, app.PREDICTED, 0.5)
+    assert by_predict["decision"] == json.loads(record_text)["decision"] == page["record"]["decision"]
+    assert page["record"]["probabilities"] == pytest.approx(by_predict["probabilities"], abs=1e-6)
+    assert [Path(m.path).name for m in maps] == [f"{method}.webp" for method in METHODS]
+    assert all(page[f"map_{m}"].size[0] <= SETTINGS.display_max_side for m in METHODS)
+    with pytest.raises(RequestError, match="Only uploaded files are accepted"):  # a path of its own choosing
+        api.predicted(str(Path(image).with_name("missing.jpeg")))
 
 
 def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_path):
@@ -428,7 +467,7 @@ def test_uploads_and_downloads_are_deleted_from_the_cache(model_with_ood, tmp_pa
         image = tmp_path / f"patient-{uuid.uuid4().hex}.jpeg"  # a name no other test's upload has
         shutil.copy(app.EXAMPLES[0], image)
         client = Client(url, verbose=False, download_files=False)  # answers carry the server's own paths
-        files = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/report")
+        _, *files = client.predict(handle_file(str(image)), app.PREDICTED, 0.5, api_name="/report")
         cache = Path(gradio.utils.get_upload_folder()).resolve()
         downloads = [Path(file["path"]).resolve() for file in files]
         uploads = [path for path in cache.rglob(image.name) if path.is_file()]
@@ -471,7 +510,7 @@ def test_cache_cleanup_survives_files_added_while_it_runs(tmp_path):
     try:
         time.sleep(0.01)
         # ctime cannot be set back, so every file counts as old with a negative age
-        deleted = app.delete_old_cache_files(demo, age_s=-1)
+        deleted = gradio_internals.delete_old_cache_files(demo, age_s=-1)
     finally:
         stop.set()
         adder.join()
@@ -482,7 +521,7 @@ def test_one_session_cannot_fill_the_queue_and_its_classmates_behind_one_address
     import gradio as gr
     from gradio_client.exceptions import ValidationError
 
-    from pneumolens.fair_queue import QueueLimits, install
+    from pneumolens.fair_queue import QueueLimits
 
     release = threading.Event()
 
@@ -494,7 +533,7 @@ def test_one_session_cannot_fill_the_queue_and_its_classmates_behind_one_address
         box = gr.Textbox()
         gr.Button().click(wait, box, box, api_name="wait", concurrency_limit=1)
     demo.queue(max_size=64)
-    install(demo, QueueLimits(per_session=2, per_address=3, queue_size=64))
+    gradio_internals.install_fair_queue(demo, QueueLimits(per_session=2, per_address=3, queue_size=64))
     monkeypatch.setenv("SPACE_ID", "example/pneumolens")  # trust X-Forwarded-For, as on a Space
     school = {"X-Forwarded-For": "198.51.100.1"}
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
@@ -620,20 +659,14 @@ def _sample_photo() -> np.ndarray:
 
 
 def test_attention_methods_show_as_not_available_for_convnext(tiny_trained_dirs):
-    demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
-    try:
-        outputs = Client(url, verbose=False).predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
-                                                     api_name="/explain")
-    finally:
-        demo.close()
-    outputs = app.named_outputs(outputs)
+    page = page_for(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"])))).analysis(
+        app.EXAMPLES[0], app.PREDICTED, 0.5)
     for method in METHODS:
         if REGISTRY[method].architectures == (TRANSFORMER,):
-            caption = outputs[f"caption_{method}"]
-            assert outputs[f"map_{method}"] is None and "not available" in caption and "convolutional" in caption
+            caption = page[f"caption_{method}"]
+            assert page[f"map_{method}"] is None and "not available" in caption and "convolutional" in caption
         else:
-            assert outputs[f"map_{method}"] is not None
+            assert page[f"map_{method}"] is not None
 
 
 # -- no class decision for what is not a chest radiograph (the bundled model and its detector) ----------
@@ -665,21 +698,20 @@ def test_a_photo_gets_the_not_a_radiograph_verdict_and_no_class_anywhere(bundled
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
-        outputs = app.named_outputs(client.predict(handle_file(str(photo)), app.PREDICTED, 0.5, api_name="/explain"))
-        predicted = client.predict(handle_file(str(photo)), api_name="/predict")
-        files = client.predict(handle_file(str(photo)), app.PREDICTED, 0.5, api_name="/report")
+        record, _ = explained(client, handle_file(str(photo)))
+        by_predict = predicted(client, handle_file(str(photo)))
+        by_report, report_file, _ = client.predict(handle_file(str(photo)), app.PREDICTED, 0.5, api_name="/report")
     finally:
         demo.close()
-    record = outputs["record"]
-    assert record["out_of_distribution"]["flagged"] and "no class is decided" in outputs["warning"]
-    # The page: the large label and the headline give the verdict; the probabilities are only small print.
-    assert outputs["probabilities"]["label"] == NOT_A_RADIOGRAPH and not outputs["probabilities"]["confidences"]
-    assert outputs["decision"].splitlines()[0] == f"### Decision: {NOT_A_RADIOGRAPH}"
+    page = page_for(bundled_service).analysis(str(photo), app.PREDICTED, 0.5)
+    assert record["out_of_distribution"]["flagged"] and "no class is decided" in page["warning"]
+    # The page: the headline gives the verdict; the probabilities are only small print.
+    assert page["decision"].splitlines()[0] == f"### Decision: {NOT_A_RADIOGRAPH}"
     assert record["decision"] == NOT_A_RADIOGRAPH and set(record["probabilities"]) == set(bundled_service.labels)
     # The API keeps the probabilities for those who want them, under the verdict.
-    assert predicted["label"] == NOT_A_RADIOGRAPH and len(predicted["confidences"]) == 2
-    assert json.loads(open(files[2]).read())["decision"] == NOT_A_RADIOGRAPH
-    report = open(files[0], encoding="utf-8").read()
+    assert by_predict["decision"] == NOT_A_RADIOGRAPH and len(by_predict["probabilities"]) == 2
+    assert json.loads(by_report)["decision"] == NOT_A_RADIOGRAPH
+    report = open(report_file, encoding="utf-8").read()
     assert f'<h2 id="decision">Decision: {NOT_A_RADIOGRAPH}</h2>' in report
     assert "<table class=muted><tr><th>class</th><th>probability (not meaningful for this image)" in report
     # The command line: explain.py and its batch reports (their `main`, in-process, on the bundled model).
@@ -717,8 +749,7 @@ def test_every_film_we_hold_has_a_chest_radiographs_shape():
 
 def test_the_large_view_shows_a_map_the_architecture_has(tiny_trained_dirs):
     """ConvNeXt has no attention rollout: chosen for the large view, the first map it has is shown instead."""
-    demo = app.build_demo(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
-    handlers = {fn.name: fn.fn for fn in demo.fns.values()}
-    *_, displayed = handlers["page_explanation"](app.EXAMPLES[0], app.PREDICTED, 0.5)
-    radiograph, shown = handlers["large_view"](displayed, 0.5, REGISTRY["rollout"].title)
+    page = page_for(PneumoLensService(ModelSource(str(tiny_trained_dirs["convnext"]))))
+    displayed = page.analysis(app.EXAMPLES[0], app.PREDICTED, 0.5)["displayed"]
+    radiograph, shown = page.large_view(displayed, 0.5, REGISTRY["rollout"].title)
     assert "rollout" not in displayed.input_maps_png and shown.size == radiograph.size == displayed.image().size

@@ -32,7 +32,10 @@ from pneumolens.decision import (
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model, save_model, stored_dtype, load_model_and_processor
 from pneumolens.preprocessing import pixel_values
 from pneumolens.service import PneumoLensService
+from pneumolens.serving.api import ProgramApi
+from pneumolens.serving.page import PageHandlers
 from tests.conftest import run_main
+from tests.test_app import explained
 
 MODEL_ID = "pneumolens/tiny-decision"
 
@@ -173,36 +176,32 @@ def test_every_way_of_using_the_model_gives_the_same_decision(three_sided_model,
     shown = {side: service.predict(path)["probabilities"]["PNEUMONIA"] for side, path in images.items()}
     assert shown["below 0.5"] < 0.5 <= shown["between"] < threshold <= shown["above"], (shown, threshold)
     expected = {"below 0.5": "NORMAL", "between": "NORMAL", "above": "PNEUMONIA"}
-    answers = {way: {} for way in ("page", "page label", "/predict", "/explain", "/report", "report file",
+    answers = {way: {} for way in ("page", "/predict", "/explain", "/report", "report file",
                                    "explain.py", "explain.py report", "evaluate_hf.py", "pipeline")}
     # The middle image lies in the model's referral band: every way that carries the referral says so.
     expected_referral = {"below 0.5": False, "between": True, "above": False}
-    referrals = {way: {} for way in ("page", "page label", "/predict", "/explain", "/report", "report file",
-                                     "MCP predict", "MCP explain", "explain.py", "explain.py report")}
+    referrals = {way: {} for way in ("page", "/predict", "/explain", "/report", "report file",
+                                     "explain.py", "explain.py report")}
 
     demo = app.build_demo(service)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
         for side, path in images.items():
-            outputs = app.named_outputs(client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/explain"))
-            answers["page label"][side] = outputs["probabilities"]["label"]  # the large label on the page
-            referrals["page label"][side] = outputs["probabilities"]["refer"]
-            answers["page"][side], referrals["page"][side] = page_answer(outputs["decision"])
-            answers["/explain"][side] = outputs["record"]["decision"]
-            referrals["/explain"][side] = outputs["record"]["refer"]
-            predicted = client.predict(handle_file(str(path)), api_name="/predict")
-            answers["/predict"][side], referrals["/predict"][side] = predicted["label"], predicted["refer"]
-            files = client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/report")
-            reported = json.loads(open(files[2]).read())
-            answers["/report"][side], referrals["/report"][side] = reported["decision"], reported["refer"]
-            html = open(files[0], encoding="utf-8").read()
+            # The API's endpoints (MCP agents call the same ones: tests/test_mcp.py).
+            record, _ = explained(client, handle_file(str(path)))
+            answers["/explain"][side], referrals["/explain"][side] = record["decision"], record["refer"]
+            by_predict = json.loads(client.predict(handle_file(str(path)), api_name="/predict"))
+            answers["/predict"][side], referrals["/predict"][side] = by_predict["decision"], by_predict["refer"]
+            reported, report_file, _ = client.predict(handle_file(str(path)), app.PREDICTED, 0.5, api_name="/report")
+            answers["/report"][side], referrals["/report"][side] = json.loads(reported)["decision"], \
+                json.loads(reported)["refer"]
+            html = open(report_file, encoding="utf-8").read()
             heading = html.split('<h2 id="decision">')[1].split("<")[0]
             answers["report file"][side], referrals["report file"][side] = headline_answer(heading)
-            # The MCP tools' functions (their transport is tests/test_mcp.py's).
-            handlers = app.Handlers(service)
-            referrals["MCP predict"][side] = json.loads(handlers.predict(str(path)))["refer"]
-            referrals["MCP explain"][side] = json.loads(handlers.explain(str(path))[0])["refer"]
+            # The page's own handler.
+            page = PageHandlers(ProgramApi(service)).analysis(str(path), app.PREDICTED, 0.5)
+            answers["page"][side], referrals["page"][side] = page_answer(page["decision"])
     finally:
         demo.close()
 
@@ -272,17 +271,6 @@ def test_plain_transformers_and_the_cards_lines_give_the_apps_float32_model(thre
     # The bundled model: small on disk, float32 when loaded.
     assert stored_dtype(BUNDLED_MODEL) == torch.float16
     assert json.loads((BUNDLED_MODEL / "config.json").read_text())["dtype"] == "float32"
-
-
-def test_the_page_label_shows_the_decision_not_the_most_probable_class():
-    label = app.DecisionLabel()
-    band = {"lower": 0.5, "upper": 0.7}
-    record = {"decision": "NORMAL", "refer": True, "referral_band": band}
-    shown = label.postprocess(app.decision_value(record, {"NORMAL": 0.4, "PNEUMONIA": 0.6}))
-    assert shown.label == "NORMAL"
-    assert shown.refer is True and shown.referral_band == band
-    assert [(c.label, c.confidence) for c in shown.confidences] == [("PNEUMONIA", 0.6), ("NORMAL", 0.4)]
-    assert label.postprocess({"NORMAL": 0.4, "PNEUMONIA": 0.6}).label == "PNEUMONIA"  # a plain dict as before
 
 
 def test_class_probabilities_are_the_calibrated_ones(three_sided_model, real_images):

@@ -1,6 +1,7 @@
 """Where the model serves: the choice of device (availability faked only for the choice itself) and the
 ZeroGPU wrapper, applied where the `spaces` package is importable and absent elsewhere."""
 
+import json
 import sys
 import types
 
@@ -9,6 +10,7 @@ import torch
 from gradio_client import Client, handle_file
 
 import app
+from tests.test_app import explained
 from pneumolens import device as device_module
 from pneumolens.device import DEVICE_VARIABLE, ZERO_GPU_VARIABLE, gpu_call, serving_device
 from pneumolens.errors import PneumoLensError
@@ -76,17 +78,16 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
     assert service.device == torch.device("cpu") and "served on `cpu`" in service.summary()
     demo = app.build_demo(service)
-    # The page's and gradio_client's handlers, and the MCP tools.
-    assert sorted(wrapped) == ["explain", "faithfulness_curves", "label_prediction", "page_explanation", "predict",
-                               "report_files", "robustness", "robustness_for_page"]
+    # The API's endpoints (gradio_client's and MCP's) and the page's handlers that run the model.
+    assert sorted(wrapped) == ["analysis", "explain", "faithfulness_curves", "faithfulness_figure", "predict",
+                               "report", "report", "robustness", "robustness"]
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         client = Client(url, verbose=False)
-        label = client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict")["label"]
-        outputs = app.named_outputs(client.predict(handle_file(app.EXAMPLES[0]), "predicted class", 0.5,
-                                                   api_name="/explain"))
+        label = json.loads(client.predict(handle_file(app.EXAMPLES[0]), api_name="/predict"))["decision"]
+        _, maps = explained(client, handle_file(app.EXAMPLES[0]))
     finally:
         demo.close()
-    assert calls == ["label_prediction", "page_explanation"]
+    assert calls == ["predict", "explain"]
     assert label in service.labels  # answered by the handler run under the wrapper
-    assert outputs["map_gradcam"] is not None
+    assert maps["gradcam"] is not None

@@ -3,10 +3,9 @@
 import asyncio
 from types import SimpleNamespace
 
-import pytest
 
-from pneumolens import fair_queue
-from pneumolens.fair_queue import QueueLimits, Requester, check_queue, install, refusal, requester
+from pneumolens.fair_queue import QueueLimits, Requester, refusal, requester
+from pneumolens.serving.gradio_internals import install_fair_queue as install
 
 LIMITS = QueueLimits(per_session=4, per_address=48, queue_size=64)
 
@@ -82,11 +81,3 @@ def test_install_refuses_in_the_apps_words_for_the_page_and_for_programs():
     assert queue.pushed == []
     assert asyncio.run(queue.push(SimpleNamespace(session_hash="classmate"), fake_request(), None))[0]
     assert queue.pushed == ["classmate"]
-
-
-def test_a_gradio_without_what_the_queue_reads_fails_at_start_up():
-    with pytest.raises(RuntimeError, match="event_queue_per_concurrency_id of Gradio's queue"):
-        check_queue(SimpleNamespace(push=lambda: None))
-    with pytest.raises(RuntimeError, match="push"):
-        install(SimpleNamespace(_queue=SimpleNamespace(event_queue_per_concurrency_id={})))
-    assert set(fair_queue.REQUIRED) == {"push", "event_queue_per_concurrency_id"}

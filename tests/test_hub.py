@@ -319,7 +319,7 @@ def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model
     image = real_images["NORMAL"][0]
     with ServedApp(tmp_path / "gradio", env={**env, **variables}, cwd=checkout) as served:
         result = Client(served.url, verbose=False).predict(handle_file(str(image)), api_name="/predict")
-    served_probabilities = {c["label"]: c["confidence"] for c in result["confidences"]}
+    served_probabilities = json.loads(result)["probabilities"]
     local = PneumoLensService(ModelSource(str(model_dir))).predict(str(image))["probabilities"]
     assert served_probabilities == pytest.approx(local, abs=1e-5)
     # Weights, detector and card all from the pinned commit, never from main (which has moved on).

@@ -1,5 +1,5 @@
 """The app as an MCP server, called the way an AI agent calls it: `python3 app.py` in its own process and
-the `mcp` package's own client over streamable HTTP."""
+the `mcp` package's own client over streamable HTTP. The tools are the endpoints gradio_client calls."""
 
 import asyncio
 import base64
@@ -17,7 +17,11 @@ from PIL import Image
 import app
 from benchmarks.served_app import ServedApp
 from pneumolens.decision import NOT_A_RADIOGRAPH
-from tests.test_app import _sample_photo, encoded
+from pneumolens.explain import METHODS
+from pneumolens.serving import gradio_internals
+from pneumolens.serving.settings import ServingSettings
+from pneumolens.serving.uploads import MAX_FILE_BYTES, RequestError, checked_path, uploaded_file
+from tests.test_app import _sample_photo, encoded, explained
 from tests.test_images import _png_header_only
 
 pytest.importorskip("mcp", reason="gradio[mcp] is not installed (requirements.txt pins it)")
@@ -70,8 +74,8 @@ def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(serv
             return (await session.list_tools()).tools
 
     tools = {tool.name: tool for tool in asyncio.run(listed())}
-    # The page's handlers and the gradio_client endpoints (/predict, /explain, /report) are not tools.
-    assert set(tools) == {"predict", "explain", "faithfulness_curves", "robustness"}
+    # The API's endpoints, one per operation; the page's own events are not tools.
+    assert set(tools) == {"predict", "explain", "faithfulness_curves", "robustness", "report"}
     assert "not a chest radiograph" in tools["predict"].description
     assert "faithfulness verdict" in tools["explain"].description and "WebP" in tools["explain"].description
     schema = tools["explain"].inputSchema["properties"]
@@ -79,19 +83,74 @@ def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(serv
     assert "predicted class" in schema["explained_class"]["description"]
 
 
-def test_predict_over_mcp_gives_the_decision_and_probabilities_of_the_api(served):
+def assert_same_record(first, second, path: str = "record") -> None:
+    """The same JSON record, numbers to 1e-6."""
+    if isinstance(first, dict):
+        assert set(first) == set(second), path
+        for key in first:
+            assert_same_record(first[key], second[key], f"{path}.{key}")
+    elif isinstance(first, list):
+        assert len(first) == len(second), path
+        for index, (one, other) in enumerate(zip(first, second)):
+            assert_same_record(one, other, f"{path}[{index}]")
+    elif isinstance(first, float):
+        assert first == pytest.approx(second, abs=1e-6), path
+    else:
+        assert first == second, path
+
+
+# What each endpoint is called with: the image, then its other arguments by name.
+CALLS = {"predict": {}, "explain": {"explained_class": "predicted class"}, "robustness": {},
+         "faithfulness_curves": {"explained_class": "predicted class"},
+         "report": {"explained_class": "predicted class", "opacity": 0.6, "robustness": False}}
+
+
+def test_every_endpoint_gives_the_same_record_to_gradio_client_and_to_an_agent(served):
+    """One API: the README's client and the MCP tools call the same endpoints, and get the same record (to
+    1e-6) for one radiograph, and the same words for a bad input."""
+    example, client = app.EXAMPLES[0], Client(served.url, verbose=False)
+    by_agent = call(served.url, *[(name, {"image": data_uri(open(example, "rb").read()), **arguments})
+                                  for name, arguments in CALLS.items()])
+    for (name, arguments), result in zip(CALLS.items(), by_agent):
+        assert not result.isError, (name, result.content)
+        answer = client.predict(handle_file(example), *arguments.values(), api_name=f"/{name}")
+        by_client = json.loads(answer if isinstance(answer, str) else answer[0])
+        assert_same_record(by_client, json.loads(result.content[0].text), name)
+        # Each file named in the record comes with it, to both.
+        named = [file for file in (by_client.get("images") or {}).values() if file]
+        named += [by_client[key] for key in ("figure",) if by_client.get(key)]
+        named += list((by_client.get("files") or {}).values())
+        sent = [] if isinstance(answer, str) else [Path(file).name for file in answer[1:] if file]
+        assert sorted(sent) == sorted(named), name
+        links = [item.text for item in result.content[1:] if item.type == "text"]
+        assert sorted(link.rsplit("/", 1)[-1] for link in links) == sorted(named), name
+    not_an_image = data_uri(b"this is a text file, not an image", "text/plain")
+    for name, arguments in CALLS.items():
+        (refused,) = call(served.url, (name, {"image": not_an_image, **arguments}))
+        with pytest.raises(Exception) as raised:
+            client.predict(encoded_file(b"this is a text file, not an image"), *arguments.values(), api_name=f"/{name}")
+        assert refused.isError and str(raised.value) in refused.content[0].text, name
+        assert "not an image" in str(raised.value), name
+
+
+def encoded_file(data: bytes, name: str = "file.txt"):
+    """`data` as an upload named as Gradio's MCP layer names a data: URI's file (its message names the file)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / name
+    path.write_bytes(data)
+    return handle_file(str(path))
+
+
+def test_predict_over_mcp_gives_the_decision_and_the_referral(served):
     # The bundled model's referral band holds the last example (P(PNEUMONIA) about 0.99) and not the first.
     for example, referred in ((app.EXAMPLES[0], False), (app.EXAMPLES[-1], True)):
         (result,) = call(served.url, ("predict", {"image": data_uri(open(example, "rb").read())}))
         assert not result.isError, result.content
         answer = json.loads(result.content[0].text)
-        by_api = Client(served.url, verbose=False).predict(handle_file(example), api_name="/predict")
-        assert answer["decision"] == by_api["label"] in ("NORMAL", "PNEUMONIA")
-        for confidence in by_api["confidences"]:
-            assert answer["probabilities"][confidence["label"]] == pytest.approx(confidence["confidence"], abs=1e-5)
+        assert answer["decision"] in ("NORMAL", "PNEUMONIA")
         assert answer["out_of_distribution"]["flagged"] is False and 0 < answer["threshold"] < 1
-        assert answer["refer"] is by_api["refer"] is referred, example
-        assert answer["referral_band"] == pytest.approx(by_api["referral_band"])
+        assert answer["refer"] is referred, example
         assert answer["referral_band"]["lower"] < answer["threshold"] < answer["referral_band"]["upper"]
 
 
@@ -102,11 +161,11 @@ def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_r
     assert not result.isError, result.content
     record = json.loads(result.content[0].text)
     images = [item for item in result.content if item.type == "image"]
-    assert len(images) == 4 and record["map_images"] == list(record["maps"])
+    assert len(images) == 4 and set(record["images"]) == set(record["maps"]) == set(METHODS)
     assert {entry["faithfulness"] for entry in record["maps"].values()} == {"passed"}  # the bundled model's
     for item in images:
         shown = Image.open(io.BytesIO(base64.b64decode(item.data)))
-        assert max(shown.size) == app.AGENT_MAP_MAX_SIDE and item.mimeType == "image/webp"
+        assert max(shown.size) == ServingSettings().api_map_max_side and item.mimeType == "image/webp"
     assert answer_bytes(result) < MCP_ANSWER_LIMIT
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
 
@@ -180,12 +239,12 @@ def test_a_file_over_the_cap_is_refused_by_the_app_itself(tmp_path):
     """A data: URI never passes Gradio's upload cap, so the handlers check the size themselves."""
     big = tmp_path / "big.dcm"
     with big.open("wb") as file:
-        file.truncate(app.MAX_FILE_BYTES + 1)
-    with pytest.raises(app.RequestError) as refused:
-        app._path(str(big))
+        file.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(RequestError) as refused:
+        checked_path(str(big))
     assert str(refused.value) == "The file is too large: 25.0 MB, at most 25 MB are accepted."
     big.write_bytes(b"x")
-    assert app._path(str(big)) == str(big)
+    assert checked_path(str(big)) == checked_path({"path": str(big)}) == str(big)
 
 
 def test_only_links_to_files_in_the_upload_folder_are_taken(tmp_path, monkeypatch):
@@ -195,22 +254,22 @@ def test_only_links_to_files_in_the_upload_folder_are_taken(tmp_path, monkeypatc
     (tmp_path / "secret.txt").write_text("no")
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
     link = f"http://any-host/gradio_api/file={encode_file_path(uploads / 'abc' / 'x ray.jpeg')}"
-    assert app._uploaded_file(link) == str((uploads / "abc" / "x ray.jpeg").resolve())
-    assert app._uploaded_file("/a/local/path") == "/a/local/path"
+    assert uploaded_file(link) == str((uploads / "abc" / "x ray.jpeg").resolve())
+    assert uploaded_file("/a/local/path") == "/a/local/path"
     for refused in (f"http://any-host/gradio_api/file={uploads}/abc/../../secret.txt",
                     f"http://any-host/gradio_api/file={uploads}/abc/missing.jpeg",
                     "https://example.com/x.jpeg", "ftp://example.com/gradio_api/file=/etc/hostname"):
-        with pytest.raises(app.RequestError, match="does not fetch URLs"):
-            app._uploaded_file(refused)
+        with pytest.raises(RequestError, match="does not fetch URLs"):
+            uploaded_file(refused)
 
 
 def test_files_written_for_data_uris_are_deleted_when_old(tmp_path):
     for folder, name in (("h1", "file.jpeg"), ("h2", "file"), ("h3", "patient.dcm")):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / name).write_bytes(b"x")
-    assert app.delete_old_data_uri_files(tmp_path, age_s=60) == 0  # all new
+    assert gradio_internals.delete_old_data_uri_files(tmp_path, age_s=60) == 0  # all new
     # ctime cannot be set back, so every file counts as old with a negative age
-    assert app.delete_old_data_uri_files(tmp_path, age_s=-1) == 2
+    assert gradio_internals.delete_old_data_uri_files(tmp_path, age_s=-1) == 2
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["patient.dcm"]  # an upload: its own sweep
 
 
@@ -220,9 +279,7 @@ def test_similar_films_are_the_same_from_the_page_the_api_mcp_and_explain_py(ser
     example = app.EXAMPLES[1]
     (result,) = call(served.url, ("explain", {"image": data_uri(open(example, "rb").read())}))
     by_agent = json.loads(result.content[0].text)["similar"]
-    # The page's Analyse is the /explain endpoint: the row is drawn from this record.
-    by_api = app.named_outputs(Client(served.url, verbose=False).predict(
-        handle_file(example), "predicted class", 0.6, api_name="/explain"))["record"]["similar"]
+    by_api = explained(Client(served.url, verbose=False), handle_file(example))[0]["similar"]
     explain_cli.main([example, "--out", str(tmp_path)])
     by_command = json.loads((tmp_path / (Path(example).stem + "_explanation.json")).read_text())["similar"]
     assert by_agent["nearest"] == 20 and len(by_agent["ids"]) == 20

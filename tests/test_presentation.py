@@ -11,7 +11,7 @@ from pneumolens.explain import METHODS
 from pneumolens.explain.standing import MethodStanding
 from pneumolens.modeling import ModelSource
 from pneumolens.presentation import (
-    caption_markdown, percent, probability_html, scale_meaning, verdict_line,
+    caption_markdown, decision_markdown, percent, probability_html, scale_meaning, verdict_line,
 )
 from pneumolens.report import ModelIdentity, html_report
 from pneumolens.service import PneumoLensService
@@ -58,7 +58,7 @@ def test_no_text_for_a_person_prints_certainty(tiny_trained_dirs, tmp_path, monk
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
     analysis = service.analyse(app.EXAMPLES[0])
     analysis.explanation.probabilities = {"NORMAL": 2e-6, "PNEUMONIA": 1 - 2e-6}
-    page = app._decision_markdown(analysis)
+    page = decision_markdown(analysis)
     report = html_report(analysis, analysis.displayed(256).overlays(0.45), analysis.explanation.image,
                          ModelIdentity("tiny", None, "dinov2"), "x.jpeg")
     figure = side_by_side(analysis.explanation, analysis.decision, 0.45)

@@ -103,8 +103,9 @@ def test_the_report_over_films_counts_edge_peaks_and_agreement_against_different
 def test_every_record_carries_the_reading(tiny_trained_dirs, real_images):
     import json
 
-    import app
     from pneumolens.modeling import ModelSource
+    from pneumolens.presentation import decision_markdown
+    from pneumolens.serving.api import ProgramApi
     from pneumolens.service import PneumoLensService
 
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
@@ -115,10 +116,9 @@ def test_every_record_carries_the_reading(tiny_trained_dirs, real_images):
         assert entry["peak_at_edge"] == reading.peak_at_edge and entry["edge_share"] == pytest.approx(reading.edge_share, abs=1e-4)
     assert set(record["agreement"]["pairs"]) == {f"{a}|{b}" for i, a in enumerate(record["maps"])
                                                  for b in list(record["maps"])[i + 1:]}
-    assert record["agreement"]["sentence"] in app._decision_markdown(analysis)
-    # The MCP tool's record and the page's are the same reading.
-    handlers = app.Handlers(service)
-    agent = json.loads(handlers.explain(str(real_images["NORMAL"][0]))[0])
+    assert record["agreement"]["sentence"] in decision_markdown(analysis)
+    # The API's record (gradio_client's and MCP's) and the page's are the same reading.
+    agent = json.loads(ProgramApi(service).explain(str(real_images["NORMAL"][0]))[0])
     assert agent["agreement"] == record["agreement"]
     assert {name: entry["peak_at_edge"] for name, entry in agent["maps"].items()} == \
         {name: entry["peak_at_edge"] for name, entry in record["maps"].items()}

@@ -198,8 +198,8 @@ def _key(source) -> str:
 
 
 def test_a_model_without_a_band_decides_every_film_as_before(tiny_trained_dirs, real_images):
-    import app
     from pneumolens.modeling import ModelSource
+    from pneumolens.presentation import decision_markdown
     from pneumolens.service import PneumoLensService
 
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
@@ -211,7 +211,7 @@ def test_a_model_without_a_band_decides_every_film_as_before(tiny_trained_dirs, 
     record = analysis.record()
     assert record["refer"] is False and record["referral_band"] is None
     assert record["decision"] == predicted["decision"] in ("NORMAL", "PNEUMONIA")
-    page = app._decision_markdown(analysis)
+    page = decision_markdown(analysis)
     assert page.startswith(f"### Decision: {record['decision']}\n") and "referral" not in page
     assert "probability-band" not in page
     assert not service.robustness(image).record()["referred"]

@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,8 +88,9 @@ def test_the_endpoint_answers_one_row_per_change_the_same_twice_with_the_flip(co
         answers = [client.predict(handle_file(str(image)), api_name="/robustness") for _ in range(2)]
     finally:
         demo.close()
-    (sentence, figure, record), (_, _, again) = answers
-    assert record == again
+    (record, figure), (again, _) = [(json.loads(text), figure) for text, figure in answers]
+    sentence = record["sentence"]
+    assert record == again and Path(figure).name == record["figure"] == "robustness.png"
     assert [row["name"] for row in record["outcomes"]] == [change.name for change in STRESS_SUITE]
     assert record["decision"] == "PNEUMONIA" and "letterbox_75" in record["flipped"]
     assert sentence == record["sentence"] and ("this one flips it" in sentence or "these flip it" in sentence)

@@ -17,6 +17,9 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.explain.overlay import overlay
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model_and_processor
 from pneumolens.service import PneumoLensService
+from pneumolens.serving.api import ProgramApi
+from pneumolens.serving.page import PageHandlers
+from pneumolens.serving.settings import ServingSettings
 from pneumolens.similar import (
     FILMS_FILE, INDEX_FILE, NEAREST, Neighbour, SimilarFilms, film_vectors, retrieval_quality, similar_record, vote,
 )
@@ -132,20 +135,18 @@ def test_an_analysis_finds_its_film_from_the_explanation_pass_itself(indexed_mod
 
 def test_the_row_pictures_films_where_the_training_images_are_at_hand_and_says_so_where_not(
         indexed_model, real_imagefolder, monkeypatch):
-    import app
-
     directory, _ = indexed_model
     example = sorted((real_imagefolder / "val" / "NORMAL").iterdir())[0]
     monkeypatch.delenv("PNEUMOLENS_TRAINING_FILMS", raising=False)
-    without = app.Handlers(PneumoLensService(ModelSource(str(directory))), predict_batch_size=1)
+    without = PageHandlers(ProgramApi(PneumoLensService(ModelSource(str(directory))), ServingSettings(predict_batch_size=1)))
     record = without.service.analyse(example).record()
-    text, gallery = without.similar_row(record)
+    text, gallery = without.similar_row(record).values()
     assert NOT_AT_HAND in text and gallery["visible"] is False
     assert f"of the {NEAREST} most similar training films are PNEUMONIA" in text
     assert record["similar"]["ids"][0] in text
     monkeypatch.setenv("PNEUMOLENS_TRAINING_FILMS", str(real_imagefolder))
-    with_films = app.Handlers(PneumoLensService(ModelSource(str(directory))), predict_batch_size=1)
-    text, gallery = with_films.similar_row(record)
+    with_films = PageHandlers(ProgramApi(PneumoLensService(ModelSource(str(directory))), ServingSettings(predict_batch_size=1)))
+    text, gallery = with_films.similar_row(record).values()
     assert NOT_AT_HAND not in text and gallery["visible"] is True and len(gallery["value"]) == 6
     first, caption = gallery["value"][0]
     expected = Image.open(real_imagefolder / "train" / record["similar"]["ids"][0]).convert("L")
