@@ -134,7 +134,7 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
         robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
                                      elem_id="robustness-figure")
     with gr.Accordion("About the model", open=False):
-        gr.Markdown(service.summary())
+        gr.Markdown(presentation.model_summary(service))
     displayed = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
     checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
     return SimpleNamespace(**{name: value for name, value in locals().items() if name not in ("service", "method_of")})

@@ -182,12 +182,9 @@ def _log_odds(probabilities: np.ndarray, positive: int) -> np.ndarray:
 
 
 def reliability_diagram(path, truth, curves: dict[str, np.ndarray], positive_name: str, bins: int = ECE_BINS):
-    import matplotlib
+    from .presentation import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (axis, counts) = plt.subplots(2, 1, figsize=(4.8, 5.6), dpi=120, sharex=True,
+    figure, (axis, counts) = pyplot().subplots(2, 1, figsize=(4.8, 5.6), dpi=120, sharex=True,
                                           gridspec_kw={"height_ratios": [3, 1]})
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect calibration")
     edges = np.linspace(0, 1, bins + 1)
@@ -204,8 +201,7 @@ def reliability_diagram(path, truth, curves: dict[str, np.ndarray], positive_nam
     axis.legend(loc="upper left", fontsize=8)
     counts.set(xlabel=f"shown P({positive_name})", ylabel="images", yscale="log")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def calibration_section(record: dict, command: str) -> str:

@@ -7,10 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
@@ -23,6 +19,7 @@ from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
 from .modeling import negative_label, positive_index  # noqa: E402
 from .preprocessing import batch_transform  # noqa: E402
+from .presentation import pyplot, save_figure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +107,7 @@ def _write_predictions(path, dataset, class_names, probabilities, config, thresh
 
 
 def _plot_roc(path, truth, scores, metrics, split_name):
-    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(4.5, 4.5), dpi=120)
     if len(set(truth.tolist())) == 2:
         false_positive_rate, true_positive_rate, _ = roc_curve(truth, scores)
         axis.plot(false_positive_rate, true_positive_rate, label=f"AUC = {metrics['roc_auc']:.3f}")
@@ -120,14 +117,13 @@ def _plot_roc(path, truth, scores, metrics, split_name):
     axis.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC curve ({split_name})")
     axis.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _plot_confusion(path, metrics, config, positive, split_name):
     names = [negative_label(config), config.id2label[positive]]
     matrix = np.array(metrics["confusion_matrix"])
-    figure, axis = plt.subplots(figsize=(4.5, 4), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(4.5, 4), dpi=120)
     axis.imshow(matrix, cmap="Blues")
     for (row, column), count in np.ndenumerate(matrix):
         color = "white" if count > matrix.max() / 2 else "black"
@@ -135,14 +131,13 @@ def _plot_confusion(path, metrics, config, positive, split_name):
     axis.set(xticks=[0, 1], yticks=[0, 1], xticklabels=names, yticklabels=names,
              xlabel="predicted", ylabel="true", title=f"Confusion matrix ({split_name})")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _plot_risk_coverage(path, points: dict, aurc: float, metrics: dict, split_name: str):
     """The error rate among the films decided against the share decided, the most certain (by margin to the
     threshold) decided first; the model's referral band as a point where it has one."""
-    figure, axis = plt.subplots(figsize=(4.8, 4), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(4.8, 4), dpi=120)
     axis.plot(points["coverage"], points["risk"], label=f"margin to the threshold: AURC {aurc:.4f}")
     axis.axhline(points["risk"][-1], color="grey", linestyle="--", linewidth=0.8, label="deciding every film")
     if "referred_share" in metrics:
@@ -154,5 +149,4 @@ def _plot_risk_coverage(path, points: dict, aurc: float, metrics: dict, split_na
              ylim=(0, max(0.05, 1.3 * max(points["risk"][len(points["risk"]) // 10:]))))
     axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -6,16 +6,24 @@ plain words with its measurement kept for those who ask.
 from __future__ import annotations
 
 import html
+import io
+import textwrap
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from .decision import NOT_A_RADIOGRAPH
-from .explain import HOW_TO_READ, REGISTRY, TITLES
-from .explain.overlay import COLORMAP, DEFAULT_BLEND, palette
+from .explain import HOW_TO_READ, METHODS, REGISTRY, TITLES
+from .explain.overlay import COLORMAP, DEFAULT_BLEND, overlay, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
 RELATIVE = "relative to this image's strongest region"
+# The out-of-distribution verdict's warning, in the record and on the page.
+OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
+               "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
+               "probabilities are kept for reference, but they are not meaningful for this image.")
+SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
+                 "model's probabilities are kept for reference, but they are not meaningful for this image.")
 # Said once here, and shown by the page, the report and the Space card alike.
 NOT_A_MEDICAL_DEVICE = "Not a medical device."
 DISCLAIMER_DETAIL = ("PneumoLens is a research and teaching demo. It has not been cleared or validated for clinical "
@@ -373,3 +381,196 @@ PAGE_CSS = """
 def page_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
     """The page's style: its layout, the maps' colour scale and the probability bar."""
     return PAGE_CSS + scale_css(colormap, blend) + probability_css()
+
+
+# -- figures: drawn without a display, as PNG bytes or files ---------------------------------------------------
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files only: servers and scripts have no display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(figure) -> bytes:
+    """`figure` as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    save_figure(figure, buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_figure(figure, path, **options) -> None:
+    """`figure` written to `path` (a file name or a binary file); the figure is closed."""
+    figure.savefig(path, **options)
+    pyplot().close(figure)
+
+
+def png_image(png: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(png)).convert("RGB")
+
+
+ROBUSTNESS_KEPT, ROBUSTNESS_FLIPPED, ROBUSTNESS_MOVED = "#3b6fb6", "#d62728", "#b07800"
+
+
+def robustness_figure_png(check) -> bytes:
+    """A robustness check (`robustness.RobustnessCheck`): the shown probability under each change, the
+    threshold as a line, flips red and moves into or out of the referral band amber."""
+    def colour(outcome) -> str:
+        return ROBUSTNESS_FLIPPED if outcome.flipped else ROBUSTNESS_MOVED if outcome.referred != check.refer \
+            else ROBUSTNESS_KEPT
+
+    def mark(outcome) -> str:
+        if outcome.flipped:
+            return "  (flips)"
+        return ("  (decides)" if check.refer else "  (refers)") if outcome.referred != check.refer else ""
+
+    outcomes = check.outcomes
+    figure, axis = pyplot().subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
+    rows = range(len(outcomes))
+    axis.scatter([outcome.probability for outcome in outcomes], rows, c=[colour(o) for o in outcomes], s=28,
+                 zorder=3, marker="o")
+    if check.band is not None:
+        axis.axvspan(check.band.lower, check.band.upper, color="#e69f00", alpha=0.18, linewidth=0,
+                     label=f"referral band {percent(check.band.lower)} to {percent(check.band.upper)}")
+    axis.axvline(check.threshold, color="#d62728", linestyle="--", linewidth=1.2,
+                 label=f"operating threshold {percent(check.threshold)}")
+    axis.axvline(check.probability, color="#777", linewidth=1, label=f"unchanged image {percent(check.probability)}")
+    axis.set_yticks(list(rows), [f"{outcome.name}{mark(outcome)}" for outcome in outcomes], fontsize=7)
+    for label, outcome in zip(axis.get_yticklabels(), outcomes):
+        label.set_color("#222" if colour(outcome) == ROBUSTNESS_KEPT else colour(outcome))
+    axis.set(xlim=(0, 1), xlabel=f"shown probability of {check.positive_label}")
+    axis.invert_yaxis()
+    axis.grid(axis="x", alpha=0.3)
+    kept = "the referral" if check.refer else f"the decision {check.decision}"
+    axis.set_title(f"Does {kept} hold? {check.held} of {len(outcomes)} changes keep it", fontsize=9)
+    axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
+    figure.tight_layout()
+    return figure_png(figure)
+
+
+def curves_figure_png(curves) -> bytes:
+    """One image's deletion and insertion curves (`service.ImageCurves`), one line per map (the random maps
+    dashed or dotted grey)."""
+    from .explain.faithfulness import CURVES, RANDOM, area, is_random, random_title
+
+    curves_by_map, explained, fill = curves.curves, curves.explained_class, curves.fill
+    figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for axis, kind in zip(axes, CURVES):
+        for name, by_metric in curves_by_map.items():
+            curve = by_metric[f"{kind}_{fill}"]
+            style = {"linestyle": "--" if name == RANDOM else ":", "color": "grey"} if is_random(name) else {}
+            title = TITLES.get(name, random_title(name) if is_random(name) else name)
+            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{title}: area {area(curve):.2f}", **style)
+        better = "lower" if kind == "deletion" else "higher"
+        axis.set_title(f"{kind.capitalize()} ({better} area is more faithful)", fontsize=10)
+        axis.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'} ({fill} fill), "
+                        "highest-ranked first", fontsize=8)
+        axis.set_ylabel(f"log-odds of {explained}", fontsize=8)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure_png(figure)
+
+
+def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP, blend: str = DEFAULT_BLEND):
+    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
+    say why."""
+    from matplotlib.cm import ScalarMappable
+
+    methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
+    figure, axes = pyplot().subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
+    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
+    axes[0].imshow(explanation.image)
+    axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
+    for axis, method in zip(axes[1:], methods):
+        if method in explanation.maps:
+            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap, blend))
+            axis.set_title(TITLES[method], fontsize=10)
+            shown = faded_colormap(colormap) if blend == "value" else colormap
+            scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
+                                    pad=0.03, ticks=[0, 1])
+            scale.ax.set_xticklabels([low_end(blend), "high"], fontsize=7)
+            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
+        else:
+            axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
+                      wrap=True, fontsize=8)
+            axis.set_title(method, fontsize=10)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    return figure
+
+
+# -- "About the model" ------------------------------------------------------------------------------------------
+
+def model_summary(service) -> str:
+    """A short Markdown summary of a served model (`service.PneumoLensService`): base model, data, metrics,
+    threshold, referral band and maps, read from the model and its card."""
+    from .decision import ReferralBand, operating_threshold
+    from .modeling import positive_index
+
+    card, config = service.card(), service.config
+    base = (card.data.base_model if card else None) or "unknown"
+    lines = [f"**Model:** `{service.source.name_or_path}` ({config.model_type}, "
+             f"{sum(p.numel() for p in service.model.parameters()) / 1e6:.1f} M parameters), "
+             f"fine-tuned from `{base}`, served on `{service.device}` (float32).",
+             f"**Labels:** {', '.join(service.labels)}. **Decision threshold** on "
+             f"P({config.id2label[positive_index(config)]}): {operating_threshold(config):.3f}"
+             f"{_probabilities_note(config)}."]
+    band = ReferralBand.of(config)
+    if band is not None:
+        lines.append(f"**Referral band:** between {percent(band.lower)} and {percent(band.upper)} the film is referred "
+                     f"to a person instead of decided (chosen on the carved validation split and its stressed "
+                     f"copies{_band_target(band)}).")
+    if card and card.data.datasets:
+        lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
+    results = _card_results(card)
+    if results:
+        lines.append("**Measured:** " + "; ".join(results) + ".")
+    lines.append(f"**Maps:** {_map_settings(service)}.")
+    return "  \n".join(lines)
+
+
+def _probabilities_note(config) -> str:
+    from .decision import Calibration
+
+    calibration = Calibration.of(config)
+    if calibration is None:
+        return " (probabilities: the softmax, not calibrated)"
+    return (f" (probabilities: calibrated by Platt scaling on the carved validation split, "
+            f"sigmoid({calibration.scale:.3f} d + {calibration.bias:.3f}) of the logit difference d)")
+
+
+def _map_settings(service) -> str:
+    from .explain import layout_of
+    from .preprocessing import input_size
+
+    layout = layout_of(service.model, input_size(service.processor))
+    verdicts = {standing.name: standing.verdict for standing in service.standings}
+    parts = []
+    for name, method in REGISTRY.items():
+        if layout.kind in method.architectures:
+            made = method.settings_text(layout, service.explanation_options)
+            parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
+    return "; ".join(parts)
+
+
+def _card_results(card) -> list[str]:
+    if not card or not card.data.eval_results:
+        return []
+    by_split: dict[str, list[str]] = {}
+    for result in card.data.eval_results:
+        if result.metric_type in ("accuracy", "roc_auc"):
+            name = "accuracy" if result.metric_type == "accuracy" else "ROC-AUC"
+            by_split.setdefault(result.dataset_split, []).append(f"{name} {result.metric_value:.3f}")
+    return [f"{split.replace('_', ' ')}: {', '.join(values)}" for split, values in by_split.items()]
+
+
+def _band_target(band) -> str:
+    if band.target_error is None or band.confidence is None:
+        return ""
+    return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
+            f"{100 * band.confidence:.0f} % confidence")

@@ -22,7 +22,7 @@ from .explain import HOW_TO_READ, METHODS, TITLES
 from .explain.overlay import DEFAULT_BLEND
 from .presentation import (
     DISCLAIMER, EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
-    relative_note, scale_css, scale_html, similar_caption, similar_sentence,
+    relative_note, robustness_figure_png, scale_css, scale_html, similar_caption, similar_sentence,
 )
 from .similar import SHOWN
 
@@ -158,7 +158,7 @@ def _robustness_section(check) -> str:
     if check is None:
         return ""
     figure = "" if check.withheld else \
-        f'<img class="robustness" alt="the probability under each change" src="{_png_uri(check.figure_png())}">'
+        f'<img class="robustness" alt="the probability under each change" src="{_png_uri(robustness_figure_png(check))}">'
     return (f'<section class="robustness"><h2>Does this decision hold?</h2><p>{html.escape(check.sentence())}</p>'
             f"{figure}</section>\n")
 

@@ -13,14 +13,12 @@ as the other class flips it.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Callable
 
 from PIL import Image
 
 from .decision import NOT_A_RADIOGRAPH, ReferralBand
-from .presentation import percent
 from .stress import STRESS_SUITE, StressChange
 
 # A batch of changed images per forward pass: memory stays small at any resolution, the passes few.
@@ -45,10 +43,15 @@ class RobustnessCheck:
     threshold: float
     positive_label: str
     outcomes: list[ChangeOutcome] = field(default_factory=list)
-    withheld: str | None = None  # why no decision was checked (not a chest radiograph)
+    withheld_reason: str | None = None  # why no decision was checked (not a chest radiograph)
     seed: int = 0
     refer: bool = False  # the unchanged film is referred to a person
     band: ReferralBand | None = None
+
+    @property
+    def withheld(self) -> bool:
+        """Whether no decision was checked, because the image does not look like a chest radiograph."""
+        return self.withheld_reason is not None
 
     @property
     def flipped(self) -> list[ChangeOutcome]:
@@ -72,7 +75,7 @@ class RobustnessCheck:
     def sentence(self) -> str:
         """The answer in one sentence."""
         if self.withheld:
-            return f"No decision to check: {self.withheld}"
+            return f"No decision to check: {self.withheld_reason}"
         changes = len(self.outcomes)
         if self.refer:
             answer = (f"This film is referred to a person (it leans to {self.decision}); it stays referred under "
@@ -95,68 +98,15 @@ class RobustnessCheck:
         return {"decision": self.decision, "refer": self.refer,
                 "referral_band": self.band.shown() if self.band else None, "probability": self.probability,
                 "threshold": self.threshold, "positive_label": self.positive_label, "seed": self.seed,
-                "withheld": self.withheld, "held": self.held, "changes": len(self.outcomes),
+                "withheld": self.withheld, "withheld_reason": self.withheld_reason, "held": self.held, "changes": len(self.outcomes),
                 "flipped": [outcome.name for outcome in self.flipped],
                 "referred": [outcome.name for outcome in self.referred],
                 "decided": [outcome.name for outcome in self.decided], "sentence": self.sentence(),
                 "outcomes": [outcome.__dict__ for outcome in self.outcomes]}
 
-    def figure_png(self) -> bytes:
-        """The shown probability under each change, the threshold as a line, flips marked."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        outcomes = self.outcomes
-        figure, axis = plt.subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
-        rows = range(len(outcomes))
-        colours = [_colour(outcome, self.refer) for outcome in outcomes]
-        axis.scatter([outcome.probability for outcome in outcomes], rows, c=colours, s=28, zorder=3,
-                     marker="o")
-        if self.band is not None:
-            axis.axvspan(self.band.lower, self.band.upper, color="#e69f00", alpha=0.18, linewidth=0,
-                         label=f"referral band {percent(self.band.lower)} to {percent(self.band.upper)}")
-        axis.axvline(self.threshold, color="#d62728", linestyle="--", linewidth=1.2,
-                     label=f"operating threshold {percent(self.threshold)}")
-        axis.axvline(self.probability, color="#777", linewidth=1, label=f"unchanged image {percent(self.probability)}")
-        axis.set_yticks(list(rows), [f"{outcome.name}{_mark(outcome, self.refer)}" for outcome in outcomes], fontsize=7)
-        for label, outcome in zip(axis.get_yticklabels(), outcomes):
-            label.set_color("#222" if _colour(outcome, self.refer) == KEPT else _colour(outcome, self.refer))
-        axis.set(xlim=(0, 1), xlabel=f"shown probability of {self.positive_label}")
-        axis.invert_yaxis()
-        axis.grid(axis="x", alpha=0.3)
-        kept = "the referral" if self.refer else f"the decision {self.decision}"
-        axis.set_title(f"Does {kept} hold? {self.held} of {len(outcomes)} changes keep it", fontsize=9)
-        axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        plt.close(figure)
-        return buffer.getvalue()
-
-    def figure(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.figure_png()))
-
 
 def _named(outcomes: list, one: str, several: str) -> str:
     return f"this one {one}" if len(outcomes) == 1 else f"these {several}"
-
-
-KEPT, FLIPPED, MOVED = "#3b6fb6", "#d62728", "#b07800"
-
-
-def _colour(outcome: ChangeOutcome, refer: bool) -> str:
-    """Red for a flip, amber for a change into the band (or out of it, for a referred film)."""
-    return FLIPPED if outcome.flipped else MOVED if outcome.referred != refer else KEPT
-
-
-def _mark(outcome: ChangeOutcome, refer: bool) -> str:
-    if outcome.flipped:
-        return "  (flips)"
-    if outcome.referred != refer:
-        return "  (decides)" if refer else "  (refers)"
-    return ""
 
 
 def check_image(image: Image.Image, probability: float, predict: Callable[[list[Image.Image]], list[float]],
@@ -180,4 +130,4 @@ def check_image(image: Image.Image, probability: float, predict: Callable[[list[
 
 def withheld_check(warning: str, probability: float, threshold: float, positive_label: str) -> RobustnessCheck:
     """The answer for an image that is not a chest radiograph: it has no decision to check."""
-    return RobustnessCheck(NOT_A_RADIOGRAPH, probability, threshold, positive_label, withheld=warning)
+    return RobustnessCheck(NOT_A_RADIOGRAPH, probability, threshold, positive_label, withheld_reason=warning)

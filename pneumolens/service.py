@@ -1,4 +1,5 @@
-"""What the app serves, free of any UI: a loaded model answering predict and analyse requests."""
+"""What the app serves: a loaded model answering predict and analyse requests, as data (what a person
+reads of it is written by `presentation`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import REGISTRY, TITLES, Explainer, Explanation, ExplanationOptions, layout_of
+from .explain import Explainer, Explanation, ExplanationOptions
 from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
@@ -25,14 +26,14 @@ from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreein
 from .device import serving_device
 from .images import describe_file, load_image
 from .decision import (
-    NOT_A_RADIOGRAPH, Calibration, ReferralBand, decide, gated_decision, operating_threshold, referral_fields,
+    NOT_A_RADIOGRAPH, ReferralBand, decide, gated_decision, operating_threshold, referral_fields,
     refers,
 )
 from .modeling import (
     ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
 )
-from .preprocessing import input_size, pixel_values
-from .presentation import agreement_sentence, percent
+from .preprocessing import pixel_values
+from .presentation import OOD_WARNING, SHAPE_WARNING, agreement_sentence
 from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
@@ -42,11 +43,6 @@ from .training_films import training_films
 
 logger = logging.getLogger(__name__)
 
-OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
-               "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
-               "probabilities are kept for reference, but they are not meaningful for this image.")
-SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
-                 "model's probabilities are kept for reference, but they are not meaningful for this image.")
 
 
 @dataclass(frozen=True)
@@ -185,12 +181,6 @@ class ImageCurves:
                                          "log_odds": [float(v) for v in by_kind[f"{kind}_{self.fill}"]]}
                                   for kind in faithfulness.CURVES}
                            for name, by_kind in self.curves.items()}}
-
-    def figure(self) -> Image.Image:
-        return faithfulness.curves_figure(self.curves, TITLES, self.explained_class, self.fill)
-
-    def figure_png(self) -> bytes:
-        return _encoded(self.figure(), format="PNG")
 
 
 def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -348,77 +338,19 @@ class PneumoLensService:
             verdict.update(flagged=True, reason="shape", warning=SHAPE_WARNING.format(problem=problem))
         return verdict
 
-    def summary(self) -> str:
-        """A short Markdown model summary: base model, data, metrics and threshold, read from the model."""
-        card = self._card()
-        base = (card.data.base_model if card else None) or "unknown"
-        lines = [f"**Model:** `{self.source.name_or_path}` ({self.config.model_type}, "
-                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M parameters), "
-                 f"fine-tuned from `{base}`, served on `{self.device}` (float32).",
-                 f"**Labels:** {', '.join(self.labels)}. **Decision threshold** on "
-                 f"P({self.config.id2label[positive_index(self.config)]}): {operating_threshold(self.config):.3f}"
-                 f"{self._probabilities_note()}."]
-        band = ReferralBand.of(self.config)
-        if band is not None:
-            lines.append(f"**Referral band:** between {percent(band.lower)} and {percent(band.upper)} the film is referred "
-                         f"to a person instead of decided (chosen on the carved validation split and its stressed "
-                         f"copies{_band_target(band)}).")
-        if card and card.data.datasets:
-            lines.append(f"**Data:** {', '.join(card.data.datasets)}.")
-        results = self._results(card)
-        if results:
-            lines.append("**Measured:** " + "; ".join(results) + ".")
-        lines.append(f"**Maps:** {self._map_settings()}.")
-        return "  \n".join(lines)
-
-    def _probabilities_note(self) -> str:
-        calibration = Calibration.of(self.config)
-        if calibration is None:
-            return " (probabilities: the softmax, not calibrated)"
-        return (f" (probabilities: calibrated by Platt scaling on the carved validation split, "
-                f"sigmoid({calibration.scale:.3f} d + {calibration.bias:.3f}) of the logit difference d)")
-
-    def _map_settings(self) -> str:
-        layout = layout_of(self.model, input_size(self.processor))
-        verdicts = {standing.name: standing.verdict for standing in self.standings}
-        parts = []
-        for name, method in REGISTRY.items():
-            if layout.kind in method.architectures:
-                made = method.settings_text(layout, self.explanation_options)
-                parts.append(f"{TITLES[name]} ({made + ', ' if made else ''}faithfulness {verdicts.get(name, 'not measured')})")
-        return "; ".join(parts)
-
     def _films_data(self) -> str | None:
         """The Hub data set the training films are in: the one indexed, else the card's first data set (an
         index built from a local copy names only its folder)."""
         data = self.similar_films.about.get("data") if self.similar_films else None
         if data is None or "/" in data:
             return data
-        card = self._card()
+        card = self.card()
         return card.data.datasets[0] if card and card.data.datasets else None
 
-    def _card(self) -> ModelCard | None:
+    def card(self) -> ModelCard | None:
         # The card of the same revision as the weights, not whatever the main branch holds now.
         local = model_file(self.source, "README.md")
         return ModelCard.load(local) if local else None
-
-    @staticmethod
-    def _results(card) -> list[str]:
-        if not card or not card.data.eval_results:
-            return []
-        by_split: dict[str, list[str]] = {}
-        for result in card.data.eval_results:
-            if result.metric_type in ("accuracy", "roc_auc"):
-                name = "accuracy" if result.metric_type == "accuracy" else "ROC-AUC"
-                by_split.setdefault(result.dataset_split, []).append(f"{name} {result.metric_value:.3f}")
-        return [f"{split.replace('_', ' ')}: {', '.join(values)}" for split, values in by_split.items()]
-
-
-def _band_target(band: ReferralBand) -> str:
-    if band.target_error is None or band.confidence is None:
-        return ""
-    return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
-            f"{100 * band.confidence:.0f} % confidence")
 
 
 def record_json(analysis: Analysis) -> str:

@@ -247,14 +247,11 @@ def stress_table(report: dict, negative_name: str = "negative", positive_name: s
 
 
 def plot_stress(report: dict, path: Path, positive_name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .presentation import pyplot, save_figure
 
     names = list(report)
     y = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(7, 0.32 * len(names) + 1.8), dpi=120)
+    figure, axis = pyplot().subplots(figsize=(7, 0.32 * len(names) + 1.8), dpi=120)
     for offset, (metric, label) in enumerate((("specificity", "specificity"), ("sensitivity", "sensitivity"),
                                               ("flip_rate_negative", "flipped, true negatives"))):
         axis.barh(y + (offset - 1) * 0.27, [report[n][metric] for n in names], height=0.27, label=label)
@@ -264,8 +261,7 @@ def plot_stress(report: dict, path: Path, positive_name: str) -> None:
     # Below the axes: inside them it hides the bars of the last changes.
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def plot_examples(image: Image.Image, changes, seed: int, path: Path) -> None:

@@ -118,7 +118,7 @@ def test_explain_returns_the_record_and_every_map_by_name(client):
     size = Image.open(example).size
     assert set(record["images"]) == set(METHODS) == set(maps)
     for method, path in maps.items():
-        assert Path(path).name == f"{method}.webp"
+        assert Path(path).name == f"{method}.jpeg"
         shown = Image.open(path).size
         assert max(shown) == SETTINGS.api_map_max_side and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
@@ -451,7 +451,7 @@ def test_the_handlers_answer_as_plain_functions_without_a_server(model_with_ood)
     page = PageHandlers(api).analysis(image, app.PREDICTED, 0.5)
     assert by_predict["decision"] == json.loads(record_text)["decision"] == page["record"]["decision"]
     assert page["record"]["probabilities"] == pytest.approx(by_predict["probabilities"], abs=1e-6)
-    assert [Path(m.path).name for m in maps] == [f"{method}.webp" for method in METHODS]
+    assert [Path(m.path).name for m in maps] == [f"{method}.jpeg" for method in METHODS]
     assert all(page[f"map_{m}"].size[0] <= SETTINGS.display_max_side for m in METHODS)
     with pytest.raises(RequestError, match="Only uploaded files are accepted"):  # a path of its own choosing
         api.predicted(str(Path(image).with_name("missing.jpeg")))

@@ -12,6 +12,7 @@ from gradio_client import Client, handle_file
 import app
 from tests.test_app import explained
 from pneumolens import device as device_module
+from pneumolens.presentation import model_summary
 from pneumolens.device import DEVICE_VARIABLE, ZERO_GPU_VARIABLE, gpu_call, serving_device
 from pneumolens.errors import PneumoLensError
 from pneumolens.modeling import ModelSource
@@ -76,7 +77,7 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
     monkeypatch.setenv(ZERO_GPU_VARIABLE, "true")
     monkeypatch.setenv(DEVICE_VARIABLE, "cpu")  # no GPU here: the wrapper is what is tested
     service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
-    assert service.device == torch.device("cpu") and "served on `cpu`" in service.summary()
+    assert service.device == torch.device("cpu") and "served on `cpu`" in model_summary(service)
     demo = app.build_demo(service)
     # The API's endpoints (gradio_client's and MCP's) and the page's handlers that run the model.
     assert sorted(wrapped) == ["analysis", "explain", "faithfulness_curves", "faithfulness_figure", "predict",

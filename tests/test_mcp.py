@@ -77,7 +77,7 @@ def test_the_tools_an_agent_sees_are_the_intended_ones_and_say_what_they_do(serv
     # The API's endpoints, one per operation; the page's own events are not tools.
     assert set(tools) == {"predict", "explain", "faithfulness_curves", "robustness", "report"}
     assert "not a chest radiograph" in tools["predict"].description
-    assert "faithfulness verdict" in tools["explain"].description and "WebP" in tools["explain"].description
+    assert "faithfulness verdict" in tools["explain"].description and "JPEG" in tools["explain"].description
     schema = tools["explain"].inputSchema["properties"]
     assert "data: URI" in schema["image"]["description"] and "URLs are refused" in schema["image"]["description"]
     assert "predicted class" in schema["explained_class"]["description"]
@@ -165,7 +165,7 @@ def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_r
     assert {entry["faithfulness"] for entry in record["maps"].values()} == {"passed"}  # the bundled model's
     for item in images:
         shown = Image.open(io.BytesIO(base64.b64decode(item.data)))
-        assert max(shown.size) == ServingSettings().api_map_max_side and item.mimeType == "image/webp"
+        assert max(shown.size) == ServingSettings().api_map_max_side and item.mimeType == "image/jpeg"
     assert answer_bytes(result) < MCP_ANSWER_LIMIT
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
 

@@ -86,7 +86,7 @@ def test_the_card_is_fetched_at_the_weights_revision(monkeypatch, tiny_trained_d
     # model_file imports the function when it is called, so the module attribute is what it finds
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     service.source = ModelSource("someone/pneumolens", revision="0123abc")
-    assert service._card() is None
+    assert service.card() is None
     assert requests == [("someone/pneumolens", "README.md", "0123abc")]
 
 

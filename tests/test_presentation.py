@@ -6,12 +6,11 @@ import re
 import pytest
 
 import app
-from pneumolens.commands.explain_maps import side_by_side
 from pneumolens.explain import METHODS
 from pneumolens.explain.standing import MethodStanding
 from pneumolens.modeling import ModelSource
 from pneumolens.presentation import (
-    caption_markdown, decision_markdown, percent, probability_html, scale_meaning, verdict_line,
+    caption_markdown, decision_markdown, percent, probability_html, scale_meaning, side_by_side, verdict_line,
 )
 from pneumolens.report import ModelIdentity, html_report
 from pneumolens.service import PneumoLensService

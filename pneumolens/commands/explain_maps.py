@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from .. import cli
 from ..errors import PneumoLensError
-from ..explain import METHODS, TITLES, overlay
+from ..explain import METHODS, overlay
 from ..explain.overlay import BLENDS, DEFAULT_BLEND, DEFAULT_OPACITY
 from ..explain.gradcam import CAMS
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
-from ..presentation import COLORMAP, faded_colormap, headline, low_end, percent, scale_meaning, with_scale
+from ..presentation import COLORMAP, headline, save_figure, side_by_side, with_scale
 from ..service import PneumoLensService
 from ..training_films import SETTING
 
@@ -89,8 +88,8 @@ def run(args) -> None:
                 out / f"{stem}_{method}.png")
             np.save(out / f"{stem}_{method}.npy", heatmap.astype(np.float16))
         figure_path = out / f"{stem}_explanation.png"
-        side_by_side(explanation, headline(analysis.decision, analysis.refer), args.opacity,
-                     args.colormap, args.overlay).savefig(figure_path)
+        save_figure(side_by_side(explanation, headline(analysis.decision, analysis.refer), args.opacity,
+                                 args.colormap, args.overlay), figure_path)
         record = analysis.record()
         summary = {"image": image_path, **{key: record[key] for key in (
             "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
@@ -101,37 +100,3 @@ def run(args) -> None:
         (out / f"{stem}_explanation.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary))
     logger.info("Wrote overlays, maps and figures to %s", out)
-
-
-def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP, blend: str = DEFAULT_BLEND):
-    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
-    say why."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-
-    methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
-    figure, axes = plt.subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
-    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
-    axes[0].imshow(explanation.image)
-    axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
-    for axis, method in zip(axes[1:], methods):
-        if method in explanation.maps:
-            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap, blend))
-            axis.set_title(TITLES[method], fontsize=10)
-            shown = faded_colormap(colormap) if blend == "value" else colormap
-            scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
-                                    pad=0.03, ticks=[0, 1])
-            scale.ax.set_xticklabels([low_end(blend), "high"], fontsize=7)
-            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
-        else:
-            axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
-                      wrap=True, fontsize=8)
-            axis.set_title(method, fontsize=10)
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    return figure

@@ -408,37 +408,6 @@ def pairs_table(summary: dict, method: str, titles: dict[str, str] | None = None
     return "\n".join(rows)
 
 
-def curves_figure(curves_by_map: dict[str, dict[str, np.ndarray]], titles: dict[str, str], explained: str,
-                  fill: str = "blur"):
-    """One image's deletion and insertion curves, one line per map (the random map dashed), as a PIL image."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    for axis, kind in zip(axes, CURVES):
-        for name, by_metric in curves_by_map.items():
-            curve = by_metric[f"{kind}_{fill}"]
-            style = {"linestyle": "--" if name == RANDOM else ":", "color": "grey"} if is_random(name) else {}
-            title = titles.get(name, random_title(name) if is_random(name) else name)
-            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{title}: area {area(curve):.2f}", **style)
-        better = "lower" if kind == "deletion" else "higher"
-        axis.set_title(f"{kind.capitalize()} ({better} area is more faithful)", fontsize=10)
-        axis.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'} ({fill} fill), "
-                        "highest-ranked first", fontsize=8)
-        axis.set_ylabel(f"log-odds of {explained}", fontsize=8)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
 def faithfulness_markdown(result: dict, where: str, command_line: str, titles: dict[str, str]) -> str:
     """The card's section: what was measured, the tables and the command."""
     summary = result["summary"]

@@ -21,6 +21,7 @@ from pneumolens.batching import MicroBatcher
 from pneumolens.device import on_zero_gpu
 from pneumolens.explain import METHODS
 from pneumolens.explain.overlay import DEFAULT_OPACITY
+from pneumolens.presentation import curves_figure_png, robustness_figure_png
 from pneumolens.service import PneumoLensService, record_json
 from pneumolens.serving.settings import ServingSettings
 from pneumolens.serving.uploads import RequestError, checked_path, safely, trimmed
@@ -92,14 +93,14 @@ class ProgramApi:
             explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "images", each map's image file name (null for a map this architecture cannot give); "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then the map images, each named as "images" says (WebP, at most 384 px, viridis colours that fade where the map is low, so the film shows through): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
+            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "images", each map's image file name (null for a map this architecture cannot give); "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then the map images, each named as "images" says (JPEG, at most 384 px, viridis colours that fade where the map is low, so the film shows through): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
         """
         analysis = self.analysed(image, explained_class)
         settings = self.settings
         overlays = analysis.displayed(settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
                                                                           blend=settings.blend)
         names = {method: f"{method}.{settings.api_map_format}" for method in overlays}
-        files = written({names[method]: _encoded(overlay, settings.api_map_format)
+        files = written({names[method]: _encoded(overlay, settings.api_map_format, quality=settings.api_map_quality)
                          for method, overlay in overlays.items()})
         record = {**analysis.record(), "images": {method: names.get(method) for method in METHODS}}
         return (json.dumps(record), *[_file(files.get(names.get(method))) for method in METHODS])
@@ -116,7 +117,7 @@ class ProgramApi:
         """
         check = self.robustness_check(image)
         figure = None if check.withheld else "robustness.png"
-        files = written({figure: check.figure_png()}) if figure else {}
+        files = written({figure: robustness_figure_png(check)}) if figure else {}
         return json.dumps({**check.record(), "figure": figure}), _file(files.get(figure))
 
     @trimmed
@@ -131,7 +132,7 @@ class ProgramApi:
             First, JSON text: "explained_class", "fill" and, for each map and random map, its "deletion" and "insertion" curve ("log_odds" of the explained class at each share of pixels changed, and its "area": lower for deletion and higher for insertion is more faithful); "figure", the file name of the figure that follows. Then that figure (PNG) of the curves.
         """
         curves = safely(self.service.faithfulness_curves, checked_path(image), self.explained_index(explained_class))
-        files = written({"faithfulness.png": curves.figure_png()})
+        files = written({"faithfulness.png": curves_figure_png(curves)})
         return json.dumps({**curves.record(), "figure": "faithfulness.png"}), _file(files["faithfulness.png"])
 
     @trimmed
@@ -173,9 +174,9 @@ def written(contents: dict[str, bytes]) -> dict[str, str]:
     return {name: str(folder / name) for name in contents}
 
 
-def _encoded(image, image_format: str) -> bytes:
+def _encoded(image, image_format: str, **options) -> bytes:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format=image_format.upper())
+    image.convert("RGB").save(buffer, format=image_format.upper(), **options)
     return buffer.getvalue()
 
 

@@ -19,10 +19,12 @@ class ServingSettings:
     blend: str = DEFAULT_BLEND
     display_max_side: int = 1024  # the page's overlays; maps.npz keeps the full resolution
     preview_max_side: int = 640
-    # What a program or an AI agent receives: maps this large, in this format, keep a whole `explain` answer
-    # of a 2,000-pixel radiograph well under the ~1 MiB that common MCP clients accept (docs/app.md).
+    # What a program or an AI agent receives: maps this large keep a whole `explain` answer well under the
+    # ~1 MiB that common MCP clients accept. JPEG at quality 85: 14 KB a map and 0.2 ms to encode, where WebP
+    # took 7 ms for 5 KB (benchmarks/peer_demo.py, docs/performance.md).
     api_map_max_side: int = 384
-    api_map_format: str = "webp"
+    api_map_format: str = "jpeg"
+    api_map_quality: int = 85
     # /predict requests that arrive while the model is busy share its next forward pass, up to this many
     # (PNEUMOLENS_PREDICT_BATCH=1 serves them one by one; benchmarks/load_benchmark.py compares the two).
     predict_batch_size: int = 8
