@@ -210,7 +210,7 @@ def test_the_push_command_publishes_a_model_folder_to_a_branch_and_prints_the_co
                            "--token", TOKEN)
         assert refused.returncode == 2 and (repo_id not in {key[1] for key in hub.repos})
         assert "is not a complete model: it has no preprocessor_config.json (the image processor)" in refused.stderr
-        pushed = run([*command, str(model_dir), "--repo_id", repo_id, "--revision", "v1"], env)
+        pushed = run([*command, str(model_dir), "--repo_id", repo_id, "--branch", "v1"], env)
         branches = hub.repos[("model", repo_id)].branches
         assert f'revision="{branches["v1"]}"' in pushed.stdout and branches["v1"] != branches["main"]
         files = hub.files(repo_id, revision=branches["v1"])

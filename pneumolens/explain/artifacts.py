@@ -34,10 +34,10 @@ def mass_share(grid_map: np.ndarray, mask: np.ndarray) -> float:
     return float(values[mask].sum() / total) if total > 0 else 0.0
 
 
-def token_maps(model, pixels: torch.Tensor, target: int | None = None) -> dict[str, np.ndarray]:
+def token_maps(model, pixels: torch.Tensor, explained_index: int | None = None) -> dict[str, np.ndarray]:
     """Per patch token (grid shape): last-layer output norm, attention rollout and transformer attribution."""
     layout = layout_of(model, tuple(pixels.shape[-2:]))
-    outputs, gradients = attention_pass(model, pixels, target, output_hidden_states=True)
+    outputs, gradients = attention_pass(model, pixels, explained_index, output_hidden_states=True)
     tokens = outputs.hidden_states[-1][0, layout.special_tokens:].detach()
     return {
         "norm": tokens.norm(dim=-1).reshape(layout.grid).numpy(),

@@ -24,7 +24,7 @@ def transformer_attribution(attentions: Sequence[torch.Tensor], gradients: Seque
                             special_tokens: int, grid: tuple[int, int]) -> torch.Tensor:
     """(rows, cols) relevance of the patch tokens for the class token, first item of the batch.
 
-    attentions, gradients: per layer (B, heads, T, T) attention probabilities and d target / d attention.
+    attentions, gradients: per layer (B, heads, T, T) attention probabilities and d (the explained class's logit) / d attention.
     """
     with torch.no_grad():
         identity = torch.eye(attentions[0].shape[-1], dtype=torch.float64, device=attentions[0].device)
@@ -52,8 +52,8 @@ class TransformerAttribution(ExplanationMethod):
     def from_pass(self, shared, layout, options):
         return self._map(shared.attentions, shared.attention_gradients, layout, shared.pixels)
 
-    def reference(self, model, pixels, target, layout, options):
-        outputs, gradients = attention_pass(model, pixels, target)
+    def reference(self, model, pixels, explained_index, layout, options):
+        outputs, gradients = attention_pass(model, pixels, explained_index)
         return self._map(outputs.attentions, gradients, layout, pixels)
 
     @staticmethod

@@ -105,8 +105,8 @@ class Explainer:
         rgb, pixels, layout = self.prepare(image)
         return self._result(rgb, layout, options, *self.separate_maps(pixels, layout, explained_index, options))
 
-    def fused_maps(self, pixels: torch.Tensor, layout: ModelLayout, target: int | None, options: ExplanationOptions):
-        """(probabilities, target, raw maps at input size, unavailable) from one forward and one backward.
+    def fused_maps(self, pixels: torch.Tensor, layout: ModelLayout, explained_index: int | None, options: ExplanationOptions):
+        """(probabilities, explained_index, raw maps at input size, unavailable) from one forward and one backward.
 
         The pass gives what the requested methods declare they need: hooks capture the Grad-CAM layer's
         activations, the model returns the attention probabilities, and one `autograd.grad` call yields
@@ -121,26 +121,26 @@ class Explainer:
         with grad_cam(self.model, layout, options, keep_attentions=needs.attentions) as cam:
             logits = cam.activations_and_grads(batch)
             probabilities = shown_probabilities(self.model.config, logits[0].detach())
-            target = self._target(target, probabilities)
-            shared = SharedPass(pixels, target, cam=cam)
+            explained_index = self._resolved_index(explained_index, probabilities)
+            shared = SharedPass(pixels, explained_index, cam=cam)
             shared.attentions = cam.model.attentions if needs.attentions else ()
             if needs.input_gradient or needs.layer or needs.attention_gradients:
                 # The input is always a gradient input: the layer's gradient hook fires on the way to it.
                 grad_inputs = [batch] + (list(shared.attentions) if needs.attention_gradients else [])
-                gradients = torch.autograd.grad(logits[:, target].sum(), grad_inputs)
+                gradients = torch.autograd.grad(logits[:, explained_index].sum(), grad_inputs)
                 shared.input_gradient = gradients[0][1:] if smoothgrad else gradients[0]
                 shared.attention_gradients = tuple(gradients[1:])
             raw = {m.name: m.from_pass(shared, layout, options) for m in methods}
-        return probabilities, target, raw, unavailable
+        return probabilities, explained_index, raw, unavailable
 
-    def separate_maps(self, pixels: torch.Tensor, layout: ModelLayout, target: int | None, options: ExplanationOptions):
+    def separate_maps(self, pixels: torch.Tensor, layout: ModelLayout, explained_index: int | None, options: ExplanationOptions):
         """Like `fused_maps`, one pass per method, the way a typical demo computes them."""
         methods, unavailable = self._available(options, layout)
         with torch.no_grad():
             probabilities = shown_probabilities(self.model.config, self.model(pixel_values=pixels).logits[0])
-        target = self._target(target, probabilities)
-        raw = {m.name: m.reference(self.model, pixels, target, layout, options) for m in methods}
-        return probabilities, target, raw, unavailable
+        explained_index = self._resolved_index(explained_index, probabilities)
+        raw = {m.name: m.reference(self.model, pixels, explained_index, layout, options) for m in methods}
+        return probabilities, explained_index, raw, unavailable
 
     @staticmethod
     def _available(options: ExplanationOptions, layout: ModelLayout) -> tuple[list[ExplanationMethod], dict[str, str]]:
@@ -154,25 +154,25 @@ class Explainer:
                 unavailable[name] = str(reason)
         return methods, unavailable
 
-    def _target(self, target: int | None, probabilities: torch.Tensor) -> int:
-        if target is None:  # the model's decision, which is what "the predicted class" means everywhere
+    def _resolved_index(self, explained_index: int | None, probabilities: torch.Tensor) -> int:
+        if explained_index is None:  # the model's decision, which is what "the predicted class" means everywhere
             return decision_index(self.model.config, probabilities.tolist())
-        if not 0 <= int(target) < len(self.labels):
+        if not 0 <= int(explained_index) < len(self.labels):
             raise PneumoLensError(
-                f"The explained class {target} is out of range: the model has {len(self.labels)} classes "
+                f"The explained class {explained_index} is out of range: the model has {len(self.labels)} classes "
                 f"({', '.join(f'{i}={name}' for i, name in enumerate(self.labels))})."
             )
-        return int(target)
+        return int(explained_index)
 
     def _by_label(self, probabilities: torch.Tensor) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, probabilities.tolist())}
 
-    def _result(self, rgb, layout, options, probabilities, target, raw, unavailable) -> Explanation:
+    def _result(self, rgb, layout, options, probabilities, explained_index, raw, unavailable) -> Explanation:
         return Explanation(
             image=rgb,
             probabilities=self._by_label(probabilities),
-            explained_index=target,
-            explained_class=self.labels[target],
+            explained_index=explained_index,
+            explained_class=self.labels[explained_index],
             input_maps={name: normalise(as_array(m)) for name, m in raw.items()},
             unavailable=unavailable,
             box=input_box(self.processor, rgb.size),

@@ -72,10 +72,10 @@ def metric_title(metric: str) -> str:
     return f"{curve} ({fill} fill)"
 
 
-def class_log_odds(logits: torch.Tensor, target: int) -> torch.Tensor:
-    """log p(target) / (1 - p(target)) per row, computed stably from the logits."""
-    others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
-    return logits[:, target] - torch.logsumexp(others, dim=1)
+def class_log_odds(logits: torch.Tensor, explained_index: int) -> torch.Tensor:
+    """log p(explained_index) / (1 - p(explained_index)) per row, computed stably from the logits."""
+    others = torch.cat([logits[:, :explained_index], logits[:, explained_index + 1:]], dim=1)
+    return logits[:, explained_index] - torch.logsumexp(others, dim=1)
 
 
 def fill_image(pixels: torch.Tensor, fill: str) -> torch.Tensor:
@@ -104,12 +104,12 @@ def _switched(start: torch.Tensor, finish: torch.Tensor, order: np.ndarray, step
 
 
 @torch.no_grad()
-def log_odds_of(model, batch: torch.Tensor, target: int, batch_size: int) -> np.ndarray:
-    chunks = [class_log_odds(model(pixel_values=part).logits.float(), target) for part in batch.split(batch_size)]
+def log_odds_of(model, batch: torch.Tensor, explained_index: int, batch_size: int) -> np.ndarray:
+    chunks = [class_log_odds(model(pixel_values=part).logits.float(), explained_index) for part in batch.split(batch_size)]
     return torch.cat(chunks).cpu().numpy()
 
 
-def curves(model, pixels: torch.Tensor, heatmaps: dict[str, np.ndarray], target: int,
+def curves(model, pixels: torch.Tensor, heatmaps: dict[str, np.ndarray], explained_index: int,
            settings: FaithfulnessSettings, rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
     """{map name: {"deletion_blur": log-odds curve, ...}} for every map, from batched forward passes.
 
@@ -124,7 +124,7 @@ def curves(model, pixels: torch.Tensor, heatmaps: dict[str, np.ndarray], target:
             batches += [_switched(pixels, filled, order, settings.steps)[1:-1],
                         _switched(filled, pixels, order, settings.steps)[1:-1]]
     with attention_kernel(model, "sdpa"):
-        values = log_odds_of(model, torch.cat(batches), target, settings.batch_size)
+        values = log_odds_of(model, torch.cat(batches), explained_index, settings.batch_size)
     original, ends = values[0], dict(zip(fills, values[1:1 + len(fills)]))
     interiors = values[1 + len(fills):].reshape(len(keys), settings.steps - 1)
     result: dict[str, dict[str, np.ndarray]] = {}
@@ -140,16 +140,16 @@ def area(curve: np.ndarray) -> float:
 
 
 class _LogOdds:
-    """pytorch-grad-cam target: the explained class's log-odds of one output row."""
+    """A pytorch-grad-cam target: the explained class's log-odds of one output row."""
 
-    def __init__(self, target: int):
-        self.target = target
+    def __init__(self, explained_index: int):
+        self.explained_index = explained_index
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        return class_log_odds(logits.float().reshape(1, -1), self.target)[0]
+        return class_log_odds(logits.float().reshape(1, -1), self.explained_index)[0]
 
 
-def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, percentiles, seed: int) -> float:
+def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, explained_index: int, percentiles, seed: int) -> float:
     """ROAD: (log-odds removing the least relevant - removing the most relevant) / 2, mean over percentiles."""
     from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
 
@@ -158,7 +158,7 @@ def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, pe
     ranked = np.empty(order.size, dtype=np.float32)
     ranked[order] = np.arange(order.size, 0, -1, dtype=np.float32) / order.size
     cams = ranked.reshape(1, *heatmap.shape)
-    wrapped, targets = LogitsOf(model), [_LogOdds(target)]
+    wrapped, targets = LogitsOf(model), [_LogOdds(explained_index)]
     torch.manual_seed(seed)  # the imputer's noise
     scores = []
     with torch.no_grad(), attention_kernel(model, "sdpa"):
@@ -170,14 +170,14 @@ def road_score(model, pixels: torch.Tensor, heatmap: np.ndarray, target: int, pe
     return float(np.mean(scores))
 
 
-def image_scores(model, pixels: torch.Tensor, maps: dict[str, np.ndarray], target: int,
+def image_scores(model, pixels: torch.Tensor, maps: dict[str, np.ndarray], explained_index: int,
                  settings: FaithfulnessSettings, rng: np.random.Generator) -> dict[str, dict[str, float]]:
     """{map name: {metric: score}} for one image."""
     scores = {name: {metric: area(curve) for metric, curve in by_metric.items()}
-              for name, by_metric in curves(model, pixels, maps, target, settings, rng).items()}
+              for name, by_metric in curves(model, pixels, maps, explained_index, settings, rng).items()}
     if settings.road_percentiles:
         for name, heatmap in maps.items():
-            scores[name][ROAD] = road_score(model, pixels, heatmap, target, settings.road_percentiles, settings.seed)
+            scores[name][ROAD] = road_score(model, pixels, heatmap, explained_index, settings.road_percentiles, settings.seed)
     return scores
 
 
@@ -208,10 +208,10 @@ def with_random_map(maps: dict[str, np.ndarray], rng: np.random.Generator,
             **{baseline_name(grid): random_map(shape, grid, rng) for grid in grids}}
 
 
-def explained_with_random_map(explainer, image, target: int | None, options, rng: np.random.Generator):
+def explained_with_random_map(explainer, image, explained_index: int | None, options, rng: np.random.Generator):
     """(explanation, model input, its maps and their random maps) of one image: what the curves start from."""
     rgb, pixels, layout = explainer.prepare(image)
-    explanation = explainer.explain_prepared(rgb, pixels, layout, target, options)
+    explanation = explainer.explain_prepared(rgb, pixels, layout, explained_index, options)
     return explanation, pixels, with_random_map(explanation.input_maps, rng, explanation.granularity)
 
 
@@ -219,12 +219,12 @@ def explained_with_random_map(explainer, image, target: int | None, options, rng
 class ImageRecord:
     image: str
     label: int | None  # the true class, where known
-    target: int  # the explained (predicted) class
+    explained_index: int  # the explained (predicted) class
     scores: dict[str, dict[str, float]]
 
     @property
     def correct(self) -> bool | None:
-        return None if self.label is None else self.label == self.target
+        return None if self.label is None else self.label == self.explained_index
 
 
 @dataclass

@@ -77,16 +77,16 @@ def grad_cam(model: torch.nn.Module, layout: ModelLayout, options: ExplanationOp
 
 
 def grad_cam_reference(model: torch.nn.Module, layout: ModelLayout, pixel_values: torch.Tensor,
-                       target: int, options: ExplanationOptions = ExplanationOptions()) -> np.ndarray:
+                       explained_index: int, options: ExplanationOptions = ExplanationOptions()) -> np.ndarray:
     """Grad-CAM the plain way: the package's own forward, backward and CAM, (H, W) in [0, 1]."""
     with grad_cam(model, layout, options) as cam:
-        return cam(input_tensor=pixel_values, targets=[ClassifierOutputTarget(target)])[0]
+        return cam(input_tensor=pixel_values, targets=[ClassifierOutputTarget(explained_index)])[0]
 
 
-def cam_from_captured(cam: GradCAM, pixel_values: torch.Tensor, target: int) -> np.ndarray:
+def cam_from_captured(cam: GradCAM, pixel_values: torch.Tensor, explained_index: int) -> np.ndarray:
     """The package's CAM (weights, weighted sum, ReLU, scaling) from activations and gradients its
     hooks captured during a forward and backward pass that someone else ran; (H, W) in [0, 1]."""
-    per_layer = cam.compute_cam_per_layer(pixel_values, [ClassifierOutputTarget(target)], eigen_smooth=False)
+    per_layer = cam.compute_cam_per_layer(pixel_values, [ClassifierOutputTarget(explained_index)], eigen_smooth=False)
     return cam.aggregate_multi_layers(per_layer)[0]
 
 
@@ -108,7 +108,7 @@ class GradCAMMethod(ExplanationMethod):
         return f"{CAM_TITLES[options.cam]} at {layout.layer_title(options.gradcam_layer)}"
 
     def from_pass(self, shared, layout, options):
-        return cam_from_captured(shared.cam, shared.pixels, shared.target)
+        return cam_from_captured(shared.cam, shared.pixels, shared.explained_index)
 
-    def reference(self, model, pixels, target, layout, options):
-        return grad_cam_reference(model, layout, pixels, target, options)
+    def reference(self, model, pixels, explained_index, layout, options):
+        return grad_cam_reference(model, layout, pixels, explained_index, options)

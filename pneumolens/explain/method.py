@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import PneumoLensError
+from ..decision import decision_index, shown_probabilities
 from ..modeling import CONVOLUTIONAL, TRANSFORMER
 from .options import ExplanationOptions
 
@@ -24,15 +25,18 @@ if TYPE_CHECKING:
     from .layout import ModelLayout
 
 
-def attention_pass(model, pixels: torch.Tensor, target: int | None = None, gradients: bool = True, **outputs):
-    """A plain forward pass that returns the attention probabilities and, with `gradients`, d logit[target]
-    / d attention per layer (target None: the predicted class): what the attention-based methods'
-    reference paths and the artifact measurement read. `outputs`: more of the model's output switches."""
+def attention_pass(model, pixels: torch.Tensor, explained_index: int | None = None, gradients: bool = True,
+                   **outputs):
+    """A plain forward pass that returns the attention probabilities and, with `gradients`, d logit[explained_index]
+    / d attention per layer (explained_index None: the model's decision, as everywhere): what the attention-based
+    methods' reference paths and the artifact measurement read. `outputs`: more of the model's output switches."""
     result = model(pixel_values=pixels.detach().requires_grad_(gradients), output_attentions=True, **outputs)
     if not gradients:
         return result, None
-    target = int(result.logits[0].argmax()) if target is None else target
-    return result, torch.autograd.grad(result.logits[0, target], list(result.attentions))
+    if explained_index is None:
+        shown = shown_probabilities(model.config, result.logits[:1].detach())[0]
+        explained_index = decision_index(model.config, shown.tolist())
+    return result, torch.autograd.grad(result.logits[0, explained_index], list(result.attentions))
 
 
 class MethodUnavailable(PneumoLensError):
@@ -54,7 +58,7 @@ class Needs:
 
 @dataclass
 class SharedPass:
-    """One forward and one backward pass of the target logit, as the methods need it.
+    """One forward and one backward pass of the explained class's logit, as the methods need it.
 
     `input_gradient` is d logit / d input for the image, or for its SmoothGrad noisy copies when the
     options ask for them; `cam` is grad-cam's `GradCAM` holding the layer's captured activations and
@@ -62,7 +66,7 @@ class SharedPass:
     """
 
     pixels: torch.Tensor  # (1, C, H, W) the preprocessed image
-    target: int
+    explained_index: int
     attentions: tuple[torch.Tensor, ...] = ()
     attention_gradients: tuple[torch.Tensor, ...] = ()
     input_gradient: torch.Tensor | None = None
@@ -94,7 +98,7 @@ class ExplanationMethod:
         """The (H, W) map at model input size from the shared pass."""
         raise NotImplementedError
 
-    def reference(self, model: torch.nn.Module, pixels: torch.Tensor, target: int, layout: "ModelLayout",
+    def reference(self, model: torch.nn.Module, pixels: torch.Tensor, explained_index: int, layout: "ModelLayout",
                   options: ExplanationOptions):
         """The same map the plain way, with passes of its own."""
         raise NotImplementedError

@@ -23,7 +23,7 @@ def attention_rollout(attentions: Sequence[torch.Tensor], special_tokens: int, g
                       gradients: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
     """(rows, cols) map of CLS attention to the patch tokens, for the first item of the batch.
 
-    attentions: per layer (B, heads, T, T) probabilities. With `gradients` (same shapes, d target /
+    attentions: per layer (B, heads, T, T) probabilities. With `gradients` (same shapes, d (the explained class's logit) /
     d attention) each head's attention is weighted by its gradient and negative parts are dropped,
     which makes the map specific to the explained class.
     """
@@ -107,8 +107,8 @@ class AttentionRollout(ExplanationMethod):
         gradients = shared.attention_gradients if options.gradient_rollout else None
         return self._map(shared.attentions, gradients, layout, shared.pixels, options)
 
-    def reference(self, model, pixels, target, layout, options):
-        outputs, gradients = attention_pass(model, pixels, target, gradients=options.gradient_rollout)
+    def reference(self, model, pixels, explained_index, layout, options):
+        outputs, gradients = attention_pass(model, pixels, explained_index, gradients=options.gradient_rollout)
         return self._map(outputs.attentions, gradients, layout, pixels, options)
 
     @staticmethod

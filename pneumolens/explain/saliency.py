@@ -1,4 +1,4 @@
-"""Gradient saliency: how much each input pixel moves the target logit (Simonyan et al. 2014); with
+"""Gradient saliency: how much each input pixel moves the explained class's logit (Simonyan et al. 2014); with
 noisy copies, SmoothGrad (Smilkov et al. 2017)."""
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class GradientSaliency(ExplanationMethod):
     def from_pass(self, shared, layout, options):
         return gradient_saliency(shared.input_gradient)
 
-    def reference(self, model, pixels, target, layout, options):
+    def reference(self, model, pixels, explained_index, layout, options):
         batch = smoothgrad_copies(pixels, options) if options.smoothgrad_samples > 0 else pixels
         batch = batch.detach().requires_grad_(True)
         logits = model(pixel_values=batch).logits
-        return gradient_saliency(torch.autograd.grad(logits[:, target].sum(), batch)[0])
+        return gradient_saliency(torch.autograd.grad(logits[:, explained_index].sum(), batch)[0])

@@ -81,16 +81,16 @@ def select_settings(explainer, images, labels, found: list[Candidate],
     records, baselines = [], {}
     for index in (progress or iter)(range(len(images))):
         rgb, pixels, layout = explainer.prepare(images[index])
-        maps, granularity, target = {}, {}, None
+        maps, granularity, explained_index = {}, {}, None
         for candidate in found:
             explanation = explainer.explain_prepared(rgb, pixels, layout, None, candidate.options())
             maps[candidate.key] = explanation.input_maps[candidate.method]
             granularity[candidate.key] = explanation.granularity[candidate.method]
-            target = explanation.explained_index
+            explained_index = explanation.explained_index
         baselines.update({key: baseline_name(grid) for key, grid in granularity.items()})
-        scores = image_scores(explainer.model, pixels, with_random_map(maps, rng, granularity), target, settings, rng)
+        scores = image_scores(explainer.model, pixels, with_random_map(maps, rng, granularity), explained_index, settings, rng)
         label = None if labels is None or labels[index] is None else int(labels[index])
-        records.append(ImageRecord(f"image-{index}", label, target, scores))
+        records.append(ImageRecord(f"image-{index}", label, explained_index, scores))
     keys = [candidate.key for candidate in found]
     summary = summarise(records, keys, settings.metrics(), settings.seed, resamples, baselines)
     chosen = choose(summary, found)
