@@ -29,17 +29,19 @@ import torch
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from pneumolens import cli
-from pneumolens.calibration import CALIBRATION_DIR, calibrate, calibration_section, recalibrated, shown_after
-from pneumolens.card import CardFacts, build_card, set_card_section
+from pneumolens.calibration import recalibrated, shown_after, write_card_section as write_calibration_section
+from pneumolens.card import CardFacts, build_card
+from pneumolens.commands.calibrate import calibrate_saved_model
+from pneumolens.commands.fit_ood import fit_detector
 from pneumolens.data import (
-    drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset, patient_groups,
+    drop_unreadable, grouping_note, hub_revision, image_sources, is_local, load_image_dataset,
     split_by_patient,
 )
 from pneumolens.errors import PneumoLensError
-from pneumolens.evaluation import evaluate_model, predict_probabilities
+from pneumolens.evaluation import evaluate_model
 from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
-from pneumolens.ood import OOD_SECTION, card_section as ood_card_section, fit_for_model
+from pneumolens.ood import write_card_section as write_ood_section
 from pneumolens.similar import index_training_films
 from pneumolens.referral import CONFIDENCE, TARGET_ERROR, update_model_band, write_card_sections
 from pneumolens.decision import CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY
@@ -52,6 +54,32 @@ from pneumolens.stress import CLEAN, STRESS_SUITE, SELECTION_CHANGES, predict_st
 from pneumolens.training import CheckpointSafeTrainer, class_weighted_loss, last_complete_checkpoint, save_atomically
 
 logger = logging.getLogger("train_hf")
+
+
+@dataclass
+class ModelArguments:
+    """The model to fine-tune, and how it is stored."""
+
+    model_name_or_path: str = field(
+        default="facebook/dinov2-small",
+        metadata={"help": "Hub id or local directory of a ViT, DeiT, DINOv2 or ConvNeXt checkpoint; "
+                          "here ../shared/models/dinov2-small stands in for facebook/dinov2-small.",
+                  "aliases": [cli.ALIASES[cli.MODEL]]},
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "Hub model revision.", "aliases": [cli.ALIASES[cli.MODEL_REVISION]]}
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={"help": "Freeze the embeddings and this many early blocks (ViT family) or stages "
+                          "(ConvNeXt); 0 fine-tunes everything."},
+    )
+    save_dtype: str = field(
+        default="float32",
+        metadata={"help": "Storage dtype of the saved weights: float32, float16 or bfloat16. The model is "
+                          "evaluated after the round trip, and PneumoLens loads it as float32.",
+                  "choices": ["float32", "float16", "bfloat16"]},
+    )
 
 
 @dataclass
@@ -108,92 +136,6 @@ class DataArguments:
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str = field(
-        default="facebook/dinov2-small",
-        metadata={"help": "Hub id or local directory of a ViT, DeiT, DINOv2 or ConvNeXt checkpoint; "
-                          "here ../shared/models/dinov2-small stands in for facebook/dinov2-small.",
-                  "aliases": [cli.ALIASES[cli.MODEL]]},
-    )
-    model_revision: str | None = field(
-        default=None, metadata={"help": "Hub model revision.", "aliases": [cli.ALIASES[cli.MODEL_REVISION]]}
-    )
-    card_title: str | None = field(
-        default=None,
-        metadata={"help": "The model's name in its card title and model-index (default: --hub_model_id, else "
-                          "pneumolens-<base model name>; never the output directory)."},
-    )
-    card_base_model: str | None = field(
-        default=None,
-        metadata={"help": "Hub id written as base_model in the card when --model_name_or_path is a local "
-                          "copy of a Hub model (e.g. facebook/dinov2-small)."},
-    )
-    freeze_layers: int = field(
-        default=0,
-        metadata={"help": "Freeze the embeddings and this many early blocks (ViT family) or stages "
-                          "(ConvNeXt); 0 fine-tunes everything."},
-    )
-    class_weighting: bool = field(
-        default=True,
-        metadata={"help": "Weight the loss by inverse class frequency (the data is ~3:1 PNEUMONIA:NORMAL)."},
-    )
-    save_dtype: str = field(
-        default="float32",
-        metadata={"help": "Storage dtype of the saved weights: float32, float16 or bfloat16. The model is "
-                          "evaluated after the round trip, and PneumoLens loads it as float32.",
-                  "choices": ["float32", "float16", "bfloat16"]},
-    )
-    index_training_films: bool = field(
-        default=True,
-        metadata={"help": "After training, index the training films by the model's own features "
-                          "(similar_films.faiss, pneumolens/similar.py): the app shows the most similar ones "
-                          "beside the maps, and the card the retrieval measured on the carved split."},
-    )
-    ood_num_train: int = field(
-        default=1000,
-        metadata={"help": "Training images whose features define the out-of-distribution detector saved "
-                          "with the model (0: none)."},
-    )
-    consistency_weight: float = field(
-        default=0.0,
-        metadata={"help": "Show each training image twice, independently augmented, and add this weight x the "
-                          "Jensen-Shannon divergence of the two predictions to the loss (AugMix-style), so "
-                          "framing, text and exposure stop moving the score. 0: one view, no term. Doubles "
-                          "the compute per image."},
-    )
-    calibrate: bool = field(
-        default=True,
-        metadata={"help": "Fit Platt scaling of the probabilities on the carved validation split and fold the "
-                          "operating threshold into the classifier's bias, so the top label is the decision "
-                          "everywhere, a plain transformers pipeline included (pneumolens/calibration.py)."},
-    )
-    referral_target_error: float = field(
-        default=TARGET_ERROR,
-        metadata={"help": "After calibration, choose the referral band (pneumolens/referral.py): the narrowest band "
-                          "around the threshold that keeps the error rate among the films decided at or below this, "
-                          "with --referral_confidence, on the carved validation split and each of its stressed "
-                          "copies. 0: no band (every film is decided)."},
-    )
-    referral_confidence: float = field(default=CONFIDENCE, metadata={"help": "See --referral_target_error."})
-    early_stopping_patience: int = field(
-        default=3, metadata={"help": "Stop after this many evaluations without a better selection metric "
-                                     "(--metric_for_best_model, robust_roc_auc by default: ROC-AUC on the carved "
-                                     "validation split and its stressed copies)."}
-    )
-    explanation_settings_images: int = field(
-        default=0,
-        metadata={"help": "After training, choose Grad-CAM's layer and rollout's settings by faithfulness on this "
-                          "many images of one half of the carved validation split (what `explain.py select` "
-                          "does) and measure every map's faithfulness on --faithfulness_images of the other "
-                          "half; both are stored with the model, where the app reads them. 0: skip (hours on "
-                          "a CPU, minutes on a GPU)."},
-    )
-    faithfulness_images: int = field(
-        default=100, metadata={"help": "Images that confirm the chosen settings (with --explanation_settings_images)."}
-    )
-
-
-@dataclass
 class PneumoTrainingArguments(TrainingArguments):
     """The Trainer's arguments, with defaults that suit this task on a CPU."""
 
@@ -227,10 +169,80 @@ class PneumoTrainingArguments(TrainingArguments):
         default=0, metadata={"help": "Processes that decode and augment the next batch while the model trains."}
     )
 
+    class_weighting: bool = field(
+        default=True,
+        metadata={"help": "Weight the loss by inverse class frequency (the data is ~3:1 PNEUMONIA:NORMAL)."},
+    )
+    consistency_weight: float = field(
+        default=0.0,
+        metadata={"help": "Show each training image twice, independently augmented, and add this weight x the "
+                          "Jensen-Shannon divergence of the two predictions to the loss (AugMix-style), so "
+                          "framing, text and exposure stop moving the score. 0: one view, no term. Doubles "
+                          "the compute per image."},
+    )
+    early_stopping_patience: int = field(
+        default=3, metadata={"help": "Stop after this many evaluations without a better selection metric "
+                                     "(--metric_for_best_model, robust_roc_auc by default: ROC-AUC on the carved "
+                                     "validation split and its stressed copies)."}
+    )
+
+
+@dataclass
+class AfterTrainingArguments:
+    """What is chosen, fitted and written after training, on the carved validation split: calibration,
+    referral band, out-of-distribution detector, the training films' index, the maps' settings, the card."""
+
+    calibrate: bool = field(
+        default=True,
+        metadata={"help": "Fit Platt scaling of the probabilities on the carved validation split and fold the "
+                          "operating threshold into the classifier's bias, so the top label is the decision "
+                          "everywhere, a plain transformers pipeline included (pneumolens/calibration.py)."},
+    )
+    referral_target_error: float = field(
+        default=TARGET_ERROR,
+        metadata={"help": "After calibration, choose the referral band (pneumolens/referral.py): the narrowest band "
+                          "around the threshold that keeps the error rate among the films decided at or below this, "
+                          "with --referral_confidence, on the carved validation split and each of its stressed "
+                          "copies. 0: no band (every film is decided)."},
+    )
+    referral_confidence: float = field(default=CONFIDENCE, metadata={"help": "See --referral_target_error."})
+    ood_num_train: int = field(
+        default=1000,
+        metadata={"help": "Training images whose features define the out-of-distribution detector saved "
+                          "with the model (0: none)."},
+    )
+    index_training_films: bool = field(
+        default=True,
+        metadata={"help": "After training, index the training films by the model's own features "
+                          "(similar_films.faiss, pneumolens/similar.py): the app shows the most similar ones "
+                          "beside the maps, and the card the retrieval measured on the carved split."},
+    )
+    explanation_settings_images: int = field(
+        default=0,
+        metadata={"help": "After training, choose Grad-CAM's layer and rollout's settings by faithfulness on this "
+                          "many images of one half of the carved validation split (what `explain.py select` "
+                          "does) and measure every map's faithfulness on --faithfulness_images of the other "
+                          "half; both are stored with the model, where the app reads them. 0: skip (hours on "
+                          "a CPU, minutes on a GPU)."},
+    )
+    faithfulness_images: int = field(
+        default=100, metadata={"help": "Images that confirm the chosen settings (with --explanation_settings_images)."}
+    )
+    card_title: str | None = field(
+        default=None,
+        metadata={"help": "The model's name in its card title and model-index (default: --hub_model_id, else "
+                          "pneumolens-<base model name>; never the output directory)."},
+    )
+    card_base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id written as base_model in the card when --model_name_or_path is a local "
+                          "copy of a Hub model (e.g. facebook/dinov2-small)."},
+    )
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = HfArgumentParser((DataArguments, ModelArguments, PneumoTrainingArguments))
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, PneumoTrainingArguments, AfterTrainingArguments))
+    model_args, data_args, training_args, after = parser.parse_args_into_dataclasses(args=argv)
     # The command as a person types it, for the card: the arguments given, else the process's own.
     command = "python train_hf.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     cli.setup_logging()
@@ -269,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
                 sum(p.numel() for p in model.parameters()) / 1e6)
     processor = square_resize(processor)
     augmentation = radiograph_augmentation(p_zoom=data_args.zoom_probability) if data_args.augment else None
-    paired = model_args.consistency_weight > 0
+    paired = training_args.consistency_weight > 0
     train_split.set_transform(batch_transform(processor, augmentation, paired=paired))
     # Selection data: the carved validation split, then stressed copies of part of it
     selection_changes = SELECTION_CHANGES if data_args.stress_selection_images else ()
@@ -286,9 +298,9 @@ def main(argv: list[str] | None = None) -> None:
         eval_dataset=selection_split,
         compute_metrics=selection_metrics(positive, selection_split.with_format(None)["stress"]),
         compute_loss_func=class_weighted_loss(train_split.with_format(None)["label"], len(labels))
-        if model_args.class_weighting else None,
-        callbacks=[EarlyStoppingCallback(model_args.early_stopping_patience)],
-        consistency_weight=model_args.consistency_weight,
+        if training_args.class_weighting else None,
+        callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience)],
+        consistency_weight=training_args.consistency_weight,
     )
     trainer.train(resume_from_checkpoint=_checkpoint_to_resume(training_args))
     trainer.save_state()
@@ -315,19 +327,21 @@ def main(argv: list[str] | None = None) -> None:
     setattr(model.config, THRESHOLD_KEY, robust_threshold(truth, probabilities, positive, pooled))
     model.config.save_pretrained(output_dir)
     calibration = None
-    if model_args.calibrate:
-        model, probabilities, calibration = _calibrate(model, processor, validation_split, suite_split, probabilities,
-                                                       positive, output_dir, model_args, training_args)
+    if after.calibrate:
+        clean = probabilities[CLEAN] if suite_split is validation_split else None
+        calibration = calibrate_saved_model(model, processor, output_dir, validation_split, command, clean,
+                                            training_args.per_device_eval_batch_size)
+        # Reloaded as users load it; the stress suite's probabilities re-expressed as the calibrated ones the
+        # folded model shows (the same decisions).
+        model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
+        shown = shown_after(calibration)
+        probabilities = {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}
 
-    referral = _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, model_args, command)
+    referral = _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command)
 
     # Out-of-distribution detector: training images (and augmented copies) define the distribution
-    if model_args.ood_num_train > 0:
-        train_images = train_split.with_format(None).shuffle(seed=training_args.seed)
-        train_images = train_images.select(range(min(model_args.ood_num_train, len(train_images))))
-        detector = fit_for_model(model, processor, image_sources(train_images), image_sources(validation_split),
-                                 seed=training_args.seed)
-        detector.save(output_dir)
+    detector = fit_detector(model, processor, output_dir, train_split, validation_split, command,
+                            after.ood_num_train, seed=training_args.seed) if after.ood_num_train > 0 else None
 
     # Evaluate, write the card, push
     results = {"carved_validation": evaluate_model(
@@ -347,26 +361,26 @@ def main(argv: list[str] | None = None) -> None:
     example = image_sources(official_validation)[0] if official_validation is not None else None
     stress = run_stress_suite(model, processor, suite_split, output_dir / "eval" / "stress",
                               probabilities=probabilities, seed=training_args.seed, example=example) if changes else None
-    if model_args.explanation_settings_images > 0:
-        choose_and_confirm(output_dir, validation_split, training_args.seed, model_args.explanation_settings_images,
-                           model_args.faithfulness_images)
-    all_args = {**asdict(data_args), **asdict(model_args), **training_args.to_dict()}
+    if after.explanation_settings_images > 0:
+        choose_and_confirm(output_dir, validation_split, training_args.seed, after.explanation_settings_images,
+                           after.faithfulness_images)
+    all_args = {**asdict(model_args), **asdict(data_args), **training_args.to_dict(), **asdict(after)}
     (output_dir / "training_args.json").write_text(json.dumps(all_args, indent=2, default=str) + "\n")
-    splits = {"train": train_split, "validation (carved)": validation_split, "official validation": official_validation,
-              "test": test_split}
-    card = build_card(_card_facts(data_args, model_args, training_args, model, processor, results, splits, started,
-                                  augmentation, stress, pooled, split_rule, calibration, command))
-    card.save(output_dir / "README.md")
+    run = TrainingRun(command, started, split_rule, augmentation, pooled, calibration, stress, results,
+                      {"train": train_split, "validation (carved)": validation_split,
+                       "official validation": official_validation, "test": test_split})
+    build_card(_card_facts(model_args, data_args, training_args, after, model, processor, run)).save(
+        output_dir / "README.md")
+    # The sections measured after training, each by the writer its own command uses.
     if calibration:
-        set_card_section(output_dir / "README.md", "Calibration",
-                         calibration_section(calibration, command))
+        write_calibration_section(output_dir, calibration, command)
     if referral:
         write_card_sections(output_dir / "README.md", referral, model.config, command)
-    if model_args.ood_num_train > 0:
-        set_card_section(output_dir / "README.md", OOD_SECTION,
-                         ood_card_section(detector, len(train_images), len(validation_split), command))
+    if detector is not None:
+        write_ood_section(output_dir, detector, min(after.ood_num_train, len(train_split)), len(validation_split),
+                          command)
     # The training films, indexed by the model's own features: the app's similar films beside the maps (its card section too)
-    if model_args.index_training_films:
+    if after.index_training_films:
         data_name = Path(data_args.dataset_name_or_dir).name if is_local(data_args.dataset_name_or_dir) \
             else data_args.dataset_name_or_dir
         index_training_films(model, processor, training_films, validation_split, output_dir, data_name, command,
@@ -412,51 +426,70 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
-def _calibrate(model, processor, validation_split, suite_split, probabilities, positive, output_dir, model_args,
-               training_args):
-    """Platt scaling on the carved validation split, the decision folded into the saved classifier, and the
-    stress suite's probabilities re-expressed as the calibrated ones the folded model shows (same decisions)."""
-    clean = probabilities[CLEAN] if suite_split is validation_split else predict_probabilities(
-        model, processor, validation_split, training_args.per_device_eval_batch_size)
-    truth = np.array(validation_split["label"]) == positive
-    storage_dtype = getattr(torch, model_args.save_dtype)
-    record = calibrate(model, truth, clean, patient_groups(validation_split), output_dir / CALIBRATION_DIR,
-                       storage_dtype)
-    with save_atomically(output_dir) as staging:
-        save_model(model, staging, storage_dtype)
-    model = load_model(ModelSource(str(output_dir)), attention="sdpa").to(training_args.device)
-    shown = shown_after(record)
-    return model, {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}, record
-
-
-def _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, model_args, command) -> dict | None:
+def _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command) -> dict | None:
     """The referral band on the carved split and its stressed copies (as shown after calibration), saved in
     the config; None where none is asked for, or none meets the target (the model then decides every film)."""
-    if model_args.referral_target_error <= 0 or model.config.num_labels != 2:
+    if after.referral_target_error <= 0 or model.config.num_labels != 2:
         return None
     chosen = {name: probabilities[name][:, positive] for name in (CLEAN, *pooled)}
     try:
-        return update_model_band(output_dir, model.config, truth, chosen, model_args.referral_target_error,
-                                 model_args.referral_confidence, command)
+        return update_model_band(output_dir, model.config, truth, chosen, after.referral_target_error,
+                                 after.referral_confidence, command)
     except PneumoLensError as reason:
         logger.warning("No referral band: %s", reason)
         return None
 
 
-def card_title(model_args, training_args) -> str:
+def card_title(model_args, after, training_args) -> str:
     """What the card calls the model: its own id, not where a run happened to write it."""
-    base = Path((model_args.card_base_model or model_args.model_name_or_path).rstrip("/")).name
-    return model_args.card_title or training_args.hub_model_id or f"pneumolens-{base}"
+    base = Path((after.card_base_model or model_args.model_name_or_path).rstrip("/")).name
+    return after.card_title or training_args.hub_model_id or f"pneumolens-{base}"
 
 
-def _card_facts(data_args, model_args, training_args, model, processor, results, splits, started, augmentation,
-                stress, pooled, split_rule, calibration, command: str) -> CardFacts:
+@dataclass
+class TrainingRun:
+    """What a run found on its way, for the card."""
+    command: str
+    started: float  # time.time() at the start
+    split_rule: str  # how the carved validation split was grouped
+    augmentation: object | None
+    pooled: list[str]  # the stressed copies pooled with the clean split for the threshold
+    calibration: dict | None
+    stress: dict | None
+    results: dict
+    splits: dict
+
+
+def _card_facts(model_args, data_args, training_args, after, model, processor, run: TrainingRun) -> CardFacts:
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     split_sizes = {
         name: {labels[k]: v for k, v in sorted(Counter(split.with_format(None)["label"]).items())}
-        for name, split in splits.items() if split is not None
+        for name, split in run.splits.items() if split is not None
     }
     height, width = input_size(processor)
+    calibration = run.calibration
+    return CardFacts(
+        model_name=card_title(model_args, after, training_args),
+        base_model=after.card_base_model or model_args.model_name_or_path,
+        dataset_id="hf-vision/chest-xray-pneumonia" if Path(data_args.dataset_name_or_dir).exists()
+        else data_args.dataset_name_or_dir,
+        dataset_revision=data_args.dataset_revision, split_rule=run.split_rule,
+        labels=labels, positive_label=data_args.positive_label,
+        threshold=getattr(model.config, THRESHOLD_KEY),
+        threshold_rule="maximising Youden's J (sensitivity + specificity - 1)" + (
+            f" over the carved validation images and their stressed copies ({', '.join(run.pooled)}) pooled"
+            if run.pooled else ""),
+        image_size=f"{height}x{width}", command=run.command,
+        training_procedure=_procedure(model_args, data_args, training_args, run), split_sizes=split_sizes,
+        results=run.results, repo_id=training_args.hub_model_id or training_args.output_dir,
+        folded=calibration is not None, calibrated=bool(calibration and calibration["calibration"]),
+        softmax_threshold=calibration["threshold_before"] if calibration else None,
+        extra_sections=[_figures_section(run.results), *([_stress_section(run.stress)] if run.stress else [])],
+    )
+
+
+def _procedure(model_args, data_args, training_args, run: TrainingRun) -> str:
+    """The card's training procedure: the hyper-parameters, and how long it took on what."""
     hyper_parameters = {
         "learning rate": training_args.learning_rate,
         "length": f"{training_args.max_steps} steps" if training_args.max_steps > 0
@@ -464,38 +497,19 @@ def _card_facts(data_args, model_args, training_args, model, processor, results,
         "batch size": training_args.per_device_train_batch_size,
         "weight decay": training_args.weight_decay, "warm-up": training_args.warmup_steps,
         "scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type), "seed": training_args.seed,
-        "frozen layers": model_args.freeze_layers, "class-weighted loss": model_args.class_weighting,
-        "consistency term": f"{model_args.consistency_weight:g} x Jensen-Shannon divergence between two augmented "
-        "views of each image" if model_args.consistency_weight > 0 else "none",
-        "augmentation": augmentation.describe() if augmentation else "none",
+        "frozen layers": model_args.freeze_layers, "class-weighted loss": training_args.class_weighting,
+        "consistency term": f"{training_args.consistency_weight:g} x Jensen-Shannon divergence between two augmented "
+        "views of each image" if training_args.consistency_weight > 0 else "none",
+        "augmentation": run.augmentation.describe() if run.augmentation else "none",
         "checkpoint selection": f"{training_args.metric_for_best_model} on the carved validation split"
         + (f" and stressed copies of {data_args.stress_selection_images} of its images ({', '.join(SELECTION_CHANGES)})"
            if data_args.stress_selection_images else ""),
         "attention while training": "SDPA",
-        "early stopping": f"patience {model_args.early_stopping_patience} evaluations",
+        "early stopping": f"patience {training_args.early_stopping_patience} evaluations",
     }
-    minutes = (time.time() - started) / 60
-    procedure = "\n".join(f"- {name}: {value}" for name, value in hyper_parameters.items())
-    procedure += (f"\n\nTraining took {minutes:.1f} minutes on {_hardware()} "
-                  f"(torch {torch.__version__}).")
-    return CardFacts(
-        model_name=card_title(model_args, training_args),
-        base_model=model_args.card_base_model or model_args.model_name_or_path,
-        dataset_id="hf-vision/chest-xray-pneumonia" if Path(data_args.dataset_name_or_dir).exists()
-        else data_args.dataset_name_or_dir,
-        dataset_revision=data_args.dataset_revision, split_rule=split_rule,
-        labels=labels, positive_label=data_args.positive_label,
-        threshold=getattr(model.config, THRESHOLD_KEY),
-        threshold_rule="maximising Youden's J (sensitivity + specificity - 1)" + (
-            f" over the carved validation images and their stressed copies ({', '.join(pooled)}) pooled"
-            if pooled else ""),
-        image_size=f"{height}x{width}", command=command,
-        training_procedure=procedure, split_sizes=split_sizes, results=results,
-        repo_id=training_args.hub_model_id or training_args.output_dir,
-        folded=calibration is not None, calibrated=bool(calibration and calibration["calibration"]),
-        softmax_threshold=calibration["threshold_before"] if calibration else None,
-        extra_sections=[_figures_section(results), *([_stress_section(stress)] if stress else [])],
-    )
+    minutes = (time.time() - run.started) / 60
+    return ("\n".join(f"- {name}: {value}" for name, value in hyper_parameters.items())
+            + f"\n\nTraining took {minutes:.1f} minutes on {_hardware()} (torch {torch.__version__}).")
 
 
 def _figures_section(results: dict) -> str:

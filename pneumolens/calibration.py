@@ -237,3 +237,15 @@ def _sigmoid(x):
 
 if __name__ == "__main__":  # the command's earlier name: say where it went rather than do nothing
     raise SystemExit("error: this command is `python -m pneumolens calibrate` now, with the same options")
+
+
+CARD_SECTION = "Calibration"
+
+
+def write_card_section(model_dir: str | Path, record: dict, command: str) -> None:
+    """The calibration's section in the model's card, where the model has one."""
+    from .card import set_card_section
+
+    card = Path(model_dir) / "README.md"
+    if card.is_file():
+        set_card_section(card, CARD_SECTION, calibration_section(record, command))

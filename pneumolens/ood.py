@@ -167,3 +167,13 @@ def card_section(detector: OODDetector, num_train: int, num_validation: int, com
 
 if __name__ == "__main__":  # the command's earlier name: say where it went rather than do nothing
     raise SystemExit("error: this command is `python -m pneumolens fit-ood` now, with the same options")
+
+
+def write_card_section(model_dir: str | Path, detector: OODDetector, num_train: int, num_validation: int,
+                       command: str) -> None:
+    """The detector's section in the model's card, where the model has one."""
+    from .card import set_card_section
+
+    card = Path(model_dir) / "README.md"
+    if card.is_file():
+        set_card_section(card, OOD_SECTION, card_section(detector, num_train, num_validation, command))

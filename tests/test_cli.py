@@ -18,7 +18,8 @@ def spelt(arguments: list[str], spelling: dict[str, str]) -> list[str]:
 
 
 def train_hf_arguments(argv: list[str]):
-    parser = HfArgumentParser((train_hf.DataArguments, train_hf.ModelArguments, train_hf.PneumoTrainingArguments))
+    parser = HfArgumentParser((train_hf.ModelArguments, train_hf.DataArguments, train_hf.PneumoTrainingArguments,
+                               train_hf.AfterTrainingArguments))
     return parser.parse_args_into_dataclasses(args=argv)
 
 

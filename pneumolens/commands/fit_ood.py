@@ -3,11 +3,12 @@ carved validation split, and save it beside the weights (`ood_detector.safetenso
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import cli
-from ..card import set_card_section
 from ..data import carved_split, image_sources
 from ..modeling import ModelSource, load_model_and_processor
-from ..ood import OOD_SECTION, card_section, fit_for_model
+from ..ood import OOD_FILE, fit_for_model, write_card_section
 from .calibrate import local_model_dir
 
 
@@ -21,11 +22,19 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     model_dir = local_model_dir(args.model_name_or_path)
     train, validation = carved_split(args.dataset_name_or_dir, args.validation_fraction, args.seed)
-    train = train.shuffle(seed=args.seed).select(range(min(args.num_train, len(train))))
     model, processor = load_model_and_processor(ModelSource(str(model_dir)), attention="sdpa")
-    detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), args.quantile,
-                             args.margin, seed=args.seed)
-    print(f"saved {detector.save(model_dir)} (threshold {detector.threshold:.3f})")
-    card = model_dir / "README.md"
-    if card.is_file():
-        set_card_section(card, OOD_SECTION, card_section(detector, len(train), len(validation), args.command_line))
+    detector = fit_detector(model, processor, model_dir, train, validation, args.command_line, args.num_train,
+                            args.quantile, args.margin, args.seed)
+    print(f"saved {model_dir / OOD_FILE} (threshold {detector.threshold:.3f})")
+
+
+def fit_detector(model, processor, model_dir: Path, train, validation, command: str, num_train: int = 1000,
+                 quantile: float = 0.99, margin: float = 1.5, seed: int = 42):
+    """Fit the detector on `num_train` of the `train` images (seeded) and the carved `validation` split, save
+    it into `model_dir` and write the card's section where the model has a card. Returns the detector."""
+    train = train.with_format(None).shuffle(seed=seed).select(range(min(num_train, len(train))))
+    detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), quantile, margin,
+                             seed=seed)
+    detector.save(model_dir)
+    write_card_section(model_dir, detector, len(train), len(validation), command)
+    return detector
