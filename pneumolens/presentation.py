@@ -574,3 +574,18 @@ def _band_target(band) -> str:
         return ""
     return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
             f"{100 * band.confidence:.0f} % confidence")
+
+
+def map_sheet(images: list[Image.Image], columns: int = 2, gap: int = 4) -> tuple[Image.Image, list[list[int]]]:
+    """`images` (the same size) on one white sheet, `columns` to a row, in order; the sheet and each image's
+    box on it, [left, top, right, bottom]. One file for every map: a client downloads it once."""
+    width, height = images[0].size
+    rows = -(-len(images) // columns)
+    across = min(columns, len(images))
+    sheet = Image.new("RGB", (across * width + (across - 1) * gap, rows * height + (rows - 1) * gap), "white")
+    boxes = []
+    for index, image in enumerate(images):
+        left, top = (index % columns) * (width + gap), (index // columns) * (height + gap)
+        sheet.paste(image.convert("RGB"), (left, top))
+        boxes.append([left, top, left + width, top + height])
+    return sheet, boxes

@@ -70,12 +70,14 @@ def client(model_with_ood):
 
 
 def explained(client, upload, explained_class: str = app.PREDICTED) -> tuple[dict, dict]:
-    """/explain's answer as a client reads it: the record, and each map's image found by the name the record
-    gives it (None for a map the architecture cannot give)."""
-    record_text, *files = client.predict(upload, explained_class, api_name="/explain")
+    """/explain's answer as a client reads it: the record, and each map cut from the one image of them by the
+    box the record gives it (None for a map the architecture cannot give)."""
+    record_text, sheet = client.predict(upload, explained_class, api_name="/explain")
     record = json.loads(record_text)
-    by_name = {Path(file).name: file for file in files if file}
-    return record, {method: by_name.get(name) for method, name in record["images"].items()}
+    assert Path(sheet).name == record["maps_image"] == "maps.jpeg"
+    sheet = Image.open(sheet)
+    return record, {method: sheet.crop(record["maps"][method]["box"]) if method in record["maps"] else None
+                    for method in METHODS}
 
 
 def predicted(client, upload) -> dict:
@@ -116,10 +118,9 @@ def test_explain_returns_the_record_and_every_map_by_name(client):
     example = app.EXAMPLES[0]  # 1776x1416: the API's maps are scaled to fit 384, maps.npz keeps full size
     record, maps = explained(client, handle_file(example))
     size = Image.open(example).size
-    assert set(record["images"]) == set(METHODS) == set(maps)
-    for method, path in maps.items():
-        assert Path(path).name == f"{method}.jpeg"
-        shown = Image.open(path).size
+    assert set(record["maps"]) == set(METHODS) == set(maps)
+    for method, image in maps.items():
+        shown = image.size
         assert max(shown) == SETTINGS.api_map_max_side and abs(shown[0] / shown[1] - size[0] / size[1]) < 0.01
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
     assert record["out_of_distribution"]["available"] is True and record["out_of_distribution"]["flagged"] is False
@@ -248,7 +249,7 @@ def test_every_map_comes_back_for_every_input_format(client, tiny_trained_dirs, 
             record, convolutional = explained(Client(url, verbose=False), upload)
             for method in METHODS:
                 if REGISTRY[method].architectures == (TRANSFORMER,):
-                    assert convolutional[method] is None and record["images"][method] is None, (name, method)
+                    assert convolutional[method] is None and method not in record["maps"], (name, method)
                     assert "convolutional" in record["maps_unavailable"][method], (name, method)
                 else:
                     assert convolutional[method] is not None, (name, method)
@@ -324,7 +325,7 @@ def test_dicom_upload_is_analysed(client, tmp_path, real_images):
     upload = write(tmp_path, "IM0001", _dicom(4095 - pixels, photometric="MONOCHROME1"))  # no extension
     _, maps = explained(client, upload)
     expected = display_size((pixels.shape[1], pixels.shape[0]), SETTINGS.api_map_max_side)
-    assert Image.open(maps["gradcam"]).size == expected
+    assert maps["gradcam"].size == expected
 
 
 @pytest.mark.parametrize("name, payload, message", [
@@ -365,7 +366,7 @@ def test_unusual_but_valid_images_are_handled(client, tmp_path, real_images, nam
         data = encoded(image, "JPEG", exif=exif)
         expected = (40, 80) if save_kwargs else image.size
     _, maps = explained(client, write(tmp_path, name, data))
-    assert Image.open(maps["gradcam"]).size == display_size(expected, SETTINGS.api_map_max_side)
+    assert maps["gradcam"].size == display_size(expected, SETTINGS.api_map_max_side)
 
 
 def test_upload_size_is_capped(client, tmp_path):
@@ -447,11 +448,11 @@ def test_the_handlers_answer_as_plain_functions_without_a_server(model_with_ood)
     api = ProgramApi(PneumoLensService(ModelSource(str(model_with_ood))), ServingSettings(predict_batch_size=2))
     image = app.EXAMPLES[0]
     by_predict = json.loads(api.predict(image))
-    record_text, *maps = api.explain(image)
+    record_text, sheet = api.explain(image)
     page = PageHandlers(api).analysis(image, app.PREDICTED, 0.5)
     assert by_predict["decision"] == json.loads(record_text)["decision"] == page["record"]["decision"]
     assert page["record"]["probabilities"] == pytest.approx(by_predict["probabilities"], abs=1e-6)
-    assert [Path(m.path).name for m in maps] == [f"{method}.jpeg" for method in METHODS]
+    assert Path(sheet.path).name == "maps.jpeg" and set(json.loads(record_text)["maps"]) == set(METHODS)
     assert all(page[f"map_{m}"].size[0] <= SETTINGS.display_max_side for m in METHODS)
     with pytest.raises(RequestError, match="Only uploaded files are accepted"):  # a path of its own choosing
         api.predicted(str(Path(image).with_name("missing.jpeg")))

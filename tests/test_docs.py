@@ -181,7 +181,8 @@ def test_the_readmes_gradio_client_example_runs_against_the_bundled_model(monkey
     assert decided["refer"] is False
     assert namespace["check"]["changes"] == 26 and Path(namespace["robustness_png"]).name == "robustness.png"
     assert set(namespace["maps"]) == {"rollout", "attribution", "saliency", "gradcam"}
-    for path in [*namespace["maps"].values(), namespace["report_html"], namespace["maps_npz"], namespace["curves_png"]]:
+    assert all(max(image.size) == 384 for image in namespace["maps"].values())
+    for path in [namespace["maps_jpeg"], namespace["report_html"], namespace["maps_npz"], namespace["curves_png"]]:
         assert Path(path).is_file(), path
 
 

@@ -133,8 +133,7 @@ def test_every_endpoint_gives_the_same_record_to_gradio_client_and_to_an_agent(t
         by_client = json.loads(answer if isinstance(answer, str) else answer[0])
         assert_same_record(by_client, json.loads(result.content[0].text), name)
         # Each file named in the record comes with it, to both.
-        named = [file for file in (by_client.get("images") or {}).values() if file]
-        named += [by_client[key] for key in ("figure",) if by_client.get(key)]
+        named = [by_client[key] for key in ("maps_image", "figure") if by_client.get(key)]
         named += list((by_client.get("files") or {}).values())
         sent = [] if isinstance(answer, str) else [Path(file).name for file in answer[1:] if file]
         assert sorted(sent) == sorted(named), name
@@ -177,11 +176,14 @@ def test_explain_over_mcp_gives_four_small_maps_and_their_verdicts_for_a_large_r
     assert not result.isError, result.content
     record = json.loads(result.content[0].text)
     images = [item for item in result.content if item.type == "image"]
-    assert len(images) == 4 and set(record["images"]) == set(record["maps"]) == set(METHODS)
+    assert len(images) == 1 and set(record["maps"]) == set(METHODS)  # every map on one image
     assert {entry["faithfulness"] for entry in record["maps"].values()} == {"passed"}  # the bundled model's
-    for item in images:
-        shown = Image.open(io.BytesIO(base64.b64decode(item.data)))
-        assert max(shown.size) == ServingSettings().api_map_max_side and item.mimeType == "image/jpeg"
+    sheet = Image.open(io.BytesIO(base64.b64decode(images[0].data)))
+    assert images[0].mimeType == "image/jpeg"
+    for entry in record["maps"].values():
+        left, top, right, bottom = entry["box"]
+        assert max(right - left, bottom - top) == ServingSettings().api_map_max_side
+        assert 0 <= left < right <= sheet.width and 0 <= top < bottom <= sheet.height
     assert answer_bytes(result) < MCP_ANSWER_LIMIT
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and record["explained_class"] == record["decision"]
 

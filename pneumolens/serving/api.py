@@ -19,16 +19,16 @@ from gradio import FileData
 
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import on_zero_gpu
-from pneumolens.explain import METHODS
 from pneumolens.explain.overlay import DEFAULT_OPACITY
-from pneumolens.presentation import curves_figure_png, robustness_figure_png
+from pneumolens.presentation import curves_figure_png, map_sheet, robustness_figure_png
 from pneumolens.service import PneumoLensService, record_json
 from pneumolens.serving.settings import ServingSettings
 from pneumolens.serving.uploads import RequestError, checked_path, safely, trimmed
 
 PREDICTED = "predicted class"
-# One output per registered method: a method file added to pneumolens/explain adds an image here.
-ExplainAnswer = tuple[(str,) + (FileData | None,) * len(METHODS)]
+# Every map on one sheet, one file: each file a client downloads costs it a connection (about 50 ms for
+# gradio_client, which opens a new one for each), and the record names where each map sits on it.
+MAPS_IMAGE = "maps.jpeg"
 
 
 class ProgramApi:
@@ -85,7 +85,7 @@ class ProgramApi:
         return json.dumps(self.predicted(image))
 
     @trimmed
-    def explain(self, image: FileData, explained_class: str = PREDICTED) -> ExplainAnswer:
+    def explain(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
         """Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient saliency, attention rollout), each with the faithfulness verdict measured for this model. A research demo, not a medical device.
 
         Args:
@@ -93,17 +93,19 @@ class ProgramApi:
             explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
 
         Returns:
-            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "images", each map's image file name (null for a map this architecture cannot give); "maps", for each map its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then the map images, each named as "images" says (JPEG, at most 384 px, viridis colours that fade where the map is low, so the film shows through): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
+            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "maps_image", the file name of the image that follows; "maps", for each map its "box" in that image ([left, top, right, bottom] pixels), its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then that image (JPEG): every map over the radiograph, each at most 384 px, two to a row, most faithful first, where its "box" says (viridis colours that fade where the map is low, so the film shows through): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
         """
         analysis = self.analysed(image, explained_class)
         settings = self.settings
         overlays = analysis.displayed(settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
                                                                           blend=settings.blend)
-        names = {method: f"{method}.{settings.api_map_format}" for method in overlays}
-        files = written({names[method]: _encoded(overlay, settings.api_map_format, quality=settings.api_map_quality)
-                         for method, overlay in overlays.items()})
-        record = {**analysis.record(), "images": {method: names.get(method) for method in METHODS}}
-        return (json.dumps(record), *[_file(files.get(names.get(method))) for method in METHODS])
+        order = [standing.name for standing in self.service.standings if standing.name in overlays]
+        sheet, boxes = map_sheet([overlays[name] for name in order])
+        files = written({MAPS_IMAGE: _encoded(sheet, settings.api_map_format, quality=settings.api_map_quality)})
+        record = {**analysis.record(), "maps_image": MAPS_IMAGE}
+        for name, box in zip(order, boxes):
+            record["maps"][name]["box"] = box
+        return json.dumps(record), _file(files[MAPS_IMAGE])
 
     @trimmed
     def robustness(self, image: FileData) -> tuple[str, FileData | None]:
