@@ -9,6 +9,7 @@ No `from __future__ import annotations` here: `gr.api` reads the return annotati
 """
 
 import functools
+import inspect
 import io
 import json
 import uuid
@@ -26,9 +27,34 @@ from pneumolens.serving.settings import ServingSettings
 from pneumolens.serving.uploads import RequestError, checked_path, safely, trimmed
 
 PREDICTED = "predicted class"
+# Each argument's description, the same for every endpoint that takes it (`described`).
+ARGUMENTS = {
+    "image": (
+        "The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI "
+        '("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never '
+        "fetches anything."),
+    "explained_class": (
+        '"predicted class" to explain the decision, or the name of the class whose evidence the maps show '
+        '("NORMAL" or "PNEUMONIA" for the bundled model).'),
+    "opacity": (
+        "The maps' opacity in the report at each map's strongest point, from 0 to 1."),
+    "robustness": (
+        "Also check the decision under each change of the stress suite, in the report (27 more forward passes)."),
+}
 # Every map on one sheet, one file: each file a client downloads costs it a connection (about 50 ms for
 # gradio_client, which opens a new one for each), and the record names where each map sits on it.
 MAPS_IMAGE = "maps.jpeg"
+
+
+def described(summary: str, returns: str):
+    """Give an endpoint its docstring, which Gradio makes the API's and the MCP tool's description: the
+    `summary`, each of its arguments' description from ARGUMENTS, and what it `returns`."""
+    def describe(function):
+        arguments = [name for name in inspect.signature(function).parameters if name != "self"]
+        listed = "\n".join(f"    {name}: {ARGUMENTS[name]}" for name in arguments)
+        function.__doc__ = f"{summary}\n\nArgs:\n{listed}\n\nReturns:\n    {returns}\n"
+        return function
+    return describe
 
 
 class ProgramApi:
@@ -60,7 +86,7 @@ class ProgramApi:
             return None
         if explained_class not in self.service.labels:
             raise RequestError(f"The explained class {explained_class!r} is not one of this model's classes: "
-                           f"{', '.join([PREDICTED, *self.service.labels])}.")
+                               f"{', '.join([PREDICTED, *self.service.labels])}.")
         return self.service.labels.index(explained_class)
 
     def robustness_check(self, image):
@@ -73,28 +99,43 @@ class ProgramApi:
     # -- the endpoints ---------------------------------------------------------------------------------------
 
     @trimmed
+    @described(
+        "Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, "
+        "the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.",
+        "JSON text. \"decision\": the class decided at the model's operating threshold, or \"not a chest "
+        'radiograph" (and no class) when the out-of-distribution detector flags the image. "refer": true when '
+        "the probability lies inside the model's \"referral_band\" (\"lower\", \"upper\" on the positive class's "
+        "probability): a radiologist should read this film, the model is not sure enough to decide, and "
+        "\"decision\" is only the class it leans to. \"probabilities\": each class's calibrated probability. "
+        '"threshold": the probability of the positive class from which it is decided. "out_of_distribution": '
+        "the detector's \"score\", \"threshold\" and \"flagged\".")
     def predict(self, image: FileData) -> str:
-        """Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-
-        Returns:
-            JSON text. "decision": the class decided at the model's operating threshold, or "not a chest radiograph" (and no class) when the out-of-distribution detector flags the image. "refer": true when the probability lies inside the model's "referral_band" ("lower", "upper" on the positive class's probability): a radiologist should read this film, the model is not sure enough to decide, and "decision" is only the class it leans to. "probabilities": each class's calibrated probability. "threshold": the probability of the positive class from which it is decided. "out_of_distribution": the detector's "score", "threshold" and "flagged".
-        """
         return json.dumps(self.predicted(image))
 
     @trimmed
+    @described(
+        "Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool "
+        "gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient "
+        "saliency, attention rollout), each with the faithfulness verdict measured for this model. A research "
+        "demo, not a medical device.",
+        'First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", '
+        '"explained_class", "out_of_distribution" as from predict; "maps_image", the file name of the image '
+        'that follows; "maps", for each map its "box" in that image ([left, top, right, bottom] pixels), its '
+        '"faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model'
+        " uses, on this model's validation images), a \"note\" with the measured intervals, the \"settings\" that "
+        "made it, \"peak_at_edge\" (true: its strongest region lies at the film's edge, where letters and borders"
+        ' sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); '
+        "\"agreement\": which maps agree on this film's strongest region (\"pairs\": each pair's overlap, \"groups\" "
+        'above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this '
+        'architecture cannot give, with the reason; "similar": the training films most similar to this one in '
+        "the model's own features (\"nearest\" of them, \"counts\" per class, and their \"ids\", \"labels\" and "
+        '"similarities", most similar first), which show what the model sees in the film and are no second '
+        "opinion (null without an index, or for an image that is not a chest radiograph). Then that image "
+        "(JPEG): every map over the radiograph, each at most 384 px, two to a row, most faithful first, where "
+        'its "box" says (viridis colours that fade where the map is low, so the film shows through): the '
+        "brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the "
+        "explained class), relative to this image's strongest region.")
     def explain(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
-        """Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient saliency, attention rollout), each with the faithfulness verdict measured for this model. A research demo, not a medical device.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
-
-        Returns:
-            First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class", "out_of_distribution" as from predict; "maps_image", the file name of the image that follows; "maps", for each map its "box" in that image ([left, top, right, bottom] pixels), its "faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model uses, on this model's validation images), a "note" with the measured intervals, the "settings" that made it, "peak_at_edge" (true: its strongest region lies at the film's edge, where letters and borders sit, not in the lungs) and "edge_share" (the share of the map there; the edge is 51 % of the frame); "agreement": which maps agree on this film's strongest region ("pairs": each pair's overlap, "groups" above "agree_above", and the reading in one "sentence"); "maps_unavailable", the maps this architecture cannot give, with the reason; "similar": the training films most similar to this one in the model's own features ("nearest" of them, "counts" per class, and their "ids", "labels" and "similarities", most similar first), which show what the model sees in the film and are no second opinion (null without an index, or for an image that is not a chest radiograph). Then that image (JPEG): every map over the radiograph, each at most 384 px, two to a row, most faithful first, where its "box" says (viridis colours that fade where the map is low, so the film shows through): the brighter and yellower a region, the more the map puts there (for Grad-CAM, more evidence for the explained class), relative to this image's strongest region.
-        """
         analysis = self.analysed(image, explained_class)
         settings = self.settings
         overlays = analysis.displayed(settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
@@ -108,49 +149,53 @@ class ProgramApi:
         return json.dumps(record), _file(files[MAPS_IMAGE])
 
     @trimmed
+    @described(
+        "Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated "
+        "probability of the image under each of the 26 changes of the shortcut stress suite (framing, film "
+        "shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets "
+        "the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut"
+        " the model may be using on this image. About 27 forward passes: several seconds on a CPU.",
+        'First, JSON text. "sentence": the answer in one sentence. "decision", "refer", "probability" and '
+        '"threshold" of the unchanged image; "held" of "changes" keep the answer; "flipped": the names of the '
+        'changes after which the image is decided as the other class; "referred": those that move a decided '
+        'image into the referral band (a person should read it), which is no flip; "decided": for a referred '
+        'image, those that move it out of the band; "outcomes": for each change its "name", "group", '
+        '"description", "probability", "decision", "flipped" and "referred"; "withheld": true when nothing was '
+        'checked because the image is not a chest radiograph, and "withheld_reason" says why; "figure", the '
+        "file name of the figure that follows (null when withheld). Then that figure (PNG): the probability "
+        "under each change against the threshold.")
     def robustness(self, image: FileData) -> tuple[str, FileData | None]:
-        """Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated probability of the image under each of the 26 changes of the shortcut stress suite (framing, film shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut the model may be using on this image. About 27 forward passes: several seconds on a CPU.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-
-        Returns:
-            First, JSON text. "sentence": the answer in one sentence. "decision", "refer", "probability" and "threshold" of the unchanged image; "held" of "changes" keep the answer; "flipped": the names of the changes after which the image is decided as the other class; "referred": those that move a decided image into the referral band (a person should read it), which is no flip; "decided": for a referred image, those that move it out of the band; "outcomes": for each change its "name", "group", "description", "probability", "decision", "flipped" and "referred"; "withheld": true when nothing was checked because the image is not a chest radiograph, and "withheld_reason" says why; "figure", the file name of the figure that follows (null when withheld). Then that figure (PNG): the probability under each change against the threshold.
-        """
         check = self.robustness_check(image)
         figure = None if check.withheld else "robustness.png"
         files = written({figure: robustness_figure_png(check)}) if figure else {}
         return json.dumps({**check.record(), "figure": figure}), _file(files.get(figure))
 
     @trimmed
+    @described(
+        "How faithful each explanation map is for this one chest radiograph: the deletion and insertion curves "
+        "of every map and of the random maps of the same grid it is judged against. Removing (deletion) or "
+        "revealing (insertion) the pixels in the order a faithful map ranks them makes the explained class's "
+        "log-odds fall or rise faster than for a random map. About 110 forward passes: several seconds on a "
+        "CPU.",
+        'First, JSON text: "explained_class", "fill" and, for each map and random map, its "deletion" and '
+        '"insertion" curve ("log_odds" of the explained class at each share of pixels changed, and its "area": '
+        'lower for deletion and higher for insertion is more faithful); "figure", the file name of the figure '
+        "that follows. Then that figure (PNG) of the curves.")
     def faithfulness_curves(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
-        """How faithful each explanation map is for this one chest radiograph: the deletion and insertion curves of every map and of the random maps of the same grid it is judged against. Removing (deletion) or revealing (insertion) the pixels in the order a faithful map ranks them makes the explained class's log-odds fall or rise faster than for a random map. About 110 forward passes: several seconds on a CPU.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
-
-        Returns:
-            First, JSON text: "explained_class", "fill" and, for each map and random map, its "deletion" and "insertion" curve ("log_odds" of the explained class at each share of pixels changed, and its "area": lower for deletion and higher for insertion is more faithful); "figure", the file name of the figure that follows. Then that figure (PNG) of the curves.
-        """
         curves = safely(self.service.faithfulness_curves, checked_path(image), self.explained_index(explained_class))
         files = written({"faithfulness.png": curves_figure_png(curves)})
         return json.dumps({**curves.record(), "figure": "faithfulness.png"}), _file(files["faithfulness.png"])
 
     @trimmed
+    @described(
+        "The downloads of one chest radiograph's analysis: a self-contained HTML report (the image, the "
+        "decision and probabilities, every map with its verdict, the similar training films, the model and the "
+        "date; it prints on two A4 pages) and the raw maps at the image's own resolution. A research demo, not "
+        "a medical device.",
+        'First, JSON text: the record explain gives, and "files", the file names of what follows. Then the '
+        "report (HTML) and the raw maps (.npz: one float16 array per map, at the image's resolution).")
     def report(self, image: FileData, explained_class: str = PREDICTED, opacity: float = DEFAULT_OPACITY,
                robustness: bool = False) -> tuple[str, FileData, FileData]:
-        """The downloads of one chest radiograph's analysis: a self-contained HTML report (the image, the decision and probabilities, every map with its verdict, the similar training films, the model and the date; it prints on two A4 pages) and the raw maps at the image's own resolution. A research demo, not a medical device.
-
-        Args:
-            image: The chest radiograph (JPEG, PNG, 16-bit PNG or DICOM, at most 25 MB) as a data: URI ("data:image/jpeg;base64,...") or a file uploaded to this server. URLs are refused: this server never fetches anything.
-            explained_class: "predicted class" to explain the decision, or the name of the class whose evidence the maps show ("NORMAL" or "PNEUMONIA" for the bundled model).
-            opacity: The maps' opacity in the report at each map's strongest point, from 0 to 1.
-            robustness: Also check the decision under each change of the stress suite, in the report (27 more forward passes).
-
-        Returns:
-            First, JSON text: the record explain gives, and "files", the file names of what follows. Then the report (HTML) and the raw maps (.npz: one float16 array per map, at the image's resolution).
-        """
         analysis = self.analysed(image, explained_class)
         check = self.robustness_check(image) if robustness else None
         record, files = report_files(analysis, self.report_html(analysis, opacity, Path(checked_path(image)).name,
