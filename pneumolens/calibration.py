@@ -182,7 +182,7 @@ def _log_odds(probabilities: np.ndarray, positive: int) -> np.ndarray:
 
 
 def reliability_diagram(path, truth, curves: dict[str, np.ndarray], positive_name: str, bins: int = ECE_BINS):
-    from .presentation import pyplot, save_figure
+    from .figures import pyplot, save_figure
 
     figure, (axis, counts) = pyplot().subplots(2, 1, figsize=(4.8, 5.6), dpi=120, sharex=True,
                                           gridspec_kw={"height_ratios": [3, 1]})

@@ -19,7 +19,7 @@ from .errors import PneumoLensError  # noqa: E402
 from .metrics import binary_metrics  # noqa: E402
 from .modeling import negative_label, positive_index  # noqa: E402
 from .preprocessing import batch_transform  # noqa: E402
-from .presentation import pyplot, save_figure  # noqa: E402
+from .figures import pyplot, save_figure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

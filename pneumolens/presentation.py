@@ -6,7 +6,6 @@ plain words with its measurement kept for those who ask.
 from __future__ import annotations
 
 import html
-import io
 import textwrap
 
 import numpy as np
@@ -17,6 +16,7 @@ from .decision import NOT_A_RADIOGRAPH
 from .explain import HOW_TO_READ, METHODS, REGISTRY, TITLES
 from .explain.overlay import COLORMAP, DEFAULT_BLEND, overlay, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
+from .figures import figure_png, pyplot
 RELATIVE = "relative to this image's strongest region"
 # The out-of-distribution verdict's warning, in the record and on the page.
 OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
@@ -381,35 +381,6 @@ PAGE_CSS = """
 def page_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
     """The page's style: its layout, the maps' colour scale and the probability bar."""
     return PAGE_CSS + scale_css(colormap, blend) + probability_css()
-
-
-# -- figures: drawn without a display, as PNG bytes or files ---------------------------------------------------
-
-def pyplot():
-    """matplotlib's pyplot, drawing to files only: servers and scripts have no display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def figure_png(figure) -> bytes:
-    """`figure` as PNG bytes; the figure is closed."""
-    buffer = io.BytesIO()
-    save_figure(figure, buffer, format="png")
-    return buffer.getvalue()
-
-
-def save_figure(figure, path, **options) -> None:
-    """`figure` written to `path` (a file name or a binary file); the figure is closed."""
-    figure.savefig(path, **options)
-    pyplot().close(figure)
-
-
-def png_image(png: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(png)).convert("RGB")
 
 
 ROBUSTNESS_KEPT, ROBUSTNESS_FLIPPED, ROBUSTNESS_MOVED = "#3b6fb6", "#d62728", "#b07800"

@@ -247,7 +247,7 @@ def stress_table(report: dict, negative_name: str = "negative", positive_name: s
 
 
 def plot_stress(report: dict, path: Path, positive_name: str) -> None:
-    from .presentation import pyplot, save_figure
+    from .figures import pyplot, save_figure
 
     names = list(report)
     y = np.arange(len(names))

@@ -17,7 +17,8 @@ from ..explain.gradcam import CAMS
 from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
-from ..presentation import COLORMAP, headline, save_figure, side_by_side, with_scale
+from ..figures import save_figure
+from ..presentation import COLORMAP, headline, side_by_side, with_scale
 from ..service import PneumoLensService
 from ..training_films import SETTING
 

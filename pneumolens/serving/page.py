@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from pneumolens import presentation
+from pneumolens.figures import png_image
 from pneumolens.decision import NOT_A_RADIOGRAPH
 from pneumolens.explain import METHODS, TITLES
 from pneumolens.modeling import positive_index
@@ -101,14 +102,14 @@ class PageHandlers:
     @trimmed
     def robustness(self, file_path) -> dict:
         check = self.api.robustness_check(file_path)
-        return {"sentence": check.sentence(), "figure": None if check.withheld else presentation.png_image(presentation.robustness_figure_png(check)),
+        return {"sentence": check.sentence(), "figure": None if check.withheld else png_image(presentation.robustness_figure_png(check)),
                 "checked": {"file": file_path, "check": check}}
 
     @trimmed
     def faithfulness_figure(self, file_path, explained_class):
         curves = safely(self.service.faithfulness_curves, checked_path(file_path),
                         self.api.explained_index(explained_class))
-        return presentation.png_image(presentation.curves_figure_png(curves))
+        return png_image(presentation.curves_figure_png(curves))
 
     @trimmed
     def report(self, file_path, explained_class, opacity, checked=None) -> list[str]:
