@@ -137,6 +137,7 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
         gr.Markdown(presentation.model_summary(service))
     displayed = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
     checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
+    # Every component above, by the name it has here, for the wiring.
     return SimpleNamespace(**{name: value for name, value in locals().items() if name not in ("service", "method_of")})
 
 
@@ -195,8 +196,8 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
                                 outputs("sentence", "figure", "checked"), api_name="page_robustness",
                                 **on_model)
     page.make_report.click(gpu_call(handlers.report), [page.upload, page.explained_class, page.opacity, page.checked],
-                           page.downloads, api_name="page_report", **on_model).success(lambda: gr.update(visible=True), None, page.downloads,
-                                                               **at_once)
+                           page.downloads, api_name="page_report", **on_model).success(
+        lambda: gr.update(visible=True), None, page.downloads, **at_once)
     page.opacity.release(by_component(handlers.redraw, named), [page.displayed, page.opacity, page.large_title],
                          outputs(*(f"map_{m}" for m in METHODS), "large"), **redraw)
     page.large_title.change(handlers.large_view, [page.displayed, page.opacity, page.large_title], page.large,

@@ -196,7 +196,10 @@ def test_maps_are_ordered_by_measured_faithfulness_and_a_failing_method_is_shown
                                              api_name="/faithfulness_curves")
     finally:
         demo.close()
-    page = page_for(service).analysis(app.EXAMPLES[0], app.PREDICTED, 0.5)
+    handlers = page_for(service)
+    page = handlers.analysis(app.EXAMPLES[0], app.PREDICTED, 0.5)
+    on_page = handlers.faithfulness_figure(app.EXAMPLES[0], app.PREDICTED)  # the page's "Measure on this image"
+    assert on_page.size == Image.open(curves).size
     assert maps["saliency"] is not None and page["map_saliency"] is not None
     caption = page["caption_saliency"]
     assert "✗ failed" in caption and "did not beat a random per-pixel map on" in caption and "[" in caption

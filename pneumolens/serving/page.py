@@ -102,7 +102,8 @@ class PageHandlers:
     @trimmed
     def robustness(self, file_path) -> dict:
         check = self.api.robustness_check(file_path)
-        return {"sentence": check.sentence(), "figure": None if check.withheld else png_image(presentation.robustness_figure_png(check)),
+        figure = None if check.withheld else png_image(presentation.robustness_figure_png(check))
+        return {"sentence": check.sentence(), "figure": figure,
                 "checked": {"file": file_path, "check": check}}
 
     @trimmed
