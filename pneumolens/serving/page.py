@@ -29,6 +29,8 @@ ANALYSIS_OUTPUTS = ("decision", "warning", *(f"map_{m}" for m in METHODS), *(f"c
 
 
 class PageHandlers:
+    """The page's handlers over the programs' API (`ProgramApi`): the same analyses, drawn for a person."""
+
     def __init__(self, api: ProgramApi):
         self.api = api
         self.service = api.service
