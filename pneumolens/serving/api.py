@@ -92,9 +92,21 @@ class ProgramApi:
     def robustness_check(self, image):
         return safely(self.service.robustness, checked_path(image))
 
-    def report_html(self, analysis, opacity: float, file_name: str, robustness=None) -> str:
-        return self.service.report(analysis, opacity, file_name, self.settings.display_max_side,
-                                   self.settings.colormap, robustness, self.settings.blend)
+    def image_curves(self, image, explained_class: str | None):
+        return safely(self.service.faithfulness_curves, checked_path(image), self.explained_index(explained_class))
+
+    def report_files(self, analysis, image, opacity: float, robustness=None,
+                     with_result_json: bool = False) -> tuple[dict, dict[str, str]]:
+        """The record of `analysis`'s report and its files written: the HTML report (with the `robustness`
+        check where one is given), the raw maps and, for the page's downloads, the record as JSON."""
+        report_html = self.service.report(analysis, opacity, Path(checked_path(image)).name,
+                                          self.settings.display_max_side, self.settings.colormap, robustness,
+                                          self.settings.blend)
+        record = {**analysis.record(), "files": {"report": "report.html", "maps": "maps.npz"}}
+        contents = {"report.html": report_html.encode("utf-8"), "maps.npz": analysis.maps_npz()}
+        if with_result_json:
+            contents["result.json"] = record_json(analysis).encode("utf-8")
+        return record, written(contents)
 
     # -- the endpoints ---------------------------------------------------------------------------------------
 
@@ -182,7 +194,7 @@ class ProgramApi:
         'lower for deletion and higher for insertion is more faithful); "figure", the file name of the figure '
         "that follows. Then that figure (PNG) of the curves.")
     def faithfulness_curves(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
-        curves = safely(self.service.faithfulness_curves, checked_path(image), self.explained_index(explained_class))
+        curves = self.image_curves(image, explained_class)
         files = written({"faithfulness.png": curves_figure_png(curves)})
         return json.dumps({**curves.record(), "figure": "faithfulness.png"}), _file(files["faithfulness.png"])
 
@@ -198,17 +210,8 @@ class ProgramApi:
                robustness: bool = False) -> tuple[str, FileData, FileData]:
         analysis = self.analysed(image, explained_class)
         check = self.robustness_check(image) if robustness else None
-        record, files = report_files(analysis, self.report_html(analysis, opacity, Path(checked_path(image)).name,
-                                                                check))
+        record, files = self.report_files(analysis, image, opacity, check)
         return json.dumps(record), _file(files["report.html"]), _file(files["maps.npz"])
-
-
-def report_files(analysis, report_html: str) -> tuple[dict, dict[str, str]]:
-    """The record of a report, and its files written: the HTML, the raw maps and the record as JSON."""
-    record = {**analysis.record(), "files": {"report": "report.html", "maps": "maps.npz"}}
-    files = written({"report.html": report_html.encode("utf-8"), "maps.npz": analysis.maps_npz(),
-                     "result.json": record_json(analysis).encode("utf-8")})
-    return record, files
 
 
 def written(contents: dict[str, bytes]) -> dict[str, str]:

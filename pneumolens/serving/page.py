@@ -6,8 +6,6 @@ page's components once (`by_component`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from pneumolens import presentation
@@ -17,7 +15,7 @@ from pneumolens.explain import METHODS, TITLES
 from pneumolens.modeling import positive_index
 from pneumolens.preprocessing import input_size
 from pneumolens.service import display_size
-from pneumolens.serving.api import ProgramApi, report_files
+from pneumolens.serving.api import ProgramApi
 from pneumolens.serving.uploads import checked_path, safely, trimmed
 from pneumolens.similar import SHOWN
 from pneumolens.training_films import NOT_AT_HAND
@@ -110,8 +108,7 @@ class PageHandlers:
 
     @trimmed
     def faithfulness_figure(self, file_path, explained_class):
-        curves = safely(self.service.faithfulness_curves, checked_path(file_path),
-                        self.api.explained_index(explained_class))
+        curves = self.api.image_curves(file_path, explained_class)
         return png_image(presentation.curves_figure_png(curves))
 
     @trimmed
@@ -120,12 +117,8 @@ class PageHandlers:
         once it has run on this very upload."""
         analysis = self.api.analysed(file_path, explained_class)
         robustness = checked["check"] if checked and checked["file"] == file_path else None
-        _, files = report_files(analysis, self.api.report_html(analysis, opacity, _file_name(file_path), robustness))
+        _, files = self.api.report_files(analysis, file_path, opacity, robustness, with_result_json=True)
         return list(files.values())
-
-
-def _file_name(file_path) -> str:
-    return Path(checked_path(file_path)).name
 
 
 def no_downloads():
