@@ -43,7 +43,9 @@ from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
 from pneumolens.ood import write_card_section as write_ood_section
 from pneumolens.similar import index_training_films
-from pneumolens.referral import CONFIDENCE, TARGET_ERROR, update_model_band, write_card_sections
+from pneumolens.referral import (
+    CONFIDENCE, STABILITY_CHANGES, TARGET_ERROR, checked_probabilities, update_model_referral, write_card_sections,
+)
 from pneumolens.decision import CALIBRATION_KEY, REFERRAL_KEY, THRESHOLD_KEY
 from pneumolens.modeling import (
     POSITIVE_LABEL_KEY, ModelSource, freeze_early_layers, load_model, load_model_and_processor, save_model,
@@ -206,6 +208,13 @@ class AfterTrainingArguments:
                           "copies. 0: no band (every film is decided)."},
     )
     referral_confidence: float = field(default=CONFIDENCE, metadata={"help": "See --referral_target_error."})
+    referral_stability_changes: str = field(
+        default=",".join(STABILITY_CHANGES),
+        metadata={"help": "With the band, choose the stability rule (pneumolens/referral.py): a decided film is also "
+                          "referred when enough of these stress changes (comma-separated, in the order the rule's "
+                          "nested sets take them) move it into the band or across the threshold. Empty: the band "
+                          "alone."},
+    )
     ood_num_train: int = field(
         default=1000,
         metadata={"help": "Training images whose features define the out-of-distribution detector saved "
@@ -337,7 +346,9 @@ def main(argv: list[str] | None = None) -> None:
         shown = shown_after(calibration)
         probabilities = {name: recalibrated(p, shown, positive) for name, p in probabilities.items()}
 
-    referral = _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command)
+    referral = _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command,
+                                     processor, image_sources(suite_split), training_args.seed,
+                                     training_args.per_device_eval_batch_size)
 
     # Out-of-distribution detector: training images (and augmented copies) define the distribution
     detector = fit_detector(model, processor, output_dir, train_split, validation_split, command,
@@ -426,15 +437,20 @@ def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
-def _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command) -> dict | None:
-    """The referral band on the carved split and its stressed copies (as shown after calibration), saved in
-    the config; None where none is asked for, or none meets the target (the model then decides every film)."""
+def _choose_referral_band(model, output_dir, truth, probabilities, positive, pooled, after, command, processor=None,
+                          images=(), seed: int = 0, batch_size: int = 32) -> dict | None:
+    """The referral band and the stability rule on the carved split and its stressed copies (as shown after
+    calibration), saved in the config; None where none is asked for, or none meets the target (the model then
+    decides every film)."""
     if after.referral_target_error <= 0 or model.config.num_labels != 2:
         return None
-    chosen = {name: probabilities[name][:, positive] for name in (CLEAN, *pooled)}
+    changes = tuple(name for name in after.referral_stability_changes.split(",") if name)
+    stressed = {name: probabilities[name] for name in (CLEAN, *pooled)}
+    chosen = checked_probabilities(model, processor, list(images), stressed, changes, seed, batch_size) if changes \
+        else {name: {CLEAN: p[:, positive]} for name, p in stressed.items()}
     try:
-        return update_model_band(output_dir, model.config, truth, chosen, after.referral_target_error,
-                                 after.referral_confidence, command)
+        return update_model_referral(output_dir, model.config, truth, chosen, changes, after.referral_target_error,
+                                     after.referral_confidence, command)
     except PneumoLensError as reason:
         logger.warning("No referral band: %s", reason)
         return None

@@ -8,7 +8,9 @@ and evaluation all apply to a model's logits.
 - **No class** ("not a chest radiograph") where the out-of-distribution check flags the image.
 - **Refer** where the shown probability lies inside the model's referral band (`referral_band`): the
   decision stays the class at the threshold, which the film leans to, but a person should read the film.
-  Choosing the band lives in `referral.py`.
+  Also where the model has a stability rule (`referral_stability`) and the answer does not hold: a film
+  decided near the band whose probability enough of a few acquisition changes move into the band or
+  across the threshold. Choosing both lives in `referral.py`; making the changed copies, in the service.
 
 Fitting the calibration, folding the threshold and reporting them live in `calibration.py`; this module
 only applies two saved floats, so serving needs no scikit-learn.
@@ -27,6 +29,8 @@ from .modeling import negative_label, positive_index
 THRESHOLD_KEY = "operating_threshold"
 CALIBRATION_KEY = "probability_calibration"
 REFERRAL_KEY = "referral_band"
+STABILITY_KEY = "referral_stability"
+INSIDE_BAND = "inside the band"
 # What is decided for an image the out-of-distribution check flags, in place of a class.
 NOT_A_RADIOGRAPH = "not a chest radiograph"
 
@@ -90,6 +94,100 @@ class ReferralBand:
     def shown(self) -> dict:
         """What a record carries: the two bounds on the shown probability of the positive class."""
         return {"lower": self.lower, "upper": self.upper}
+
+
+@dataclass(frozen=True)
+class StabilityRule:
+    """The second reason to refer: a film decided outside the band is referred when at least `min_moved` of
+    `changes` (stress-suite changes, made as for a served film) move its shown probability into the band or
+    across the threshold. Only films within `zone_width` log-odds of the threshold are checked: on the
+    validation films no film further out was moved by any of the changes, so elsewhere the check costs
+    nothing."""
+
+    changes: tuple[str, ...]
+    min_moved: int
+    zone_width: float
+
+    @classmethod
+    def of(cls, config) -> "StabilityRule | None":
+        saved = getattr(config, STABILITY_KEY, None)
+        if not saved or not ReferralBand.of(config):
+            return None
+        return cls(tuple(saved["changes"]), int(saved["min_moved"]), float(saved["zone_width"]))
+
+    def saved(self) -> dict:
+        """What `config.json` holds under `referral_stability`."""
+        return {"changes": list(self.changes), "min_moved": self.min_moved, "zone_width": self.zone_width}
+
+    def checks(self, positive_probability: float, band: ReferralBand, threshold: float) -> bool:
+        """Whether a film is checked: decided outside the band, but within the zone around it."""
+        margin = abs(_log_odds(positive_probability) - _log_odds(threshold))
+        return not band.refers(positive_probability) and margin <= self.zone_width
+
+    def moved(self, positive_probability: float, changed: dict[str, float], band: ReferralBand,
+              threshold: float) -> tuple[str, ...]:
+        """The changes (of `changed`, {name: shown probability of the changed film}) after which the film is
+        no longer decided as it was: inside the band, or on the other side of the threshold."""
+        side = positive_probability >= threshold
+        return tuple(name for name, p in changed.items() if bool(band.refers(p)) or (p >= threshold) != side)
+
+    def reason(self, moved: tuple[str, ...]) -> str:
+        return f"moves into the band under {len(moved)} of the {len(self.changes)} changes: {', '.join(moved)}"
+
+
+@dataclass(frozen=True)
+class Referral:
+    """Whether a person should read a film, and why: `reason` is `INSIDE_BAND` or the stability rule's words
+    (None when decided); `checked` the changes run for the stability rule (empty: not checked), `moved`
+    those that moved the film."""
+
+    refer: bool = False
+    reason: str | None = None
+    checked: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()
+
+    @property
+    def unstable(self) -> bool:
+        """Referred by the stability rule, not by the band."""
+        return self.refer and self.reason != INSIDE_BAND
+
+    def record(self) -> dict:
+        return {"refer": self.refer, "refer_reason": self.reason,
+                "stability_check": {"changes": list(self.checked), "moved": list(self.moved)} if self.checked else None}
+
+
+def referral(config, probabilities: dict[str, float], ood: dict, changed: dict[str, float] | None = None) -> Referral:
+    """The one referral rule: never for an image the out-of-distribution check flags (it has no decision to
+    refer), nor for a model without a band; inside the band; or, with the model's stability rule, where
+    `changed` (the shown probability of the positive class under each of the rule's changes, for a film the
+    rule `checks`) moves it often enough."""
+    band = ReferralBand.of(config)
+    if band is None or ood.get("flagged"):
+        return Referral()
+    p = probabilities[config.id2label[positive_index(config)]]
+    if band.refers(p):
+        return Referral(True, INSIDE_BAND)
+    rule = StabilityRule.of(config)
+    if rule is None or not changed:
+        return Referral()
+    moved = rule.moved(p, changed, band, operating_threshold(config))
+    unstable = len(moved) >= rule.min_moved
+    return Referral(unstable, rule.reason(moved) if unstable else None, tuple(changed), moved)
+
+
+def stability_checks(config, probabilities: dict[str, float], ood: dict) -> tuple[str, ...]:
+    """The changes to make of this film for its referral (`referral`): none unless the model has a
+    stability rule and the film lies in its zone, decided."""
+    band, rule = ReferralBand.of(config), StabilityRule.of(config)
+    if rule is None or ood.get("flagged"):
+        return ()
+    p = probabilities[config.id2label[positive_index(config)]]
+    return rule.changes if rule.checks(p, band, operating_threshold(config)) else ()
+
+
+def _log_odds(p: float) -> float:
+    p = float(np.clip(p, 1e-12, 1 - 1e-12))
+    return float(np.log(p / (1 - p)))
 
 
 def _sigmoid(x: float) -> float:
@@ -163,17 +261,8 @@ def gated_decision(config, probabilities: dict[str, float], ood: dict) -> str:
     return NOT_A_RADIOGRAPH if ood.get("flagged") else decide_by_label(config, probabilities)
 
 
-def refers(config, probabilities: dict[str, float], ood: dict) -> bool:
-    """Whether a person should read this film: its shown probability of the positive class lies inside the
-    model's referral band. Never for an image the out-of-distribution check flags (it has no decision to
-    refer), nor for a model without a band."""
+def referral_fields(config, referral_answer: Referral) -> dict:
+    """`refer`, `refer_reason`, `stability_check` and `referral_band` (its bounds, None without one), as every
+    record carries them."""
     band = ReferralBand.of(config)
-    if band is None or ood.get("flagged"):
-        return False
-    return bool(band.refers(probabilities[config.id2label[positive_index(config)]]))
-
-
-def referral_fields(config, probabilities: dict[str, float], ood: dict) -> dict:
-    """`refer` and `referral_band` (its bounds, None without one), as every record carries them."""
-    band = ReferralBand.of(config)
-    return {"refer": refers(config, probabilities, ood), "referral_band": band.shown() if band else None}
+    return {**referral_answer.record(), "referral_band": band.shown() if band else None}

@@ -34,20 +34,22 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def binary_metrics(labels, positive_scores, threshold: float = 0.5, bootstrap_samples: int = 0,
                    seed: int = 0, referral_band: tuple[float, float] | None = None,
-                   risk_coverage: bool = False) -> dict:
+                   risk_coverage: bool = False, referred=None) -> dict:
     """Metrics of the decision `score >= threshold` against `labels` (1 = positive class).
 
     Returns accuracy, precision, sensitivity (recall), specificity, F1, ROC-AUC (NaN when only one
     class is present), the threshold and the confusion matrix as [[TN, FP], [FN, TP]]; with
     `bootstrap_samples`, also `intervals`, each metric's 95 % percentile bootstrap interval. With
-    `referral_band` (lower, upper), also the selective figures of the images decided outside it, and with
+    `referral_band` (lower, upper), also the selective figures of the images decided outside it (or outside
+    `referred`, a mask, where a rule beside the band refers some too), and with
     `risk_coverage` the points of the risk-coverage curve behind their AURC (for a plot; no figure to store).
     """
     metrics = metric_module().compute(
         references=np.asarray(labels).astype(int).tolist(),
         predictions=np.asarray(positive_scores, dtype=np.float64).tolist(),
         threshold=float(threshold), bootstrap_samples=bootstrap_samples, seed=seed,
-        referral_band=None if referral_band is None else [float(bound) for bound in referral_band])
+        referral_band=None if referral_band is None else [float(bound) for bound in referral_band],
+        referred=None if referred is None else np.asarray(referred, dtype=bool).tolist())
     if not risk_coverage:
         metrics.pop("risk_coverage", None)
     return metrics

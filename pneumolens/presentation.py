@@ -183,8 +183,16 @@ def headline(decision: str, refer: bool) -> str:
     return f"{REFER_HEADLINE} (leans to {decision})" if refer else f"Decision: {decision}"
 
 
-def referral_sentence(decision: str, band) -> str:
-    """Why a referred film is not decided, and which class it leans to."""
+def referral_sentence(decision: str, band, referral=None) -> str:
+    """Why a referred film is not decided, and which class it leans to: inside the band, or (`referral`
+    from the stability rule) its answer does not hold under small acquisition changes."""
+    if referral is not None and referral.unstable:
+        from .stress import stress_change
+
+        changes = "; ".join(stress_change(name).description for name in referral.moved)
+        return (f"The answer does not hold: under {len(referral.moved)} of {len(referral.checked)} small acquisition "
+                f"changes ({changes}) the probability moves into the referral band or across the threshold. A "
+                f"person should read this film. It leans to {decision}.")
     return (f"The model is not sure enough to decide: the probability lies inside the referral band "
             f"({percent(band.lower)} to {percent(band.upper)}), where on validation films its answers were too "
             f"often wrong to stand alone. It leans to {decision}.")
@@ -335,7 +343,8 @@ def decision_markdown(analysis) -> str:
         return (f"### Decision: {NOT_A_RADIOGRAPH}\nNo class is decided. <small>The model's probabilities, not "
                 f"meaningful for this image:</small>\n\n{shown}\n\nThe maps explain {explanation.explained_class}."
                 f"{agreement}")
-    referral = (f'\n<div class="referral" id="referral">{referral_sentence(analysis.decision, analysis.band)}'
+    referral = (f'\n<div class="referral" id="referral">'
+                f'{referral_sentence(analysis.decision, analysis.band, analysis.referral)}'
                 "</div>\n" if analysis.refer else "")
     return (f"### {headline(analysis.decision, analysis.refer)}\n{referral}{shown}\n\nThe maps explain "
             f"**{explanation.explained_class}**. {RELATIVE_NOTE}{agreement}")
@@ -390,13 +399,13 @@ def robustness_figure_png(check) -> bytes:
     """A robustness check (`robustness.RobustnessCheck`): the shown probability under each change, the
     threshold as a line, flips red and moves into or out of the referral band amber."""
     def colour(outcome) -> str:
-        return ROBUSTNESS_FLIPPED if outcome.flipped else ROBUSTNESS_MOVED if outcome.referred != check.refer \
+        return ROBUSTNESS_FLIPPED if outcome.flipped else ROBUSTNESS_MOVED if outcome.referred != check.in_band \
             else ROBUSTNESS_KEPT
 
     def mark(outcome) -> str:
         if outcome.flipped:
             return "  (flips)"
-        return ("  (decides)" if check.refer else "  (refers)") if outcome.referred != check.refer else ""
+        return ("  (decides)" if check.in_band else "  (refers)") if outcome.referred != check.in_band else ""
 
     outcomes = check.outcomes
     figure, axis = pyplot().subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
@@ -415,7 +424,7 @@ def robustness_figure_png(check) -> bytes:
     axis.set(xlim=(0, 1), xlabel=f"shown probability of {check.positive_label}")
     axis.invert_yaxis()
     axis.grid(axis="x", alpha=0.3)
-    kept = "the referral" if check.refer else f"the decision {check.decision}"
+    kept = "the referral" if check.in_band else f"the decision {check.decision}"
     axis.set_title(f"Does {kept} hold? {check.held} of {len(outcomes)} changes keep it", fontsize=9)
     axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
     figure.tight_layout()

@@ -74,7 +74,7 @@ def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, 
         verdict = f"looks like a chest radiograph (score {ood['score']:.1f} &le; {ood['threshold']:.1f})"
     bar = probability_html(record["probabilities"], analysis.positive_label, record["threshold"], withheld=flagged,
                            band=analysis.band) if analysis.positive_label in record["probabilities"] else ""
-    referral = (f'<p class="referral" id="referral">{html.escape(referral_sentence(record["decision"], analysis.band))}'
+    referral = (f'<p class="referral" id="referral">{html.escape(referral_sentence(record["decision"], analysis.band, analysis.referral))}'
                 "</p>" if record["refer"] else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PneumoLens report: {html.escape(file_name)}</title>
@@ -178,7 +178,7 @@ def _data_uri(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-SUMMARY_FIELDS = ("image", "report", "decision", "refer", "explained_class", "threshold", "ood_flagged", "ood_score",
+SUMMARY_FIELDS = ("image", "report", "decision", "refer", "refer_reason", "explained_class", "threshold", "ood_flagged", "ood_score",
                   "similar", "robustness_held", "robustness_flipped")
 
 

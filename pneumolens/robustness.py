@@ -8,7 +8,8 @@ shortcut the model may be using on this image.
 
 With a referral band, the answer is one of three: a class, or "refer" (a person should read the film). A
 change that moves a decided film into the band refers it; only a change after which the film is decided
-as the other class flips it.
+as the other class flips it. A film the model's stability rule refers (its answer does not hold under a few
+of these changes) is checked as the decided film it leans to, and the answer says why it is referred.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable
 
 from PIL import Image
 
-from .decision import NOT_A_RADIOGRAPH, ReferralBand
+from .decision import INSIDE_BAND, NOT_A_RADIOGRAPH, ReferralBand
 from .stress import STRESS_SUITE, StressChange
 
 # A batch of changed images per forward pass: memory stays small at any resolution, the passes few.
@@ -45,8 +46,14 @@ class RobustnessCheck:
     outcomes: list[ChangeOutcome] = field(default_factory=list)
     withheld_reason: str | None = None  # why no decision was checked (not a chest radiograph)
     seed: int = 0
-    refer: bool = False  # the unchanged film is referred to a person
+    in_band: bool = False  # the unchanged film lies inside the referral band
     band: ReferralBand | None = None
+    refer_reason: str | None = None  # why the unchanged film is referred (None: decided)
+
+    @property
+    def refer(self) -> bool:
+        """Whether the unchanged film is referred to a person: inside the band, or by the stability rule."""
+        return self.refer_reason is not None
 
     @property
     def withheld(self) -> bool:
@@ -60,24 +67,24 @@ class RobustnessCheck:
     @property
     def referred(self) -> list[ChangeOutcome]:
         """The changes that move a decided film into the referral band."""
-        return [] if self.refer else [outcome for outcome in self.outcomes if outcome.referred]
+        return [] if self.in_band else [outcome for outcome in self.outcomes if outcome.referred]
 
     @property
     def decided(self) -> list[ChangeOutcome]:
         """The changes that move a referred film out of the band, to a decided class."""
-        return [outcome for outcome in self.outcomes if outcome.referred != self.refer] if self.refer else []
+        return [outcome for outcome in self.outcomes if not outcome.referred] if self.in_band else []
 
     @property
     def held(self) -> int:
         """How many changes keep the answer: the same decided class, or, for a referred film, the referral."""
-        return sum(outcome.referred == self.refer and not outcome.flipped for outcome in self.outcomes)
+        return sum(outcome.referred == self.in_band and not outcome.flipped for outcome in self.outcomes)
 
     def sentence(self) -> str:
         """The answer in one sentence."""
         if self.withheld:
             return f"No decision to check: {self.withheld_reason}"
         changes = len(self.outcomes)
-        if self.refer:
+        if self.in_band:
             answer = (f"This film is referred to a person (it leans to {self.decision}); it stays referred under "
                       f"{self.held} of {changes} changes")
             if self.decided:
@@ -85,6 +92,9 @@ class RobustnessCheck:
                     f"{outcome.description} ({outcome.name}) to {outcome.decision}" for outcome in self.decided)
             return answer + "."
         answer = f"The decision {self.decision} holds under {self.held} of {changes} changes"
+        if self.refer:
+            answer = (f"This film is referred to a person: its answer {self.refer_reason}, so it is not decided "
+                      f"(it leans to {self.decision}). {answer}")
         if self.flipped:
             answer += f"; {_named(self.flipped, 'flips', 'flip')} it: " + "; ".join(
                 f"{outcome.description} ({outcome.name}) to {outcome.decision}" for outcome in self.flipped)
@@ -95,7 +105,7 @@ class RobustnessCheck:
         return answer + "."
 
     def record(self) -> dict:
-        return {"decision": self.decision, "refer": self.refer,
+        return {"decision": self.decision, "refer": self.refer, "refer_reason": self.refer_reason,
                 "referral_band": self.band.shown() if self.band else None, "probability": self.probability,
                 "threshold": self.threshold, "positive_label": self.positive_label, "seed": self.seed,
                 "withheld": self.withheld, "withheld_reason": self.withheld_reason, "held": self.held, "changes": len(self.outcomes),
@@ -112,11 +122,13 @@ def _named(outcomes: list, one: str, several: str) -> str:
 def check_image(image: Image.Image, probability: float, predict: Callable[[list[Image.Image]], list[float]],
                 decide: Callable[[float], str], threshold: float, positive_label: str,
                 changes: tuple[StressChange, ...] = STRESS_SUITE, seed: int = 0,
-                batch_size: int = BATCH_SIZE, band: ReferralBand | None = None) -> RobustnessCheck:
+                batch_size: int = BATCH_SIZE, band: ReferralBand | None = None,
+                refer_reason: str | None = None) -> RobustnessCheck:
     """Each change of `image` (whose shown probability of the positive class is `probability`) through
     `predict` (images -> those probabilities, one batch a call); every change seeded by (`seed`, its name,
     image index 0) as the suite does. With a referral `band`, a change is a flip only where the changed film
-    is decided (outside the band) as the other class."""
+    is decided (outside the band) as the other class. `refer_reason` is why the unchanged film is referred
+    where it is (`decision.referral`); by default, inside the band."""
     decision = decide(probability)
     refers = (lambda p: bool(band.refers(p))) if band is not None else (lambda p: False)
     changed = [change(image, seed, 0) for change in changes]
@@ -124,8 +136,9 @@ def check_image(image: Image.Image, probability: float, predict: Callable[[list[
     outcomes = [ChangeOutcome(change.name, change.group, change.description, float(p), decide(p),
                               decide(p) != decision and not refers(p), refers(p))
                 for change, p in zip(changes, probabilities, strict=True)]
+    in_band = refers(probability)
     return RobustnessCheck(decision, float(probability), threshold, positive_label, outcomes, seed=seed,
-                           refer=refers(probability), band=band)
+                           in_band=in_band, band=band, refer_reason=INSIDE_BAND if in_band else refer_reason)
 
 
 def withheld_check(warning: str, probability: float, threshold: float, positive_label: str) -> RobustnessCheck:

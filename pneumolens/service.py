@@ -26,8 +26,8 @@ from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreein
 from .device import serving_device
 from .images import describe_file, load_image
 from .decision import (
-    NOT_A_RADIOGRAPH, ReferralBand, decide, gated_decision, operating_threshold, referral_fields,
-    refers,
+    NOT_A_RADIOGRAPH, Referral, ReferralBand, decide, gated_decision, operating_threshold, referral,
+    referral_fields, stability_checks,
 )
 from .modeling import (
     ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
@@ -38,6 +38,7 @@ from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .report import ModelIdentity, html_report
 from .robustness import RobustnessCheck, check_image, withheld_check
+from .stress import stress_change
 from .similar import SHOWN, SimilarFilms, classifier_inputs, similar_record
 from .training_films import training_films
 
@@ -50,6 +51,7 @@ class ModelInput:
     """An image as the model takes it, and the size it had: its shape alone can rule it out."""
     pixels: torch.Tensor  # (1, 3, H, W)
     size: tuple[int, int]  # (width, height) as decoded
+    image: Image.Image | None = None  # as decoded: the referral's stability check changes it
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Analysis:
     ood: dict
     standings: list[MethodStanding] = field(default_factory=list)  # every method, in the order presented
     positive_label: str = ""  # the class whose probability the threshold applies to
-    refer: bool = False  # a person should read this film: its probability lies inside the referral band
+    referral: Referral = field(default_factory=Referral)  # whether a person should read this film, and why
     band: ReferralBand | None = None  # the model's referral band, if it has one
     # The training films most similar in the model's features (`similar.similar_record`); None where the
     # model has no index of them, or the image is not a chest radiograph.
@@ -89,12 +91,16 @@ class Analysis:
         """Whether no class was decided, because the image does not look like a chest radiograph."""
         return self.decision == NOT_A_RADIOGRAPH
 
+    @property
+    def refer(self) -> bool:
+        return self.referral.refer
+
     def record(self) -> dict:
         """The JSON-serialisable result: everything but the maps."""
         return {
             "probabilities": self.explanation.probabilities,
             "decision": self.decision,
-            "refer": self.refer,
+            **self.referral.record(),
             "referral_band": self.band.shown() if self.band else None,
             "threshold": self.threshold,
             "explained_class": self.explanation.explained_class,
@@ -233,20 +239,34 @@ class PneumoLensService:
         """An image decoded and preprocessed into the model's (1, 3, H, W) input. The app runs this in
         each request's own thread, so decoding and resizing happen in parallel, outside the batch."""
         decoded = load_image(image)
-        return ModelInput(pixel_values(self.processor, [decoded]), decoded.size)
+        return ModelInput(pixel_values(self.processor, [decoded]), decoded.size, decoded)
 
     def predict_inputs(self, inputs: list[ModelInput]) -> list[dict]:
         """Probabilities, decisions and OOD verdicts of `model_input`s from one batched forward pass
         (what the app's `MicroBatcher` calls)."""
         with self._model_lock, attention_kernel(self.model, "sdpa"), captured_features(self.model) as features:
             probabilities = self.explainer.predict_pixels(torch.cat([given.pixels for given in inputs]))
-        results = []
-        for row, p in enumerate(probabilities):
-            ood = self._ood(features, inputs[row].size, row)
-            results.append({"decision": gated_decision(self.config, p, ood), **referral_fields(self.config, p, ood),
-                            "probabilities": p, "threshold": operating_threshold(self.config),
-                            "out_of_distribution": ood})
-        return results
+        oods = [self._ood(features, given.size, row) for row, given in enumerate(inputs)]
+        referrals = self.referrals([given.image for given in inputs], probabilities, oods)
+        return [{"decision": gated_decision(self.config, p, ood), **referral_fields(self.config, answer),
+                 "probabilities": p, "threshold": operating_threshold(self.config), "out_of_distribution": ood}
+                for p, ood, answer in zip(probabilities, oods, referrals)]
+
+    def referrals(self, images: list[Image.Image], probabilities: list[dict], oods: list[dict]) -> list[Referral]:
+        """Each film's referral (`decision.referral`). The changed copies the model's stability rule asks for,
+        of the films in its zone, go through the model in one pass; a film outside the zone costs nothing."""
+        wanted = [stability_checks(self.config, p, ood) for p, ood in zip(probabilities, oods)]
+        copies = [stress_change(name)(image, 0, 0) for image, names in zip(images, wanted) for name in names]
+        changed = iter(self.positive_probabilities(copies) if copies else ())
+        return [referral(self.config, p, ood, {name: next(changed) for name in names})
+                for p, ood, names in zip(probabilities, oods, wanted)]
+
+    def positive_probabilities(self, images: list[Image.Image]) -> list[float]:
+        """The shown probability of the positive class of each image, from one forward pass."""
+        positive = self.config.id2label[positive_index(self.config)]
+        pixels = pixel_values(self.processor, images)
+        with self._model_lock, attention_kernel(self.model, "sdpa"):
+            return [p[positive] for p in self.explainer.predict_pixels(pixels)]
 
     def analyse(self, image, explained_index: int | None = None,
                 options: ExplanationOptions | None = None) -> Analysis:
@@ -255,12 +275,12 @@ class PneumoLensService:
             explanation = self.explainer.explain(image, explained_index, options or self.explanation_options)
         ood = self._ood(features, explanation.image.size)
         decision = gated_decision(self.config, explanation.probabilities, ood)
-        refer = refers(self.config, explanation.probabilities, ood)
+        (answer,) = self.referrals([explanation.image], [explanation.probabilities], [ood])
         # The film's own features from the pass just made (its first row: the rest are SmoothGrad copies).
         similar = None if self.similar_films is None or ood["flagged"] else similar_record(
             self.similar_films.search(taken[0][0].cpu().numpy()), self.labels)
         return Analysis(explanation, decision, operating_threshold(self.config), ood, self.standings,
-                        self.config.id2label[positive_index(self.config)], refer, ReferralBand.of(self.config),
+                        self.config.id2label[positive_index(self.config)], answer, ReferralBand.of(self.config),
                         similar)
 
     def film_image(self, film_id: str):
@@ -282,20 +302,15 @@ class PneumoLensService:
         """Does this image's decision hold under each acquisition change of the stress suite? The changed
         images go through the model in batches; an image that is not a chest radiograph has no decision
         to check, and the answer says so."""
-        decoded = load_image(image)
-        clean = self.predict_inputs([self.model_input(decoded)])[0]
+        given = self.model_input(image)
+        clean = self.predict_inputs([given])[0]
         positive, threshold = self.config.id2label[positive_index(self.config)], operating_threshold(self.config)
         if clean["out_of_distribution"]["flagged"]:
             return withheld_check(clean["out_of_distribution"]["warning"], clean["probabilities"][positive],
                                   threshold, positive)
-
-        def predict(images: list[Image.Image]) -> list[float]:
-            pixels = pixel_values(self.processor, images)
-            with self._model_lock, attention_kernel(self.model, "sdpa"):
-                return [p[positive] for p in self.explainer.predict_pixels(pixels)]
-
-        return check_image(decoded, clean["probabilities"][positive], predict, lambda p: decide(self.config, p),
-                           threshold, positive, seed=seed, band=ReferralBand.of(self.config))
+        return check_image(given.image, clean["probabilities"][positive], self.positive_probabilities,
+                           lambda p: decide(self.config, p), threshold, positive, seed=seed,
+                           band=ReferralBand.of(self.config), refer_reason=clean["refer_reason"])
 
     def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
         """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is

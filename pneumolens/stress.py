@@ -150,6 +150,33 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
+def predict_checked(model, processor, images: list, sets: dict[str, np.ndarray], checks: tuple[str, ...],
+                    checked: Callable[[np.ndarray], np.ndarray], seed: int = 0,
+                    batch_size: int = 32) -> dict[str, dict[str, np.ndarray]]:
+    """Class probabilities {set: {check: (N, num_labels)}} of validation sets under further changes: `sets`
+    holds each set's probabilities as `predict_stressed` gives them (the unchanged images, `CLEAN`, and each
+    stressed copy, seeded by `seed` and the image's position); each change named in `checks` is made on top
+    of the set's copy as a served film gets it (seed 0, index 0), for the films `checked` (a set's
+    probabilities -> which films) picks, where the check can matter. The other films' rows are NaN, and
+    `CLEAN` holds the set's own probabilities. What the referral's stability rule is chosen on
+    (`referral.py`): a film from elsewhere arrives already changed, and is then checked."""
+    out = {}
+    for set_name, probabilities in sets.items():
+        rows = np.flatnonzero(checked(probabilities))
+        by_check = {check: np.full_like(probabilities, np.nan) for check in checks}
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            copies = [load_image(images[row]) for row in part]
+            if set_name != CLEAN:
+                copies = [stress_change(set_name)(image, seed, int(row)) for image, row in zip(copies, part)]
+            for check in checks:
+                batch = [stress_change(check)(image, 0, 0) for image in copies]
+                by_check[check][part] = class_probabilities(model, pixel_values(processor, batch))
+        logger.info("Checked %d films of %s under %d changes", len(rows), set_name, len(checks))
+        out[set_name] = {CLEAN: probabilities, **by_check}
+    return out
+
+
 def stress_report(truth, probabilities: dict[str, np.ndarray], positive_index: int, threshold: float,
                   band: ReferralBand | None = None) -> dict:
     """Per change: the metrics at `threshold`, the share of flipped decisions against the unchanged

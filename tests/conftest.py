@@ -171,3 +171,49 @@ def tiny_trained_dirs(tmp_path_factory, real_imagefolder, tiny_backbone_dirs):
                                "--save_steps", "30")
         for model_type, backbone in tiny_backbone_dirs.items()
     }
+
+
+@pytest.fixture(scope="session")
+def referring_model(tiny_trained_dirs, tmp_path_factory):
+    """The tiny DINOv2 classifier with a referral band and a stability rule set around three real films at
+    512 px, so that one lies inside the band ("band"), one outside it but moved across the threshold by a
+    change of the rule ("stability") and one beyond the rule's zone ("decided"). (model dir, {role: film}).
+    The tiny model's probabilities all lie near 0.47, so the threshold and the band are placed among them."""
+    import json
+
+    from pneumolens.decision import ReferralBand, StabilityRule
+    from pneumolens.modeling import ModelSource
+    from pneumolens.referral import STABILITY_CHANGES
+    from pneumolens.service import PneumoLensService
+    from pneumolens.stress import stress_change
+
+    directory = tmp_path_factory.mktemp("referring") / "model"
+    shutil.copytree(tiny_trained_dirs["dinov2"], directory)
+    films = []
+    for source in sorted((REPO / "examples").glob("*.jpeg")):
+        film = Image.open(source).convert("L")
+        film = film.resize((512, round(512 * film.height / film.width)))
+        films.append(directory.parent / source.name)
+        film.save(films[-1])
+    service = PneumoLensService(ModelSource(str(directory)))
+    shown = {film: service.predict(film) for film in films}
+    films = [film for film in films if not shown[film]["out_of_distribution"]["flagged"]]
+    p = {film: shown[film]["probabilities"]["PNEUMONIA"] for film in films}
+    changed = {film: service.positive_probabilities([stress_change(name)(Image.open(film).convert("RGB"), 0, 0)
+                                                     for name in STABILITY_CHANGES]) for film in films}
+    log_odds = lambda q: float(np.log(q / (1 - q)))  # noqa: E731
+    for moved in films:
+        furthest = max(changed[moved], key=lambda q: abs(q - p[moved]))
+        threshold = p[moved] + 0.6 * (furthest - p[moved])
+        margin = {film: abs(log_odds(p[film]) - log_odds(threshold)) for film in films}
+        inside, *_, beyond = sorted((film for film in films if film != moved), key=margin.get)
+        if margin[inside] < margin[moved] < margin[beyond]:
+            break
+    else:
+        pytest.fail(f"No film of {films} can be placed: {p}, {changed}")
+    band = ReferralBand.around(threshold, (margin[inside] + margin[moved]) / 2)
+    rule = StabilityRule(STABILITY_CHANGES, 1, (margin[moved] + margin[beyond]) / 2)
+    config = json.loads((directory / "config.json").read_text())
+    config.update(operating_threshold=threshold, referral_band=band.saved(), referral_stability=rule.saved())
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    return directory, {"band": inside, "stability": moved, "decided": beyond}

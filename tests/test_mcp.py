@@ -305,3 +305,58 @@ def test_similar_films_are_the_same_from_the_page_the_api_mcp_and_explain_py(ser
         assert other["ids"] == by_agent["ids"] and other["labels"] == by_agent["labels"]
         assert other["counts"] == by_agent["counts"]
         assert other["similarities"] == pytest.approx(by_agent["similarities"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def referring_served(referring_model):
+    """The tiny model with a band and a stability rule (`referring_model`), served in this process with MCP."""
+    from pneumolens.modeling import ModelSource
+    from pneumolens.service import PneumoLensService
+
+    directory, films = referring_model
+    service = PneumoLensService(ModelSource(str(directory)))
+    demo = app.build_demo(service)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **{**app.launch_options(), "mcp_server": True})
+    yield url, service, directory, films
+    demo.close()
+
+
+def test_every_way_in_agrees_on_refer_and_why_for_each_reason_and_a_decided_film(referring_served, tmp_path):
+    import csv
+
+    import explain as explain_cli
+    from pneumolens.decision import INSIDE_BAND
+    from tests.test_app import page_for
+
+    url, service, directory, films = referring_served
+    client = Client(url, verbose=False)
+    for role, film in films.items():
+        upload = data_uri(open(film, "rb").read())
+        by_agent = call(url, ("predict", {"image": upload}), ("explain", {"image": upload}),
+                        ("report", {"image": upload, **CALLS["report"]}), ("robustness", {"image": upload}))
+        answers = {f"mcp {name}": json.loads(result.content[0].text)
+                   for name, result in zip(("predict", "explain", "report", "robustness"), by_agent)}
+        answers["client predict"] = json.loads(client.predict(handle_file(str(film)), api_name="/predict"))
+        answers["client explain"] = explained(client, handle_file(str(film)))[0]
+        answers["client report"] = json.loads(client.predict(handle_file(str(film)), "predicted class", 0.6, False,
+                                                             api_name="/report")[0])
+        page = page_for(service).analysis(str(film), "predicted class", 0.6)
+        answers["page"] = page["record"]
+        explain_cli.main([str(film), "--model_name_or_path", str(directory), "--out", str(tmp_path / role)])
+        answers["explain.py"] = json.loads((tmp_path / role / f"{film.stem}_explanation.json").read_text())
+        explain_cli.main(["report", str(film), "--model_name_or_path", str(directory), "--out", str(tmp_path / role)])
+        (row,) = csv.DictReader(open(tmp_path / role / "summary.csv"))
+        answers["explain.py report"] = {"refer": row["refer"] == "True", "refer_reason": row["refer_reason"] or None}
+        said = {(answer["refer"], answer["refer_reason"]) for answer in answers.values()}
+        assert len(said) == 1, (role, answers)
+        refer, reason = said.pop()
+        headline = page["decision"].splitlines()[0]
+        if role == "decided":
+            assert not refer and reason is None and headline.startswith("### Decision:")
+            continue
+        assert refer and headline.startswith("### Refer: a radiologist should read this film"), role
+        if role == "band":
+            assert reason == INSIDE_BAND and "lies inside the referral band" in page["decision"]
+        else:
+            assert reason.startswith("moves into the band under") and "The answer does not hold" in page["decision"]
+            assert answers["mcp predict"]["stability_check"]["moved"] == answers["page"]["stability_check"]["moved"]

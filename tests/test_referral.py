@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from pneumolens.decision import REFERRAL_KEY, ReferralBand, refers
+from pneumolens.decision import INSIDE_BAND, REFERRAL_KEY, Referral, ReferralBand, referral
 from pneumolens.errors import PneumoLensError
 from pneumolens.metrics import binary_metrics
 from pneumolens.referral import choose_band, margins, width_grid
@@ -144,11 +144,11 @@ def test_the_rule_is_none_without_a_band_and_for_an_image_that_is_not_a_radiogra
 
     config = Config()
     inside = {"NORMAL": 0.4, "PNEUMONIA": 0.6}
-    assert not refers(config, inside, {"flagged": False})
+    assert not referral(config, inside, {"flagged": False}).refer
     setattr(config, REFERRAL_KEY, ReferralBand(0.5, 0.7).saved())
-    assert refers(config, inside, {"flagged": False})
-    assert not refers(config, inside, {"flagged": True})
-    assert not refers(config, {"NORMAL": 0.2, "PNEUMONIA": 0.8}, {"flagged": False})
+    assert referral(config, inside, {"flagged": False}) == Referral(True, INSIDE_BAND)
+    assert not referral(config, inside, {"flagged": True}).refer
+    assert referral(config, {"NORMAL": 0.2, "PNEUMONIA": 0.8}, {"flagged": False}) == Referral()
 
 
 def test_the_command_chooses_the_band_on_the_carved_validation_films_only(tiny_trained_dirs, real_imagefolder,
@@ -263,7 +263,7 @@ def test_training_saves_the_band_it_can_choose_and_goes_on_without_one_it_cannot
     config = PretrainedConfig(id2label={0: "NORMAL", 1: "PNEUMONIA"}, label2id={"NORMAL": 0, "PNEUMONIA": 1},
                               operating_threshold=THRESHOLD)
     model = SimpleNamespace(config=config)
-    model_args = SimpleNamespace(referral_target_error=0.02, referral_confidence=0.9)
+    model_args = SimpleNamespace(referral_target_error=0.02, referral_confidence=0.9, referral_stability_changes="")
     record = train_hf._choose_referral_band(model, tmp_path, truth, probabilities, 1, ["zoom_centre_55"], model_args,
                                             "python train_hf.py ...")
     saved = json.loads((tmp_path / "config.json").read_text())[REFERRAL_KEY]
@@ -278,3 +278,104 @@ def test_training_saves_the_band_it_can_choose_and_goes_on_without_one_it_cannot
     assert "No referral band" in caplog.text
     model_args.referral_target_error = 0.0  # off
     assert train_hf._choose_referral_band(model, tmp_path / "off", truth, probabilities, 1, [], model_args, "") is None
+
+
+def films_with_far_errors_that_move(count: int, seed: int):
+    """`films_with_errors_inside` (margins spread over 8 log-odds, errors closer than 0.5), plus 5 % far errors
+    at 2-3 log-odds that every change moves to the threshold; one change ("gamma_0.6") also moves a tenth of
+    the right films. The known best rule: a band of about 0.5, and the first change alone, one move enough."""
+    truth, scores = films_with_errors_inside(count, error_margin=0.5, seed=seed, spread=8.0)
+    rng = np.random.default_rng(seed)
+    far = rng.choice(np.flatnonzero(_margins(scores) > 2.0), count // 20, replace=False)
+    far_margin = rng.uniform(2.0, 3.0, len(far))
+    says_positive = ~truth[far]  # wrong
+    scores[far] = 1 / (1 + np.exp(-np.where(says_positive, far_margin, -far_margin)))
+    moved_to = np.full(count, np.nan)
+    moved_to[far] = THRESHOLD
+    noisy = rng.random(count) < 0.1
+    unmoved = np.where(np.isnan(moved_to), scores, moved_to)
+    checks = {"zoom_centre_80": unmoved, "contrast_0.6": unmoved, "gamma_0.6": np.where(noisy, THRESHOLD, unmoved)}
+    return truth, scores, far, {CLEAN: scores, **checks}
+
+
+def _margins(scores):
+    return margins(scores, THRESHOLD)
+
+
+def test_the_band_and_the_stability_rule_are_chosen_together_and_the_known_best_setting_wins():
+    from pneumolens.referral import choose_referral
+
+    truth, scores, far, checked = films_with_far_errors_that_move(2000, seed=4)
+    changes = ("zoom_centre_80", "contrast_0.6", "gamma_0.6")
+    choice = choose_referral(truth, {CLEAN: checked}, THRESHOLD, changes, target_error=0.02, confidence=0.9)
+    # The band alone must reach past the far errors; with the rule, it need not.
+    alone = choose_band(truth, {CLEAN: scores}, THRESHOLD, target_error=0.02, confidence=0.9)
+    assert alone.band.width > 2.5
+    assert 0.4 < choice.band.width <= 0.5
+    # Every far error is referred by the rule, and the cheapest rule that does so wins: the first change, once.
+    assert choice.rule.changes == ("zoom_centre_80",) and choice.rule.min_moved == 1
+    figures = choice.sets[CLEAN]
+    assert figures.errors_unstable == figures.unstable == len(far)
+    assert figures.referred < alone.sets[CLEAN].referred
+    # The zone reaches the furthest film a change moved, and no further.
+    assert choice.rule.zone_width == pytest.approx(_margins(scores[far]).max())
+    # The record and the selective figures count the rule's referrals as referred.
+    record = choice.record()
+    assert record["stability"] == {"changes": ["zoom_centre_80"], "min_moved": 1, "zone_width": choice.rule.zone_width}
+    assert record["sets"][CLEAN]["metrics"]["referred_share"] == pytest.approx(figures.referred / 2000)
+    triage = record["sets"][CLEAN]["triage"]
+    assert 0 < triage["normal_decided_alone"] <= 1 and triage["normal_decided_alone_at_sensitivity_0.98"] >= \
+        triage["normal_decided_alone_at_sensitivity_0.99"]
+
+
+def test_a_change_that_moves_nothing_gives_no_rule_and_the_band_alone_as_before():
+    from pneumolens.referral import choose_referral
+
+    truth, scores = films_with_errors_inside(2000, error_margin=1.0, seed=0)
+    still = {CLEAN: scores, "zoom_centre_80": scores}
+    choice = choose_referral(truth, {CLEAN: still}, THRESHOLD, ("zoom_centre_80",), target_error=0.02)
+    assert choice.rule is None
+    assert choice.band == choose_band(truth, {CLEAN: scores}, THRESHOLD, target_error=0.02).band
+
+
+def test_a_film_the_changes_move_is_referred_with_its_reason_and_one_far_from_the_band_is_not_checked(
+        referring_model):
+    from pneumolens.decision import INSIDE_BAND, StabilityRule
+    from pneumolens.modeling import ModelSource
+    from pneumolens.service import PneumoLensService
+
+    directory, films = referring_model
+    service = PneumoLensService(ModelSource(str(directory)))
+    rule = StabilityRule.of(service.config)
+    passes = []
+    service.model.register_forward_hook(
+        lambda module, args, kwargs, output: passes.append(len(kwargs["pixel_values"])), with_kwargs=True)
+    answers = {}
+    for role, film in films.items():
+        passes.clear()
+        answers[role] = service.predict(film)
+        answers[role]["passes"] = list(passes)
+    # Inside the band: referred for that, and no change is made.
+    assert answers["band"]["refer"] and answers["band"]["refer_reason"] == INSIDE_BAND
+    assert answers["band"]["stability_check"] is None and len(answers["band"]["passes"]) == 1
+    # In the zone: one more pass, every change of the rule in it, and the reason names the changes that moved it.
+    checked = answers["stability"]
+    assert checked["refer"] and checked["passes"][1:] == [len(rule.changes)]
+    moved = checked["stability_check"]["moved"]
+    assert moved and checked["refer_reason"] == (f"moves into the band under {len(moved)} of the "
+                                                 f"{len(rule.changes)} changes: {', '.join(moved)}")
+    assert checked["stability_check"]["changes"] == list(rule.changes)
+    # Beyond the zone: decided from its one pass, nothing checked.
+    far = answers["decided"]
+    assert not far["refer"] and far["refer_reason"] is None and far["stability_check"] is None
+    assert len(far["passes"]) == 1
+    # The analysis and the robustness check give the same answer, for the same reason.
+    for role, film in films.items():
+        analysis = service.analyse(film)
+        assert (analysis.refer, analysis.referral.reason) == (answers[role]["refer"], answers[role]["refer_reason"])
+        check = service.robustness(film)
+        assert (check.refer, check.refer_reason) == (answers[role]["refer"], answers[role]["refer_reason"])
+    # The robustness check sees the same changes move it (made the same way, seed 0).
+    check = service.robustness(films["stability"]).record()
+    assert set(moved) <= set(check["referred"]) | set(check["flipped"])
+    assert check["sentence"].startswith("This film is referred to a person: its answer moves into the band under")

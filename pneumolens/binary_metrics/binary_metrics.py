@@ -31,6 +31,8 @@ Args:
     bootstrap_samples (int): resamples for the 95 % intervals; 0 (default) computes none.
     seed (int): the bootstrap's seed, default 0.
     referral_band (list of two floats): the scores strictly between them are referred; default none.
+    referred (list of bool): with referral_band, the images referred, where a rule other than the band
+        (the stability rule) refers some too; default: those inside the band.
 Returns:
     accuracy, precision, sensitivity, specificity, f1, roc_auc (NaN when one class only), threshold,
     confusion_matrix ([[TN, FP], [FN, TP]]), and with bootstrap_samples > 0 `intervals`:
@@ -53,17 +55,19 @@ class BinaryMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, threshold: float = 0.5, bootstrap_samples: int = 0, seed: int = 0,
-                 referral_band=None):
+                 referral_band=None, referred=None):
         labels, scores = np.asarray(references, dtype=int), np.asarray(predictions, dtype=np.float64)
         result = binary_metrics(labels, scores, threshold)
+        band = None
         if referral_band is not None:
             band = (float(referral_band[0]), float(referral_band[1]))
-            figures = selective_metrics(labels[None], scores[None], threshold, band, undefined=0.0)
+            referred = in_band(scores, band) if referred is None else np.asarray(referred, dtype=bool)
+            figures = selective_metrics(labels[None], scores[None], threshold, referred[None], undefined=0.0)
             result.update({name: float(figures[name][0]) for name in SELECTIVE}, referral_band=list(band),
                           risk_coverage=risk_coverage(labels, scores, threshold))
         if bootstrap_samples > 0:
             result["intervals"] = bootstrap_intervals(labels, scores, threshold, bootstrap_samples, seed,
-                                                      None if referral_band is None else band)
+                                                      None if band is None else referred)
         return result
 
 
@@ -98,13 +102,17 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, 
     }
 
 
-def selective_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, band: tuple[float, float],
+def in_band(scores: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """The images strictly inside `band`: those the band refers."""
+    return (scores > band[0]) & (scores < band[1])
+
+
+def selective_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, referred: np.ndarray,
                       undefined: float) -> dict:
-    """The selective figures of each row of (R, N) labels and scores, the images strictly inside `band`
-    referred (see the module's description)."""
+    """The selective figures of each row of (R, N) labels and scores, the `referred` images (R, N) referred
+    (see the module's description)."""
     positive, decided_positive = labels == 1, scores >= threshold
     wrong = positive != decided_positive
-    referred = (scores > band[0]) & (scores < band[1])
     kept = ~referred
     tp, fn = np.sum(kept & positive & decided_positive, axis=1), np.sum(kept & positive & ~decided_positive, axis=1)
     tn, fp = np.sum(kept & ~positive & ~decided_positive, axis=1), np.sum(kept & ~positive & decided_positive, axis=1)
@@ -141,14 +149,15 @@ def _risks(wrong: np.ndarray, margins: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_intervals(labels: np.ndarray, scores: np.ndarray, threshold: float, samples: int, seed: int,
-                        band: tuple[float, float] | None = None) -> dict:
+                        referred: np.ndarray | None = None) -> dict:
     """95 % percentile intervals over the resamples where a figure is defined (one without positives
     has no sensitivity, one without both classes no ROC-AUC)."""
     chosen = np.random.default_rng(seed).integers(0, len(labels), (samples, len(labels)))
     drawn = resampled_metrics(labels[chosen], scores[chosen], threshold, undefined=float("nan"))
     names = SCALARS
-    if band is not None:
-        drawn.update(selective_metrics(labels[chosen], scores[chosen], threshold, band, undefined=float("nan")))
+    if referred is not None:
+        drawn.update(selective_metrics(labels[chosen], scores[chosen], threshold, referred[chosen],
+                                       undefined=float("nan")))
         names = SCALARS + SELECTIVE
     return {name: [float(v) for v in np.nanpercentile(drawn[name], [2.5, 97.5])]
             if not np.all(np.isnan(drawn[name])) else [float("nan"), float("nan")] for name in names}

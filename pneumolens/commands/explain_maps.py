@@ -93,7 +93,7 @@ def run(args) -> None:
                                  args.colormap, args.overlay), figure_path)
         record = analysis.record()
         summary = {"image": image_path, **{key: record[key] for key in (
-            "decision", "refer", "referral_band", "probabilities", "threshold", "explained_class",
+            "decision", "refer", "refer_reason", "stability_check", "referral_band", "probabilities", "threshold", "explained_class",
             "out_of_distribution")},
                    "settings": explanation.settings, "unavailable": explanation.unavailable,
                    "maps": {name: reading.record() for name, reading in analysis.readings.items()},

@@ -78,6 +78,7 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     held = {"robustness_held": f"{check.held} of {len(check.outcomes)}",
             "robustness_flipped": " ".join(o.name for o in check.flipped)} if check and not check.withheld else {}
     return {**row, **held, "report": report.name, "decision": record["decision"], "refer": record["refer"],
+            "refer_reason": record["refer_reason"] or "",
             "explained_class": record["explained_class"], "threshold": f"{record['threshold']:.4f}",
             "ood_flagged": ood.get("flagged", ""), "ood_score": f"{ood['score']:.2f}" if "score" in ood else "",
             "probabilities": record["probabilities"], **similar_column(record, analysis.positive_label)}
