@@ -12,7 +12,7 @@ from scipy.stats import binom
 from pneumolens.decision import INSIDE_BAND, REFERRAL_KEY, Referral, ReferralBand, referral
 from pneumolens.errors import PneumoLensError
 from pneumolens.metrics import binary_metrics
-from pneumolens.referral import choose_band, margins, width_grid
+from pneumolens.referral import STABILITY_CHANGES, choose_band, margins, width_grid
 from pneumolens.robustness import check_image
 from pneumolens.stress import CLEAN, STRESS_SUITE, stress_report
 
@@ -170,20 +170,33 @@ def test_the_command_chooses_the_band_on_the_carved_validation_films_only(tiny_t
         positive = np.array([0.999 if positive_of[key] else 0.001 for key in seen["images"]])
         return {name: np.stack([1 - positive, positive], axis=1) for name in (CLEAN, *seen["changes"])}
 
+    from pneumolens import referral as referral_module
+
+    real_checks = referral_module.predict_checked
+
+    def checked(model, processor, images, sets, checks, chosen, seed, batch_size):
+        seen["checked_images"], seen["checks"] = [_key(image) for image in images], checks
+        seen["checked_sets"] = set(sets)
+        return real_checks(model, processor, images, sets, checks, chosen, seed, batch_size)
+
     monkeypatch.setattr(referral_band, "predict_stressed", scored)
+    monkeypatch.setattr(referral_module, "predict_checked", checked)
     arguments = ["referral-band", "--model_name_or_path", str(model_dir), "--dataset_name_or_dir",
                  str(real_imagefolder), "--validation_fraction", "0.25"]
     with pytest.raises(PneumoLensError, match="No referral band"):  # 12 films cannot show 2 % with 90 % confidence
         main(arguments)
-    main([*arguments, "--target_error", "0.3", "--confidence", "0.6"])
-    assert seen["images"] == [_key(source) for source in image_sources(validation)]
+    main([*arguments, "--target_error", "0.45", "--confidence", "0.6"])
+    assert seen["images"] == seen["checked_images"] == [_key(source) for source in image_sources(validation)]
+    assert seen["checks"] == STABILITY_CHANGES and seen["checked_sets"] == {CLEAN, *seen["changes"]}
     assert not {_key(source) for source in image_sources(training)} & set(seen["images"])
     assert seen["changes"] == ["zoom_centre_55", "zoom_offcentre_65", "letterbox_75", "stretch_narrow_80",
                                "text_mixed", "leads_3", "gamma_1.7", "local_contrast"]
     saved = json.loads((model_dir / "config.json").read_text())[REFERRAL_KEY]
     # Every film is right and far from the threshold: the narrowest band of the grid, none wide, passes.
     assert saved["width"] == 0.0 and saved["lower"] == pytest.approx(saved["upper"])
-    assert saved["target_error"] == 0.3 and saved["confidence"] == 0.6
+    assert saved["target_error"] == 0.45 and saved["confidence"] == 0.6
+    # No film lies near enough to the threshold to be checked, so no change moved one: no stability rule.
+    assert json.loads((model_dir / "config.json").read_text()).get("referral_stability") is None
     record = json.loads((model_dir / "eval" / "referral" / "referral.json").read_text())
     assert set(record["sets"]) == {CLEAN, *seen["changes"]}
     card = (model_dir / "README.md").read_text()

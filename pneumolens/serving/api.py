@@ -116,9 +116,12 @@ class ProgramApi:
         "the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.",
         "JSON text. \"decision\": the class decided at the model's operating threshold, or \"not a chest "
         'radiograph" (and no class) when the out-of-distribution detector flags the image. "refer": true when '
-        "the probability lies inside the model's \"referral_band\" (\"lower\", \"upper\" on the positive class's "
-        "probability): a radiologist should read this film, the model is not sure enough to decide, and "
-        "\"decision\" is only the class it leans to. \"probabilities\": each class's calibrated probability. "
+        "a radiologist should read this film and \"decision\" is only the class it leans to; \"refer_reason\" says "
+        "why: \"inside the band\" (the probability lies inside the model's \"referral_band\", \"lower\" and "
+        "\"upper\" on the positive class's probability) or \"moves into the band under N of the M changes: ...\" "
+        "(the answer does not hold: small acquisition changes, named in \"stability_check\" with those that "
+        "\"moved\" it, put the probability into the band or across the threshold; only films near the band are "
+        "checked). \"probabilities\": each class's calibrated probability. "
         '"threshold": the probability of the positive class from which it is decided. "out_of_distribution": '
         "the detector's \"score\", \"threshold\" and \"flagged\".")
     def predict(self, image: FileData) -> str:
@@ -130,8 +133,8 @@ class ProgramApi:
         "gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient "
         "saliency, attention rollout), each with the faithfulness verdict measured for this model. A research "
         "demo, not a medical device.",
-        'First, JSON text: "decision", "refer", "referral_band", "probabilities", "threshold", '
-        '"explained_class", "out_of_distribution" as from predict; "maps_image", the file name of the image '
+        'First, JSON text: "decision", "refer", "refer_reason", "stability_check", "referral_band", "probabilities", '
+        '"threshold", "explained_class", "out_of_distribution" as from predict; "maps_image", the file name of the image '
         'that follows; "maps", for each map its "box" in that image ([left, top, right, bottom] pixels), its '
         '"faithfulness" verdict ("passed": it beat a random map of its own grid at finding the pixels the model'
         " uses, on this model's validation images), a \"note\" with the measured intervals, the \"settings\" that "
@@ -167,8 +170,8 @@ class ProgramApi:
         "shape, burned-in text, devices, exposure, processing, detector), seeded so that an image always gets "
         "the same answer. A decision that holds is not thereby correct; a change that flips it names a shortcut"
         " the model may be using on this image. About 27 forward passes: several seconds on a CPU.",
-        'First, JSON text. "sentence": the answer in one sentence. "decision", "refer", "probability" and '
-        '"threshold" of the unchanged image; "held" of "changes" keep the answer; "flipped": the names of the '
+        'First, JSON text. "sentence": the answer in one sentence. "decision", "refer", "refer_reason", '
+        '"probability" and "threshold" of the unchanged image; "held" of "changes" keep the answer; "flipped": the names of the '
         'changes after which the image is decided as the other class; "referred": those that move a decided '
         'image into the referral band (a person should read it), which is no flip; "decided": for a referred '
         'image, those that move it out of the band; "outcomes": for each change its "name", "group", '
