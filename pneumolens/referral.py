@@ -399,7 +399,7 @@ def referral_section(record: dict, command: str) -> str:
         f"| {_with_interval(s['metrics'], 'decided_accuracy')} | {_with_interval(s['metrics'], 'decided_sensitivity')} "
         f"| {_with_interval(s['metrics'], 'decided_specificity')} "
         f"| {s['decided_errors']} of {s['decided']}, at most {_share(s['decided_error_bound'], 2)} "
-        f"| {_share(s['triage']['normal_decided_alone'], 1)} "
+        f"| {_share(s['triage']['normal_decided_alone'], 1)} | "
         + " | ".join(_share(s['triage'][f'normal_decided_alone_at_sensitivity_{level:g}'], 1)
                      for level in TRIAGE_SENSITIVITIES) + " |"
         for name, s in sets.items())
@@ -434,12 +434,14 @@ def stability_sentence(stability: dict | None) -> str:
     """The stability rule in words, for the card and the docs."""
     if not stability:
         return "The model has no stability rule: only the band refers."
-    changes = stability["changes"]
-    return (f"A film decided outside the band is referred too when at least {stability['min_moved']} of "
-            f"{len(changes)} small acquisition changes ({', '.join(f'`{name}`' for name in changes)}) move its "
-            "probability into the band or across the threshold: its answer does not hold. Only films within "
-            f"{stability['zone_width']:.2f} log-odds of the threshold are checked (no validation film further out "
-            "moved); the others cost no extra forward pass.")
+    changes = ", ".join(f"`{name}`" for name in stability["changes"])
+    moved = (f"{changes} moves" if len(stability["changes"]) == 1 else
+             f"at least {stability['min_moved']} of {len(stability['changes'])} small acquisition changes ({changes}) move")
+    return (f"A film decided outside the band is referred too when {moved} its probability into the band or across "
+            "the threshold: its answer does not hold. Only films within "
+            f"{stability['zone_width']:.2f} log-odds of the threshold are checked, the furthest a change moved a "
+            f"validation film (films further than {MOST_CHECKED:.1f} log-odds were not checked while choosing); the "
+            "others cost no extra forward pass.")
 
 
 def _share(value: float, decimals: int = 0) -> str:
@@ -460,8 +462,7 @@ def how_to_refer(config) -> str:
         f"\n\nWith a `{STABILITY_KEY}` too, a film decided outside the band whose probability lies within "
         f"`zone_width` log-odds of the threshold is made again under each of its `changes` (PneumoLens's stress "
         f"changes, `pneumolens.stress.stress_change(name)(image, 0, 0)`) and referred when at least `min_moved` of "
-        "them put its probability inside the band or on the other side of the threshold: "
-        f"{stability_sentence(rule.saved())}")
+        "them put its probability inside the band or on the other side of the threshold.")
     return (
         f"Where `config.json` has a `{REFERRAL_KEY}`, PneumoLens refers a film whose shown probability of {positive} "
         "lies strictly inside it to a person, and says which class it leans to; the `pipeline` decides every film. "
