@@ -145,6 +145,7 @@ class Referral:
     reason: str | None = None
     checked: tuple[str, ...] = ()
     moved: tuple[str, ...] = ()
+    probabilities: tuple[float, ...] = ()  # the shown probability of the positive class after each change checked
 
     @property
     def unstable(self) -> bool:
@@ -153,7 +154,11 @@ class Referral:
 
     def record(self) -> dict:
         return {"refer": self.refer, "refer_reason": self.reason,
-                "stability_check": {"changes": list(self.checked), "moved": list(self.moved)} if self.checked else None}
+                "stability_check": {"changes": list(self.checked), "probabilities": list(self.probabilities),
+                                    "moved": list(self.moved)} if self.checked else None}
+
+    def changed_probability(self, name: str) -> float:
+        return self.probabilities[self.checked.index(name)]
 
 
 def referral(config, probabilities: dict[str, float], ood: dict, changed: dict[str, float] | None = None) -> Referral:
@@ -172,7 +177,8 @@ def referral(config, probabilities: dict[str, float], ood: dict, changed: dict[s
         return Referral()
     moved = rule.moved(p, changed, band, operating_threshold(config))
     unstable = len(moved) >= rule.min_moved
-    return Referral(unstable, rule.reason(moved) if unstable else None, tuple(changed), moved)
+    return Referral(unstable, rule.reason(moved) if unstable else None, tuple(changed), moved,
+                    tuple(float(p) for p in changed.values()))
 
 
 def stability_checks(config, probabilities: dict[str, float], ood: dict) -> tuple[str, ...]:

@@ -189,10 +189,14 @@ def referral_sentence(decision: str, band, referral=None) -> str:
     if referral is not None and referral.unstable:
         from .stress import stress_change
 
-        changes = "; ".join(stress_change(name).description for name in referral.moved)
-        return (f"The answer does not hold: under {len(referral.moved)} of {len(referral.checked)} small acquisition "
-                f"changes ({changes}) the probability moves into the referral band or across the threshold. A "
-                f"person should read this film. It leans to {decision}.")
+        after = "; ".join(f"{stress_change(name).description}: {percent(referral.changed_probability(name))}"
+                          for name in referral.moved)
+        inside = all(band.lower < referral.changed_probability(name) < band.upper for name in referral.moved)
+        where = "inside the referral band" if inside else "inside the referral band or across the threshold"
+        changes = ("a small acquisition change" if len(referral.checked) == 1 else
+                   f"{len(referral.moved)} of {len(referral.checked)} small acquisition changes")
+        return (f"The answer does not hold: after {changes} the probability lies {where} ({after}). A person "
+                f"should read this film. It leans to {decision}.")
     return (f"The model is not sure enough to decide: the probability lies inside the referral band "
             f"({percent(band.lower)} to {percent(band.upper)}), where on validation films its answers were too "
             f"often wrong to stand alone. It leans to {decision}.")

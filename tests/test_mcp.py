@@ -158,14 +158,17 @@ def encoded_file(data: bytes, name: str = "file.txt"):
 
 
 def test_predict_over_mcp_gives_the_decision_and_the_referral(served):
-    # The bundled model's referral band holds the last example (P(PNEUMONIA) about 0.99) and not the first.
-    for example, referred in ((app.EXAMPLES[0], False), (app.EXAMPLES[-1], True)):
+    # The bundled model's referral band holds the last example (P(PNEUMONIA) about 0.99); a slight zoom moves
+    # the first (a NORMAL film at 41 %) into it; the third (99.99 %) lies beyond the stability rule's zone.
+    for example, reason in ((app.EXAMPLES[0], "moves into the band under 1 of the 1 changes: zoom_centre_80"),
+                            (app.EXAMPLES[2], None), (app.EXAMPLES[-1], "inside the band")):
         (result,) = call(served.url, ("predict", {"image": data_uri(open(example, "rb").read())}))
         assert not result.isError, result.content
         answer = json.loads(result.content[0].text)
         assert answer["decision"] in ("NORMAL", "PNEUMONIA")
         assert answer["out_of_distribution"]["flagged"] is False and 0 < answer["threshold"] < 1
-        assert answer["refer"] is referred, example
+        assert answer["refer"] is (reason is not None) and answer["refer_reason"] == reason, example
+        assert (answer["stability_check"] is not None) is (example == app.EXAMPLES[0]), example
         assert answer["referral_band"]["lower"] < answer["threshold"] < answer["referral_band"]["upper"]
 
 
