@@ -22,10 +22,12 @@ multiplicity correction; the fixed sequence needs none either.
 when at least `k` of a few acquisition changes (a prefix of `STABILITY_CHANGES`) move it into the band or
 across the threshold: an answer that does not hold under the variation a film from another site brings.
 Test-time changes as an uncertainty signal under shift: Ayhan & Berens (2018), Wang et al. (2019). The band
-width, the prefix and `k` are chosen together by the same rule: every setting (width, prefix, k) on one
-path, ordered by the share of the pooled validation films it refers (label-free, so the path is fixed
-before any label is read), most first; the walk stops at the first setting where one set fails, and the
-chosen setting is the last that passed. For that the stressed copies are checked too: a film from elsewhere
+width, the prefix and `k` are chosen together by the same test: for the band alone and for each (prefix, k)
+beside it, a path of widths from wide to narrow, each setting's share of the pooled validation films
+referred label-free, so every path is fixed before any label is read; along each path the walk stops at the
+first setting where one set fails, at the level split evenly between the paths (Bonferroni: one path
+through every setting stops at the first failure of any rule), and the chosen setting is the one that
+passed and refers the fewest films. For that the stressed copies are checked too: a film from elsewhere
 arrives changed, and is then checked. Only films within `MOST_CHECKED` log-odds of the threshold are
 checked (the cost of the choice); the rule's zone is the margin of the furthest validation film any of its
 changes moved, and a served film beyond it costs no extra pass.

@@ -51,7 +51,7 @@ class ModelInput:
     """An image as the model takes it, and the size it had: its shape alone can rule it out."""
     pixels: torch.Tensor  # (1, 3, H, W)
     size: tuple[int, int]  # (width, height) as decoded
-    image: Image.Image | None = None  # as decoded: the referral's stability check changes it
+    image: Image.Image  # as decoded: the referral's stability check makes its changed copies from it
 
 
 @dataclass
