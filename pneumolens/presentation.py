@@ -191,7 +191,7 @@ def referral_sentence(decision: str, band, referral=None) -> str:
 
         after = "; ".join(f"{stress_change(name).description}: {percent(referral.changed_probability(name))}"
                           for name in referral.moved)
-        inside = all(band.lower < referral.changed_probability(name) < band.upper for name in referral.moved)
+        inside = all(band.refers(referral.changed_probability(name)) for name in referral.moved)
         where = "inside the referral band" if inside else "inside the referral band or across the threshold"
         changes = ("a small acquisition change" if len(referral.checked) == 1 else
                    f"{len(referral.moved)} of {len(referral.checked)} small acquisition changes")
