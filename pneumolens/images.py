@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import is_dicom, read_dicom
+from .dicom import is_dicom, read_dicom, read_film
 from .errors import PneumoLensError
 
 logger = logging.getLogger(__name__)
@@ -61,14 +61,12 @@ def load_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
         raise ImageDecodeError(f"The image could not be decoded ({type(err).__name__}); is the file complete?") from err
 
 
-def describe_file(path: str | os.PathLike) -> dict[str, str]:
+def describe_file(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, str]:
     """What a person may want to know about an uploaded file that `load_image` accepted: its format and
-    size, and for DICOM a few non-identifying header fields (`dicom.DESCRIBED_FIELDS`)."""
-    from .dicom import header_fields
-
+    size, and for DICOM what the header says of the film (`dicom.described_fields`) and the window shown."""
     data = Path(path).read_bytes()
     if is_dicom(data):
-        return {"format": "DICOM", **header_fields(data)}
+        return {"format": "DICOM", **read_film(data, max_pixels).fields}
     with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
         return {"format": image.format, "mode": image.mode, "size": f"{image.width} x {image.height} px"}
 
