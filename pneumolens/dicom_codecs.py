@@ -1,14 +1,16 @@
 """The decoders of compressed DICOM pixel data, and what a compressed frame says of itself.
 
-pydicom decodes compressed films through plugins. Those it knows are found by themselves: GDCM
-(`python-gdcm`, BSD) for JPEG Lossless, JPEG-LS, JPEG 2000 and RLE; `pylibjpeg-openjpeg` (MIT) and
-Pillow for JPEG 2000; `pyjpegls` (MIT) for JPEG-LS; Pillow for 8-bit JPEG. None that pydicom offers
-decodes 12-bit JPEG Extended without a GPL library (`pylibjpeg-libjpeg`), so `register` adds one
-more plugin, libjpeg-turbo through `imagecodecs` (BSD), for that syntax only.
+pydicom decodes compressed films through plugins, all permissively licensed here: OpenJPEG
+(`pylibjpeg-openjpeg`, MIT/BSD) and Pillow for JPEG 2000; CharLS (`pyjpegls`, MIT/BSD) for JPEG-LS;
+Pillow for 8-bit JPEG; pydicom itself for RLE and deflate. For JPEG Lossless and 12-bit JPEG Extended,
+pydicom offers only GDCM and the GPL `pylibjpeg-libjpeg`, so `register` adds a plugin of its own:
+libjpeg-turbo through `imagecodecs` (BSD). GDCM is taken off every decoder, installed or not: on a
+damaged JPEG 2000 frame it ends the whole process (an uncaught C++ exception, found by
+benchmarks/dicom_fuzz.py), and a server must outlive any upload.
 
 Before any decoder runs, `check_codestream` reads the frame's own header (JPEG SOF, JPEG-LS SOF55,
-JPEG 2000 SIZ): a damaged or hostile stream that claims far more pixels than the DICOM header would
-otherwise make the decoder allocate them.
+JPEG 2000 SIZ): a damaged or hostile stream that claims more pixels or other components than the DICOM
+header would otherwise reach the decoder.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ SUPPORTED_SYNTAXES = (*NATIVE_SYNTAXES, *JPEG_SYNTAXES, *JPEG_LS_SYNTAXES, *JPEG
 
 PLUGIN_LABEL = "imagecodecs"
 # pydicom's plugin interface: what the plugin needs, per syntax it may decode.
-DECODER_DEPENDENCIES = {uid.JPEGExtended12Bit: ("imagecodecs",)}
+DECODER_DEPENDENCIES = {syntax: ("imagecodecs",) for syntax in
+                        (uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1)}
+UNSAFE_PLUGINS = ("gdcm",)
 
 _JPEG_SOI = b"\xff\xd8"
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
@@ -39,12 +43,18 @@ _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 
 
 def register() -> None:
-    """Add the 12-bit JPEG Extended plugin to pydicom's decoder for that syntax, once."""
+    """Add the imagecodecs plugin to pydicom's JPEG Lossless and JPEG Extended decoders, and take GDCM off
+    every decoder; once."""
     from pydicom.pixels.decoders.base import get_decoder
 
-    decoder = get_decoder(uid.JPEGExtended12Bit)
-    if PLUGIN_LABEL not in decoder._available and PLUGIN_LABEL not in decoder._unavailable:
-        decoder.add_plugin(PLUGIN_LABEL, (__name__, "decode_frame"))
+    for syntax in SUPPORTED_SYNTAXES:
+        decoder = get_decoder(syntax)
+        for label in UNSAFE_PLUGINS:
+            if label in decoder._available or label in decoder._unavailable:
+                decoder.remove_plugin(label)
+        if syntax in DECODER_DEPENDENCIES and PLUGIN_LABEL not in decoder._available \
+                and PLUGIN_LABEL not in decoder._unavailable:
+            decoder.add_plugin(PLUGIN_LABEL, (__name__, "decode_frame"))
 
 
 def is_available(syntax: str) -> bool:
@@ -53,14 +63,19 @@ def is_available(syntax: str) -> bool:
 
 
 def decode_frame(src: bytes, runner) -> bytes:
-    """pydicom's plugin interface: one grey JPEG Extended frame (8 or 12 bits) as native-endian samples.
-    Colour frames are left to the other plugins (a NotImplementedError passes them on)."""
+    """pydicom's plugin interface: one JPEG Lossless or JPEG Extended frame as native-endian samples, colour
+    interleaved. Lossy colour is left to Pillow (a NotImplementedError passes it on): its colour transform is
+    Pillow's to get right."""
     import imagecodecs
 
-    if runner.samples_per_pixel != 1:
-        raise NotImplementedError("the imagecodecs plugin decodes grey frames only")
-    frame = imagecodecs.jpeg8_decode(src)
+    if runner.samples_per_pixel != 1 and runner.transfer_syntax == uid.JPEGExtended12Bit:
+        raise NotImplementedError("the imagecodecs plugin decodes grey JPEG Extended frames only")
+    frame = imagecodecs.jpeg8_decode(src, colorspace="RGB" if runner.samples_per_pixel == 3 else None)
+    expected = (runner.rows, runner.columns) + ((3,) if runner.samples_per_pixel == 3 else ())
+    if frame.shape != expected:
+        raise ValueError(f"the frame decodes to {frame.shape}, not {expected}")
     runner.set_option("bits_allocated", 8 if frame.dtype == np.uint8 else 16)
+    runner.set_option("planar_configuration", 0)
     return frame.tobytes()
 
 
@@ -74,22 +89,26 @@ def decoder_names(syntax: str) -> list[str]:
         return []
 
 
-def check_codestream(frame: bytes, syntax: str, rows: int, columns: int) -> None:
-    """Refuse a compressed frame whose own header is unreadable or names another size than the DICOM
-    header's Rows x Columns. Raises `PneumoLensError` naming the compression."""
+def check_codestream(frame: bytes, syntax: str, rows: int, columns: int, samples: int) -> None:
+    """Refuse a compressed frame whose own header is unreadable or names another size or number of
+    components than the DICOM header's Rows x Columns x Samples per Pixel. Raises `PneumoLensError`
+    naming the compression."""
     name = syntax_name(syntax)
     if syntax in JPEG_2000_SYNTAXES:
-        size = _j2k_size(frame)
+        shape = _j2k_shape(frame)
     elif syntax in (*JPEG_SYNTAXES, *JPEG_LS_SYNTAXES):
-        size = _jpeg_size(frame)
+        shape = _jpeg_shape(frame)
     else:
         return
-    if size is None:
+    if shape is None:
         raise PneumoLensError(f"The {name} pixel data does not start with a valid {_family(syntax)} header: "
                               "the compressed data is damaged.")
-    if size != (rows, columns):
-        raise PneumoLensError(f"The {name} pixel data describes a {size[1]}x{size[0]} image, but the DICOM header "
-                              f"says {columns}x{rows}: the compressed data is damaged.")
+    if shape[:2] != (rows, columns):
+        raise PneumoLensError(f"The {name} pixel data describes a {shape[1]}x{shape[0]} image, but the DICOM "
+                              f"header says {columns}x{rows}: the compressed data is damaged.")
+    if shape[2] != samples:
+        raise PneumoLensError(f"The {name} pixel data holds {shape[2]} component(s) a pixel, but the DICOM header's "
+                              f"Samples per Pixel (0028,0002) says {samples}: the file is damaged.")
 
 
 def syntax_name(syntax: str) -> str:
@@ -104,26 +123,29 @@ def _family(syntax: str) -> str:
     return "JPEG-LS" if syntax in JPEG_LS_SYNTAXES else "JPEG"
 
 
-def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
+def _jpeg_shape(frame: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) in a JPEG or JPEG-LS frame header (SOFn or SOF55)."""
     from pydicom.pixels.utils import _get_jpg_parameters
 
     if not frame.startswith(_JPEG_SOI):
         return None
     parameters = _get_jpg_parameters(frame)
-    if "height" not in parameters or "width" not in parameters:
+    if not {"height", "width", "components"} <= set(parameters):
         return None
-    return parameters["height"], parameters["width"]
+    return parameters["height"], parameters["width"], parameters["components"]
 
 
-def _j2k_size(frame: bytes) -> tuple[int, int] | None:
-    """(rows, columns) of the image area in a JPEG 2000 codestream's SIZ segment (ISO/IEC 15444-1 A.5.1)."""
+def _j2k_shape(frame: bytes) -> tuple[int, int, int] | None:
+    """(rows, columns, components) of the image area in a JPEG 2000 codestream's SIZ segment
+    (ISO/IEC 15444-1 A.5.1)."""
     offset = _jp2_codestream_offset(frame) if frame.startswith(_JP2_SIGNATURE) else 0
-    if offset is None or frame[offset:offset + 4] != _J2K_SOC_SIZ or len(frame) < offset + 24:
+    if offset is None or frame[offset:offset + 4] != _J2K_SOC_SIZ or len(frame) < offset + 42:
         return None
     width, height, x_origin, y_origin = struct.unpack(">IIII", frame[offset + 8:offset + 24])
+    components, = struct.unpack(">H", frame[offset + 40:offset + 42])
     if width <= x_origin or height <= y_origin:
         return None
-    return height - y_origin, width - x_origin
+    return height - y_origin, width - x_origin, components
 
 
 def _jp2_codestream_offset(frame: bytes) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pydicom
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -89,3 +90,109 @@ def twelve_bit(grey: np.ndarray) -> np.ndarray:
     """An 8-bit film spread over 12 bits, with the low bits filled so that lossless coders have work."""
     rng = np.random.default_rng(0)
     return grey.astype(np.uint16) * 16 + rng.integers(0, 16, grey.shape, dtype=np.uint16)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Seeded mutations of real DICOM files: what the fuzz test and benchmarks/dicom_fuzz.py feed `load_image`.
+
+ABSURD_NUMBERS = (0, 1, 3, 7, 33, 255, 4097, 32767, 65535)
+VR_CODES = (b"US", b"SS", b"UL", b"OB", b"OW", b"SQ", b"UN", b"IS", b"DS", b"CS", b"AT", b"FD", b"XX", b"\x00\x00")
+MUTATIONS = ("truncate", "header-bytes", "pixel-bytes", "element-length", "element-vr", "absurd-size",
+             "absurd-bits", "absurd-frames", "photometric", "transfer-syntax", "pixel-data-cut", "append-junk")
+
+
+def mutated(seed_file: bytes, kind: str, rng: np.random.Generator) -> bytes:
+    """One mutation of `seed_file` (a valid DICOM Part 10 file) of the named kind."""
+    data = bytearray(seed_file)
+    pixel_start = _pixel_data_offset(seed_file)
+    if kind == "truncate":
+        return bytes(data[:int(rng.integers(132, len(data)))])
+    if kind in ("header-bytes", "pixel-bytes"):
+        low, high = (132, pixel_start) if kind == "header-bytes" else (pixel_start, len(data))
+        for position in rng.integers(low, max(high, low + 1), int(rng.integers(1, 9))):
+            if position < len(data):
+                data[position] = int(rng.integers(0, 256))
+        return bytes(data)
+    if kind in ("element-length", "element-vr"):
+        return _mutated_element(data, kind, rng, pixel_start)
+    if kind == "pixel-data-cut":  # the pixel data's own length kept, its bytes cut short
+        return bytes(data[:pixel_start + int(rng.integers(0, max(1, len(data) - pixel_start)))])
+    if kind == "append-junk":
+        return bytes(data) + rng.bytes(int(rng.integers(1, 4096)))
+    return _mutated_header(seed_file, kind, rng)
+
+
+def _mutated_header(seed_file: bytes, kind: str, rng: np.random.Generator) -> bytes:
+    dataset = pydicom.dcmread(io.BytesIO(seed_file))
+    if kind == "absurd-size":
+        dataset.Rows, dataset.Columns = (int(rng.choice(ABSURD_NUMBERS)) for _ in range(2))
+    elif kind == "absurd-bits":
+        dataset.BitsAllocated = int(rng.choice((0, 1, 8, 12, 16, 32, 64)))
+        dataset.BitsStored = int(rng.choice((0, 1, 7, 8, 12, 16, 17, 33)))
+        dataset.HighBit = int(rng.integers(0, 40))
+    elif kind == "absurd-frames":
+        dataset.NumberOfFrames = str(int(rng.choice((0, 2, 3, 1000, 99999999))))
+        dataset.SamplesPerPixel = int(rng.choice((1, 3, 4)))
+    elif kind == "photometric":
+        dataset.PhotometricInterpretation = str(rng.choice(("RGB", "YBR_FULL_422", "PALETTE COLOR", "HSV", "")))
+    elif kind == "transfer-syntax":  # the data set's bytes as they were: only the meta header lies
+        from pydicom.filebase import DicomBytesIO
+        from pydicom.filewriter import write_file_meta_info
+
+        others = [syntax for syntax, _ in SYNTAXES.values() if syntax != dataset.file_meta.TransferSyntaxUID]
+        dataset.file_meta.TransferSyntaxUID = others[int(rng.integers(len(others)))]
+        meta = DicomBytesIO()
+        write_file_meta_info(meta, dataset.file_meta, enforce_standard=True)
+        return seed_file[:132] + meta.getvalue() + seed_file[_meta_end(seed_file):]
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _mutated_element(data: bytearray, kind: str, rng: np.random.Generator, pixel_start: int) -> bytes:
+    """Overwrite a random explicit-VR element's VR code or length field (found by its VR bytes)."""
+    candidates = [offset for offset in range(132, min(pixel_start, len(data)) - 8)
+                  if bytes(data[offset + 4:offset + 6]) in VR_CODES[:12]]
+    if not candidates:
+        return bytes(data)
+    offset = candidates[int(rng.integers(len(candidates)))]
+    if kind == "element-vr":
+        data[offset + 4:offset + 6] = VR_CODES[int(rng.integers(len(VR_CODES)))]
+    else:
+        length = int(rng.choice((0, 1, 0xFFFF, 0xFFFFFFFF, int(rng.integers(0, 2**32)))))
+        data[offset + 6:offset + 8] = (length & 0xFFFF).to_bytes(2, "little")
+    return bytes(data)
+
+
+def _pixel_data_offset(data: bytes) -> int:
+    """Where the (7FE0,0010) Pixel Data element starts (little endian), else the end."""
+    position = data.rfind(b"\xe0\x7f\x10\x00")
+    return position if position > 0 else len(data)
+
+
+def _meta_end(data: bytes) -> int:
+    """The end of the file meta information: its group length (0002,0000) UL follows the preamble."""
+    return 132 + 12 + int.from_bytes(data[140:144], "little")
+
+
+def fuzz_cases(seed_files: dict[str, bytes], count: int, seed: int = 0):
+    """`count` (name, bytes) mutations, each kind in turn over the seed files, seeded."""
+    rng = np.random.default_rng(seed)
+    names = sorted(seed_files)
+    for index in range(count):
+        kind = MUTATIONS[index % len(MUTATIONS)]
+        name = names[(index // len(MUTATIONS)) % len(names)]
+        yield f"{index:05d} {kind} of {name}", kind, mutated(seed_files[name], kind, rng)
+
+
+def seed_films(grey: np.ndarray) -> dict[str, bytes]:
+    """A small film in every syntax of `SYNTAXES` (MONOCHROME2), one MONOCHROME1, and pydicom's 12-bit JPEG
+    Extended, lossless JPEG colour and JPEG 2000 samples: what the mutations start from."""
+    from pydicom.data import get_testdata_file
+
+    films = {name: film_dicom(twelve_bit(grey), name) for name in SYNTAXES}
+    films["monochrome1"] = film_dicom(4095 - twelve_bit(grey), "jpeg-lossless-sv1", "MONOCHROME1")
+    for sample in ("JPGExtended.dcm", "SC_rgb_jpeg_gdcm.dcm", "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm"):
+        with open(get_testdata_file(sample), "rb") as file:
+            films[sample] = file.read()
+    return films

@@ -227,3 +227,36 @@ def test_pydicom_errors_never_reach_the_message():
     with pytest.raises(PneumoLensError) as caught:
         read_film(Path(get_testdata_file("badVR.dcm")).read_bytes(), MAX_PIXELS)
     assert not EXCEPTION_TEXT.search(str(caught.value))
+
+
+def test_seeded_mutations_end_in_an_image_or_a_refusal_in_words(chest_film):
+    """A small slice of benchmarks/dicom_fuzz.py (which runs 1,200 cases, each in a worker process) in-process:
+    every case ends in an image or a refusal that names the problem."""
+    from pneumolens.dicom import UNNAMED_DAMAGE
+    from tests.dicom_films import MUTATIONS, fuzz_cases, seed_films
+
+    outcomes = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, kind, data in fuzz_cases(seed_films(chest_film[::2, ::2] // 16), 8 * len(MUTATIONS), seed=1):
+            try:
+                load_image(data)
+                outcomes[name] = "image"
+            except ImageDecodeError as refusal:
+                assert not EXCEPTION_TEXT.search(str(refusal)), (name, str(refusal))
+                outcomes[name] = "unnamed" if str(refusal) == UNNAMED_DAMAGE else "refusal"
+    counts = {outcome: list(outcomes.values()).count(outcome) for outcome in ("image", "refusal", "unnamed")}
+    assert counts["image"] > 10 and counts["refusal"] > 40 and counts["unnamed"] <= 2, counts
+
+
+def test_gdcm_is_never_a_decoder():
+    """GDCM ends the process on a damaged JPEG 2000 frame (an uncaught C++ exception): it must not be tried,
+    installed or not."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    from pneumolens.dicom_codecs import SUPPORTED_SYNTAXES
+
+    for syntax in SUPPORTED_SYNTAXES:
+        decoder = get_decoder(syntax)
+        assert "gdcm" not in decoder._available and "gdcm" not in decoder._unavailable
+    assert "imagecodecs" in get_decoder(uid.JPEGLossless)._available
