@@ -54,6 +54,8 @@ SHOW_DECISION_FIRST = "(...inputs) => { (" + SHOW_DECISION + ")(); return inputs
 # display-size JPEG, about 150 KB), kept for 15 minutes after the last use and for at most 200 sessions
 # (the oldest go first; benchmarks/soak.py measures what a session costs the server in all).
 SESSION_TIME_TO_LIVE_S = 15 * 60
+WINDOW_NOTE = ("<small>The window changes what you see, not what the model was given: it reads the film as the "
+               "file shows it. Zoom the large view with the wheel or a pinch, drag to pan; its button resets.</small>")
 SESSION_CAPACITY = 200
 # Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
 # every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
@@ -92,6 +94,11 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
             shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
                              height=PREVIEW_HEIGHT, elem_id="preview")
             details = gr.Markdown(elem_id="preview-details")
+            with gr.Row(elem_id="window-controls"):  # a DICOM's window / level: shown for DICOM uploads only
+                choice = gr.Dropdown([], label="Window", visible=False, elem_id="window-choice", min_width=150, scale=2)
+                level = gr.Slider(label="Level", visible=False, elem_id="window-level", min_width=90, scale=1)
+                width = gr.Slider(label="Width", visible=False, elem_id="window-width", min_width=90, scale=1)
+            window_note = gr.Markdown(WINDOW_NOTE, visible=False, elem_id="window-note")
             with gr.Row():
                 explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
                                               label="Explain the class", min_width=120)
@@ -136,6 +143,8 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
     with gr.Accordion("About the model", open=False):
         gr.Markdown(presentation.model_summary(service))
     displayed = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
+    film = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # a DICOM's values at display size, for other windows
+    window = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the window a person chose; None: the file's own
     checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
     # Every component above, by the name it has here, for the wiring.
     return SimpleNamespace(**{name: value for name, value in locals().items() if name not in ("service", "method_of")})
@@ -171,7 +180,8 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
              "decision": page.decision, "warning": page.warning, "record": page.result, "displayed": page.displayed,
              "large": page.large, "shown": page.shown, "details": page.details, "downloads": page.downloads,
              "text": page.similar_text, "gallery": page.similar_gallery, "sentence": page.robustness_sentence,
-             "figure": page.robustness_figure, "checked": page.checked}
+             "figure": page.robustness_figure, "checked": page.checked, "film": page.film, "window": page.window,
+             "choice": page.choice, "level": page.level, "width": page.width, "window_note": page.window_note}
     private = dict(api_visibility="private")
     on_model = dict(private, concurrency_limit=1, concurrency_id="model")
     redraw = dict(private, concurrency_limit=2, concurrency_id="redraw")  # never waits for the model
@@ -180,14 +190,23 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
     def outputs(*names):
         return [named[name] for name in names]
 
-    page.upload.change(by_component(handlers.preview, named), page.upload, outputs("shown", "details", "downloads"),
-                       **dict(private, concurrency_limit=2, concurrency_id="preview"))
+    page.upload.change(by_component(handlers.preview, named), page.upload,
+                       outputs("shown", "details", "downloads", "film", "window", "choice", "level", "width",
+                               "window_note"), **dict(private, concurrency_limit=2, concurrency_id="preview"))
+    drawn = [page.displayed, page.opacity, page.large_title, page.film, page.window]
+    redraw_maps = (by_component(handlers.redraw, named), drawn, outputs(*(f"map_{m}" for m in METHODS), "large"))
+    page.choice.input(by_component(handlers.window_preset, named), [page.film, page.choice],
+                      outputs("window", "shown", "level", "width"), **redraw).then(*redraw_maps, **redraw)
+    for slider in (page.level, page.width):
+        slider.release(by_component(handlers.window_from_sliders, named), [page.film, page.level, page.width],
+                       outputs("window", "shown", "choice"), **redraw).then(*redraw_maps, **redraw)
     page.upload.change(lambda: ("", None), None, outputs("sentence", "figure"), **at_once)
     page.explained_class.change(no_downloads, None, page.downloads, **at_once)
     # The decision comes into view at once: while the analysis waits, its queue position shows there.
-    page.run.click(by_component(gpu_call(handlers.analysis), named), [page.upload, page.explained_class, page.opacity],
+    page.run.click(by_component(gpu_call(handlers.analysis), named),
+                   [page.upload, page.explained_class, page.opacity, page.film, page.window],
                    outputs(*ANALYSIS_OUTPUTS), js=SHOW_DECISION_FIRST, **on_model).success(
-        handlers.large_view, [page.displayed, page.opacity, page.large_title], page.large, **redraw).then(
+        handlers.large_view, drawn, page.large, **redraw).then(
         None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.result,
                                      outputs("text", "gallery"), **redraw)
     page.make_curves.click(gpu_call(handlers.faithfulness_figure), [page.upload, page.explained_class], page.curves,
@@ -198,10 +217,8 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
     page.make_report.click(gpu_call(handlers.report), [page.upload, page.explained_class, page.opacity, page.checked],
                            page.downloads, api_name="page_report", **on_model).success(
         lambda: gr.update(visible=True), None, page.downloads, **at_once)
-    page.opacity.release(by_component(handlers.redraw, named), [page.displayed, page.opacity, page.large_title],
-                         outputs(*(f"map_{m}" for m in METHODS), "large"), **redraw)
-    page.large_title.change(handlers.large_view, [page.displayed, page.opacity, page.large_title], page.large,
-                            **redraw)
+    page.opacity.release(*redraw_maps, **redraw)
+    page.large_title.change(handlers.large_view, drawn, page.large, **redraw)
 
 
 def launch_options(settings: ServingSettings | None = None) -> dict:

@@ -146,18 +146,15 @@ def _shape(message: str) -> str:
 
 
 def serve_some(results: list[dict], cases: dict[str, bytes], count: int) -> None:
-    """`count` cases through /predict of a running server, refusals first (one of each message shape), then
+    """`count` cases through /predict of a running server: half refusals (one of each message first), half
     images; then a real radiograph."""
     from gradio_client import Client, handle_file
 
-    chosen, shapes = [], set()
-    for result in sorted(results, key=lambda r: r["outcome"] != "refusal"):
-        shape = _shape(result["detail"]) if result["outcome"] == "refusal" else result["kind"] + result["outcome"]
-        if shape not in shapes or len(chosen) < count // 2:
-            shapes.add(shape)
-            chosen.append(result)
-        if len(chosen) == count:
-            break
+    refusals = [r for r in results if r["outcome"] == "refusal"]
+    distinct = list({_shape(r["detail"]): r for r in refusals}.values())  # one of each message first
+    refused = (distinct + [r for r in refusals if r not in distinct])[:count // 2]
+    decoded = [r for r in results if r["outcome"] == "image"][:count - len(refused)]
+    chosen = refused + decoded
     answered = collections.Counter()
     with tempfile.TemporaryDirectory() as temp, ServedApp(Path(temp) / "gradio") as server:
         client = Client(server.url, verbose=False)

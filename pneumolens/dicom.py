@@ -144,7 +144,7 @@ def _check_pixel_data_present(dataset) -> None:
     sop_class = dicom_codecs.syntax_name(dataset.file_meta.get("MediaStorageSOPClassUID", ""))
     # Tags only: reading the values of a damaged header could fail here.
     if "Image" in sop_class or any(tag.group == 0x0028 for tag in dataset.keys()):
-        raise PneumoLensError("The DICOM file ends before its pixel data (its header describes an image): "
+        raise PneumoLensError("The DICOM file has no pixel data, though its header describes an image: "
                               "is the file complete?")
     raise PneumoLensError("The DICOM file has no pixel data (is it a report or a structured document?).")
 

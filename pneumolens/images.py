@@ -71,6 +71,18 @@ def describe_file(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -
         return {"format": image.format, "mode": image.mode, "size": f"{image.width} x {image.height} px"}
 
 
+def read_upload_film(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS):
+    """The `dicom.DicomFilm` of a DICOM file (depth kept, for choosing windows), None for any other picture;
+    `ImageDecodeError` naming the problem."""
+    data = _file_bytes(Path(path))
+    if not is_dicom(data):
+        return None
+    try:
+        return read_film(data, max_pixels)
+    except PneumoLensError as err:
+        raise ImageDecodeError(str(err)) from err
+
+
 def undecoded_source(image: dict):
     """What `load_image` takes for an undecoded `datasets` image value: its bytes, else its path."""
     return image.get("bytes") or image["path"]
@@ -95,12 +107,8 @@ def _open(source, max_pixels: int) -> Image.Image:
         data, name = bytes(source), "The upload"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise ImageDecodeError(f"No such image file: {path.name}")
-        if path.stat().st_size == 0:
-            raise ImageDecodeError(f"The file is empty: {path.name}")
         # The file name only: a message must not show where the server keeps its files.
-        data, name = path.read_bytes(), path.name
+        data, name = _file_bytes(path), path.name
     if is_dicom(data):
         try:
             return read_dicom(data, max_pixels)
@@ -122,6 +130,14 @@ def _open(source, max_pixels: int) -> Image.Image:
         # Decoders report damaged data in all of these; the message never includes a server path.
         raise ImageDecodeError(f"{name} could not be decoded ({type(err).__name__}); is the file complete?") from err
     return image
+
+
+def _file_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise ImageDecodeError(f"No such image file: {path.name}")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(f"The file is empty: {path.name}")
+    return path.read_bytes()
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:

@@ -354,9 +354,16 @@ def decision_markdown(analysis) -> str:
             f"**{explanation.explained_class}**. {RELATIVE_NOTE}{agreement}")
 
 
+# How the preview names what a DICOM header says (`dicom.described_fields`); Rows and Columns are the size shown.
+PREVIEW_NAMES = {"BodyPartExamined": "body part", "ViewPosition": "view", "PhotometricInterpretation": "photometric",
+                 "BitsStored": "bits stored", "Transfer syntax": "transfer syntax", "Pixel spacing": "pixel spacing",
+                 "Window": "window", "Frame": "frame", "mode": "mode"}
+
+
 def preview_markdown(image, details: dict, model_size: str) -> str:
     """What is known of an upload as decoded, and the size the model sees."""
-    known = ", ".join(f"{name} {value}" for name, value in details.items() if name not in ("format", "size"))
+    known = "; ".join(f"{PREVIEW_NAMES.get(name, name)} {value}" for name, value in details.items()
+                      if name not in ("format", "size", "Rows", "Columns"))
     return (f"**{details.get('format', 'image')}**, {image.width} x {image.height} px as decoded"
             f"{'; ' + known if known else ''}. The model sees it resized to {model_size}.")
 

@@ -24,7 +24,8 @@ from .explain.geometry import scaled_box, to_original
 from .explain.overlay import DEFAULT_BLEND, COLORMAP, overlay
 from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
 from .device import serving_device
-from .images import describe_file, load_image
+from .dicom import DicomFilm
+from .images import describe_file, load_image, read_upload_film
 from .decision import (
     NOT_A_RADIOGRAPH, Referral, ReferralBand, decide, gated_decision, operating_threshold, referral,
     referral_fields, stability_checks,
@@ -162,9 +163,11 @@ class DisplayedMaps:
                 for method, data in self.input_maps_png.items() if methods is None or method in methods}
 
     def overlays(self, opacity: float, colormap: str = COLORMAP, methods=None,
-                 blend: str = DEFAULT_BLEND) -> dict:
-        """Each map (or each of `methods`) over the displayed image."""
-        base = self.image()
+                 blend: str = DEFAULT_BLEND, base: Image.Image | None = None) -> dict:
+        """Each map (or each of `methods`) over the displayed image, or over `base` (the same film under
+        another window, resized to the displayed size)."""
+        shown = self.image()
+        base = shown if base is None else base.convert("L").resize(shown.size, Image.BILINEAR)
         return {method: overlay(base, heatmap, opacity, colormap, blend)
                 for method, heatmap in self.maps(base.size, methods).items()}
 
@@ -312,10 +315,14 @@ class PneumoLensService:
                            lambda p: decide(self.config, p), threshold, positive, seed=seed,
                            band=ReferralBand.of(self.config), refer_reason=clean["refer_reason"])
 
-    def preview(self, path) -> tuple[Image.Image, dict[str, str]]:
-        """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied) and what is
-        known of the file (`images.describe_file`); no model involved."""
-        return load_image(path), describe_file(path)
+    def preview(self, path) -> tuple[Image.Image, dict[str, str], DicomFilm | None]:
+        """The image as decoded (DICOM windowing, 16-bit range and EXIF rotation applied), what is known of
+        the file (`images.describe_file`) and, for a DICOM, the film with its depth (for other windows); no
+        model involved. A DICOM is decoded once."""
+        film = read_upload_film(path)
+        if film is None:
+            return load_image(path), describe_file(path), None
+        return load_image(film.display()), {"format": "DICOM", **film.fields}, film
 
     @property
     def identity(self) -> ModelIdentity:

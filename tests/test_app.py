@@ -31,7 +31,7 @@ from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
 from pneumolens.service import PneumoLensService, display_size
 from pneumolens.serving import gradio_internals
-from pneumolens.serving.api import ProgramApi
+from pneumolens.serving.api import PREDICTED, ProgramApi
 from pneumolens.serving.page import PageHandlers
 from pneumolens.serving.settings import ServingSettings
 from pneumolens.serving.uploads import RequestError
@@ -270,25 +270,53 @@ def test_explaining_the_other_class(client):
 def test_preview_shows_the_decoded_upload_and_safe_dicom_fields(model_with_ood, tmp_path, real_images):
     import pydicom
 
-    def preview(path):
-        return tuple(page_for(PneumoLensService(ModelSource(str(model_with_ood)))).preview(path).values())
-
+    page = page_for(PneumoLensService(ModelSource(str(model_with_ood))))
     pixels = np.asarray(Image.open(real_images["NORMAL"][0]).convert("L"), dtype=np.float64) * 16
     dataset = pydicom.dcmread(io.BytesIO(_dicom(4095 - pixels, photometric="MONOCHROME1")))
     dataset.PatientName, dataset.PatientID, dataset.BodyPartExamined = "Doe^Jane", "SECRET-123", "CHEST"
     dataset.save_as(tmp_path / "IM0001")
-    image, details, downloads = preview(str(tmp_path / "IM0001"))
+    shown = page.preview(str(tmp_path / "IM0001"))
+    image, details, downloads = shown["shown"], shown["details"], shown["downloads"]
     assert image.size == (pixels.shape[1], pixels.shape[0])
     assert downloads["value"] is None and downloads["visible"] is False  # an earlier image's downloads go, box and all
     # MONOCHROME1 is shown inverted, as the model sees it: the preview equals the decoded image.
     assert np.array_equal(np.asarray(image), np.asarray(load_image(str(tmp_path / "IM0001"))))
-    assert "DICOM" in details and "Modality CR" in details and "BodyPartExamined CHEST" in details
+    assert "DICOM" in details and "Modality CR" in details and "body part CHEST" in details
+    assert "transfer syntax Explicit VR Little Endian" in details and "photometric MONOCHROME1" in details
     assert "Doe" not in details and "SECRET" not in details
-    big, details, _ = preview(app.EXAMPLES[0])
-    assert max(big.size) == SETTINGS.preview_max_side and "JPEG" in details and "1776 x 1416 px" in details
+    assert shown["choice"]["visible"] and shown["choice"]["value"] == "As the file shows it"
+    assert [choice.split(" (")[0] for choice in shown["choice"]["choices"]] == [
+        "As the file shows it", "Lung", "Full range", "Custom"]
+    jpeg = page.preview(app.EXAMPLES[0])
+    assert max(jpeg["shown"].size) == SETTINGS.preview_max_side and "JPEG" in jpeg["details"]
+    assert "1776 x 1416 px" in jpeg["details"] and jpeg["film"] is None and jpeg["choice"]["visible"] is False
     with pytest.raises(Exception, match="not an image"):
         (tmp_path / "notes.png").write_text("not a picture")
-        preview(str(tmp_path / "notes.png"))
+        page.preview(str(tmp_path / "notes.png"))
+
+
+def test_a_window_changes_what_is_shown_and_never_what_the_model_is_given(model_with_ood, tmp_path, real_images):
+    from tests.dicom_films import film_dicom, twelve_bit
+
+    page = page_for(PneumoLensService(ModelSource(str(model_with_ood))))
+    grey = np.asarray(Image.open(real_images["PNEUMONIA"][1]).convert("L").resize((400, 320)))
+    path = tmp_path / "IM0002"
+    path.write_bytes(film_dicom(twelve_bit(grey), "jpeg-2000-lossless", window=(2048, 4096)))
+    view = page.preview(str(path))["film"]
+    as_stored = page.analysis(str(path), PREDICTED, 0.5, view, None)
+    lung = page.window_preset(view, next(label for label in view.choices if label.startswith("Lung")))
+    assert (lung["level"]["value"], lung["width"]["value"]) == (lung["window"].centre, lung["window"].width)
+    windowed = page.analysis(str(path), PREDICTED, 0.5, view, lung["window"])
+    assert windowed["record"]["probabilities"] == as_stored["record"]["probabilities"]  # the model's input is the same
+    method = next(iter(page.method_of))
+    before = page.redraw(windowed["displayed"], 0.5, method, view, None)["large"][0]
+    after = page.redraw(windowed["displayed"], 0.5, method, view, lung["window"])["large"][0]
+    assert before.size == after.size
+    assert np.abs(np.asarray(after, dtype=int) - np.asarray(before, dtype=int)).mean() > 10  # what a person sees
+    custom = page.window_from_sliders(view, 1000, 500)
+    assert custom["choice"]["value"].startswith("Custom") and custom["window"].width == 500
+    # A session whose film has expired (or a picture that is not a DICOM): the page is left as it is.
+    assert all(value == {"__type__": "update"} for value in page.window_preset(None, "Lung").values())
 
 
 def test_predict_shares_forward_passes_and_a_bad_upload_fails_alone(model_with_ood, tmp_path):

@@ -7,8 +7,11 @@ page's components once (`by_component`).
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from pneumolens import presentation
+from pneumolens.dicom import Window
+from pneumolens.film_view import AS_STORED, FilmView
 from pneumolens.figures import png_image
 from pneumolens.decision import NOT_A_RADIOGRAPH
 from pneumolens.explain import METHODS, TITLES
@@ -39,18 +42,42 @@ class PageHandlers:
         self.positive_label = self.service.config.id2label[positive_index(self.service.config)]
 
     def preview(self, file_path) -> dict:
-        """The upload as decoded, and no downloads: those of an earlier image no longer apply."""
+        """The upload as decoded, and no downloads: those of an earlier image no longer apply. A DICOM's
+        window control shows the file's windows and presets; it is hidden for any other picture."""
         if not file_path:
-            return {"shown": None, "details": "", "downloads": no_downloads()}
-        image, details = safely(self.service.preview, checked_path(file_path))
+            return {"shown": None, "details": "", "downloads": no_downloads(), **window_controls(None)}
+        image, details, film = safely(self.service.preview, checked_path(file_path))
+        view = None if film is None else FilmView.of(film, display_size(image.size, self.settings.display_max_side))
         return {"shown": image.resize(display_size(image.size, self.settings.preview_max_side)),
-                "details": presentation.preview_markdown(image, details, self.model_size), "downloads": no_downloads()}
+                "details": presentation.preview_markdown(image, details, self.model_size), "downloads": no_downloads(),
+                **window_controls(view)}
+
+    def window_preset(self, view, choice) -> dict:
+        """A preset chosen: the sliders move to it and the preview shows the film through it."""
+        if view is None:
+            return {name: gr.skip() for name in ("window", "shown", "level", "width")}
+        window = view.window(choice)
+        shown = window or view.stored_window
+        return {"window": window, "shown": self.preview_of(view, window),
+                "level": gr.update(value=shown.centre), "width": gr.update(value=shown.width)}
+
+    def window_from_sliders(self, view, level, width) -> dict:
+        """The sliders released: the film through that level and width."""
+        if view is None:
+            return {name: gr.skip() for name in ("window", "shown", "choice")}
+        window = Window(float(level), max(float(width), 1.0), CUSTOM_WINDOW)
+        return {"window": window, "shown": self.preview_of(view, window), "choice": gr.update(value=CUSTOM_WINDOW)}
+
+    def preview_of(self, view, window):
+        image = view.image(window)
+        return image.resize(display_size(image.size, self.settings.preview_max_side))
 
     @trimmed
-    def analysis(self, file_path, explained_class, opacity) -> dict:
+    def analysis(self, file_path, explained_class, opacity, view=None, window=None) -> dict:
         analysis = self.api.analysed(file_path, explained_class)
         displayed = analysis.displayed(self.settings.display_max_side)
-        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend)
+        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend,
+                                      base=windowed_base(view, window))
         explanation = analysis.explanation
         ood = analysis.ood
         return {
@@ -79,19 +106,22 @@ class PageHandlers:
                                              withheld=record.get("decision") == NOT_A_RADIOGRAPH)
         return {"text": text, "gallery": gr.update(value=shown or None, visible=bool(shown))}
 
-    def redraw(self, displayed, opacity, large_title) -> dict:
+    def redraw(self, displayed, opacity, large_title, view=None, window=None) -> dict:
+        """Every map and the large view again: another opacity, or the film under another window."""
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
             return {name: gr.skip() for name in (*(f"map_{m}" for m in METHODS), "large")}
-        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend)
+        base = windowed_base(view, window)
+        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend, base=base)
         return {**{f"map_{method}": overlays.get(method) for method in METHODS},
-                "large": large_pair(displayed, overlays, self.large_method(displayed, large_title))}
+                "large": large_pair(displayed, overlays, self.large_method(displayed, large_title), base)}
 
-    def large_view(self, displayed, opacity, large_title):
+    def large_view(self, displayed, opacity, large_title, view=None, window=None):
         if displayed is None:
             return gr.skip()
         method = self.large_method(displayed, large_title)
-        return large_pair(displayed, displayed.overlays(opacity, self.settings.colormap, [method], self.settings.blend),
-                          method)
+        base = windowed_base(view, window)
+        return large_pair(displayed, displayed.overlays(opacity, self.settings.colormap, [method], self.settings.blend,
+                                                        base=base), method, base)
 
     def large_method(self, displayed, large_title):
         """The chosen map, or the first one there is where the architecture cannot make it (ConvNeXt has
@@ -126,6 +156,32 @@ def no_downloads():
     return gr.update(value=None, visible=False)
 
 
-def large_pair(displayed, overlays, method):
-    """The radiograph against `method`'s map over it, for the slider."""
-    return None if method is None else (displayed.image().convert("RGB"), overlays[method])
+def large_pair(displayed, overlays, method, base=None):
+    """The radiograph (under the chosen window, where one is) against `method`'s map over it, for the slider."""
+    if method is None:
+        return None
+    film = displayed.image() if base is None else base.resize(displayed.image().size, Image.BILINEAR)
+    return film.convert("RGB"), overlays[method]
+
+
+CUSTOM_WINDOW = "Custom (the sliders)"
+
+
+def windowed_base(view: FilmView | None, window: Window | None):
+    """The film under the person's window, where a DICOM's window was changed; else None (as analysed)."""
+    return None if view is None or window is None else view.image(window)
+
+
+def window_controls(view: FilmView | None) -> dict:
+    """The window control for an upload: shown with the film's presets for a grey DICOM, hidden otherwise;
+    the session's film view and window reset."""
+    if view is None:
+        hidden = gr.update(visible=False)
+        return {"film": None, "window": None, "choice": hidden, "level": hidden, "width": hidden,
+                "window_note": hidden}
+    low, high = view.slider_range()
+    return {"film": view, "window": None,
+            "choice": gr.update(choices=[*view.choices, CUSTOM_WINDOW], value=AS_STORED, visible=True),
+            "level": gr.update(minimum=low, maximum=high, value=view.stored_window.centre, visible=True),
+            "width": gr.update(minimum=1, maximum=high - low, value=view.stored_window.width, visible=True),
+            "window_note": gr.update(visible=True)}
