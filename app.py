@@ -94,11 +94,6 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
             shown = gr.Image(label="Preview (as decoded)", type="pil", format="jpeg", interactive=False,
                              height=PREVIEW_HEIGHT, elem_id="preview")
             details = gr.Markdown(elem_id="preview-details")
-            with gr.Row(elem_id="window-controls"):  # a DICOM's window / level: shown for DICOM uploads only
-                choice = gr.Dropdown([], label="Window", visible=False, elem_id="window-choice", min_width=150, scale=2)
-                level = gr.Slider(label="Level", visible=False, elem_id="window-level", min_width=90, scale=1)
-                width = gr.Slider(label="Width", visible=False, elem_id="window-width", min_width=90, scale=1)
-            window_note = gr.Markdown(WINDOW_NOTE, visible=False, elem_id="window-note")
             with gr.Row():
                 explained_class = gr.Dropdown([PREDICTED, *service.labels], value=PREDICTED,
                                               label="Explain the class", min_width=120)
@@ -115,6 +110,12 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
                                            interactive=False, elem_id="large-view")
                     large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
                                            elem_id="large-choice")
+                    with gr.Row(elem_id="window-controls"):  # a DICOM's window / level: for DICOM uploads only
+                        choice = gr.Dropdown([], label="Window", visible=False, elem_id="window-choice",
+                                             min_width=170, scale=2)
+                        level = gr.Slider(label="Level", visible=False, elem_id="window-level", min_width=130, scale=1)
+                        width = gr.Slider(label="Width", visible=False, elem_id="window-width", min_width=130, scale=1)
+                    window_note = gr.Markdown(WINDOW_NOTE, visible=False, elem_id="window-note")
                 with gr.Column(scale=4, min_width=340):  # every map, most faithful first, with its verdict
                     maps, captions = map_grid(service.standings)
             with gr.Column(elem_id="similar-films"):  # filled after the analysis, from its record

@@ -165,6 +165,59 @@ def test_on_a_phone_the_decision_comes_into_view_after_analyse_and_the_maps_stac
     assert min(box["height"] for box in boxes) >= 150, boxes  # and each one drawn, none collapsed
 
 
+def test_a_dicom_at_a_lung_window_zooms_and_pans_with_its_map(app_url, tmp_path):
+    """A hospital film (JPEG Lossless, MONOCHROME1): its window control appears, the lung preset changes the
+    preview, and after Analyse the wheel zooms the large view, film and map together; its button resets."""
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from tests.dicom_films import film_dicom, twelve_bit
+
+    grey = np.asarray(Image.open(app.EXAMPLES[0]).convert("L").resize((640, 512)))
+    film = tmp_path / "IM0001.dcm"
+    film.write_bytes(film_dicom(4095 - twelve_bit(grey), "jpeg-lossless-sv1", "MONOCHROME1", window=(2000, 3500)))
+    transforms = "() => [...document.querySelectorAll('#large-view img')].map(image => getComputedStyle(image).transform)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(app_url, wait_until="load")
+        page.locator("input[type=file]").first.set_input_files(str(film))
+        page.locator("#window-choice").wait_for(state="visible", timeout=60_000)
+        page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
+        as_stored = page.locator("#preview img").first.get_attribute("src")
+        page.locator("#window-choice input").click()
+        page.get_by_role("option", name="Lung").first.click()
+        page.wait_for_function(f"() => document.querySelector('#preview img').src !== {as_stored!r}", timeout=30_000)
+        level = page.locator("#window-level input[type=number]").first.input_value()
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#probability").wait_for(timeout=120_000)
+        page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
+        page.wait_for_timeout(1000)
+        before = page.evaluate(transforms)
+        box = page.locator("#large-view img").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45)
+        for _ in range(10):
+            page.mouse.wheel(0, -200)
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(500)
+        zoomed = page.evaluate(transforms)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.6, steps=5)
+        page.mouse.up()
+        panned = page.evaluate(transforms)
+        page.screenshot(path=str(tmp_path / "dicom.png"))
+        page.locator("#large-view").get_by_role("button", name="Undo").click()
+        page.wait_for_timeout(300)
+        reset = page.evaluate(transforms)
+        browser.close()
+    assert float(level) != 2000  # the lung preset moved the level from the file's own window
+    scale = float(zoomed[0].split("(")[1].split(",")[0])
+    assert len(zoomed) == 2 and zoomed[0] == zoomed[1] and scale > 1.5, zoomed  # film and map zoom as one
+    assert panned[0] == panned[1] and panned[0] != zoomed[0]
+    assert before[0] in ("none", "matrix(1, 0, 0, 1, 0, 0)") and reset[0] in ("none", "matrix(1, 0, 0, 1, 0, 0)")
+
+
 @pytest.mark.parametrize("example", [app.EXAMPLES[0], app.EXAMPLES[-1]])
 def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(example, tmp_path):
     """Printed by Chromium (A4), read back with pypdf: at most 2 pages, the input and the four maps as

@@ -2,6 +2,7 @@
 look at: the bundled model (or MODEL_ID) served in this process, Debian's Chromium driven by Playwright.
 
     python3 tools/screenshots.py examples/person1951_bacteria_4882.jpeg --name referred --out docs/images
+    python3 tools/screenshots.py FILM.dcm --window Lung --zoom 14 --phone_scroll_to "#large-view" --name dicom-lung
     PNEUMOLENS_TRAINING_FILMS=../shared/data/chest_xray python3 tools/screenshots.py EXAMPLE --name similar \
         --scroll_to "#similar-films" --out docs/images
 
@@ -32,7 +33,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 
 def capture(url: str, image: str, out: Path, name: str, large: str | None = None,
-            phone_scroll_to: str | None = None, scroll_to: str | None = None, show_films: bool = False) -> None:
+            phone_scroll_to: str | None = None, scroll_to: str | None = None, show_films: bool = False,
+            window: str | None = None, zoom: int = 0) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -43,6 +45,10 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
             page.goto(url, wait_until="load")
             page.locator("input[type=file]").first.set_input_files(image)
             page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
+            if window:  # a DICOM's window preset, chosen before the analysis
+                page.locator("#window-choice input").click()
+                page.get_by_role("option", name=window).first.click()
+                page.wait_for_timeout(1500)
             page.get_by_role("button", name="Analyse").click()
             page.locator("#probability").wait_for(timeout=120_000)
             page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
@@ -55,6 +61,14 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
             if target:
                 page.locator(target).first.scroll_into_view_if_needed()
                 page.wait_for_timeout(1500)  # the row's pictures
+            if zoom:  # wheel steps over the large view, a third of the way across
+                box = page.locator("#large-view img").first.bounding_box()
+                page.mouse.move(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45)
+                for _ in range(zoom):
+                    page.mouse.wheel(0, -200)
+                    page.wait_for_timeout(120)
+                page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] - 30)  # the pointer out of the picture
+                page.wait_for_timeout(1500)
             # No training film goes into the repository, not even in a screenshot: the row's pictures are
             # hatched over, their labels and similarities kept (look at them unhidden with --show_films).
             if not show_films:
@@ -77,6 +91,9 @@ def main() -> None:
                         help="On the phone, scroll this element (a CSS selector) into view before the screenshot.")
     parser.add_argument("--scroll_to", default=None,
                         help="At both sizes (unless --phone_scroll_to), scroll this element into view first.")
+    parser.add_argument("--window", default=None,
+                        help="For a DICOM: the window preset to choose before Analyse, by the start of its name ('Lung').")
+    parser.add_argument("--zoom", type=int, default=0, help="Wheel steps to zoom the large view by after the analysis.")
     parser.add_argument("--show_films", action="store_true",
                         help="Leave the similar training films' pictures visible (to look at; never to commit).")
     args = parser.parse_args()
@@ -85,7 +102,8 @@ def main() -> None:
     demo = app.build_demo(PneumoLensService())
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to, args.show_films)
+        capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to, args.show_films,
+                args.window, args.zoom)
     finally:
         demo.close()
 
