@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Seeded mutations of real DICOM files through the DICOM path, then through a running server.
 
-    python -m benchmarks.dicom_fuzz [--cases 1200] [--seed 0] [--served 120]
+    python -m benchmarks.dicom_fuzz [--cases 1200] [--seed 0] [--served 120] [--with_gdcm]
 
 1. Every case goes through `pneumolens.images.load_image` (what /predict, /explain, the page and the MCP
    tools decode with) in a worker process, so that a decoder that ends its process counts as a crash and
@@ -47,13 +47,15 @@ CASE_TIMEOUT_S = 30
 SEED_FILM = REPO / "examples" / "person1946_bacteria_4874.jpeg"
 
 
-def worker() -> None:
+def worker(with_gdcm: bool = False) -> None:
     """Read length-prefixed cases from stdin; answer one JSON line each."""
     import warnings
 
     from pneumolens.images import ImageDecodeError, load_image
 
     warnings.simplefilter("ignore")
+    if with_gdcm:
+        _put_gdcm_back()
     clear_refs = Path("/proc/self/clear_refs")
     while header := sys.stdin.buffer.read(4):
         data = sys.stdin.buffer.read(struct.unpack("<I", header)[0])
@@ -73,6 +75,22 @@ def worker() -> None:
         sys.stdout.flush()
 
 
+def _put_gdcm_back() -> None:
+    """GDCM as pydicom uses it when it is installed, first in line: what `dicom_codecs` takes off (--with_gdcm)."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    from pneumolens.dicom_codecs import SUPPORTED_SYNTAXES
+
+    for syntax in SUPPORTED_SYNTAXES:
+        decoder = get_decoder(syntax)
+        try:
+            decoder.add_plugin("gdcm", ("pydicom.pixels.decoders.gdcm", "_decode_frame"))
+        except ValueError:  # a syntax GDCM does not decode
+            continue
+        decoder._available = {"gdcm": decoder._available.pop("gdcm"), **decoder._available} \
+            if "gdcm" in decoder._available else decoder._available
+
+
 def _status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -81,8 +99,9 @@ def _status(field: str) -> int:
 
 
 class Worker:
-    def __init__(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.dicom_fuzz", "--worker"], cwd=REPO,
+    def __init__(self, with_gdcm: bool = False):
+        arguments = ["--worker", *(["--with_gdcm"] if with_gdcm else [])]
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.dicom_fuzz", *arguments], cwd=REPO,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def run(self, data: bytes) -> dict:
@@ -107,11 +126,11 @@ class Worker:
         self.process.wait(10)
 
 
-def decode_all(cases) -> list[dict]:
-    results, worker_process = [], Worker()
+def decode_all(cases, with_gdcm: bool = False) -> list[dict]:
+    results, worker_process = [], Worker(with_gdcm)
     for name, kind, data in cases:
         if not worker_process.alive:
-            worker_process = Worker()
+            worker_process = Worker(with_gdcm)
         result = worker_process.run(data)
         results.append({"name": name, "kind": kind, "bytes": len(data), **result})
     worker_process.close()
@@ -132,6 +151,10 @@ def summary(results: list[dict]) -> None:
     print(f"worker peak RSS per case: median {np.median(peaks) / MB:.0f} MB, max {max(peaks) / MB:.0f} MB "
           f"({max(results, key=lambda r: r.get('peak_rss', 0))['name']})")
     print(f"slowest case: {max(r.get('seconds', 0) for r in results):.2f} s")
+    from pneumolens.dicom import UNNAMED_DAMAGE
+
+    unnamed = sum(r["detail"] == UNNAMED_DAMAGE for r in results)
+    print(f"refusals by the last guard (damage not named more precisely): {unnamed}")
     refusals = collections.Counter(_shape(r["detail"]) for r in results if r["outcome"] == "refusal")
     print("\nrefusals, by the message's first words:")
     for words, count in refusals.most_common(25):
@@ -180,14 +203,16 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--served", type=int, default=120, help="cases sent to /predict of a running server")
+    parser.add_argument("--with_gdcm", action="store_true",
+                        help="put GDCM (pip install python-gdcm) back first among the decoders: why it is off")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:
-        return worker()
+        return worker(arguments.with_gdcm)
     grey = np.asarray(Image.open(SEED_FILM).convert("L").resize((320, 256), Image.BILINEAR))
     cases = {name: (kind, data) for name, kind, data in fuzz_cases(seed_films(grey), arguments.cases, arguments.seed)}
     started = time.perf_counter()
-    results = decode_all((name, kind, data) for name, (kind, data) in cases.items())
+    results = decode_all(((name, kind, data) for name, (kind, data) in cases.items()), arguments.with_gdcm)
     print(f"decoded {len(results)} cases in {time.perf_counter() - started:.0f} s (seed {arguments.seed})")
     summary(results)
     if arguments.served:
