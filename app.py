@@ -29,9 +29,11 @@ from pneumolens.service import PneumoLensService
 from pneumolens.serving import gradio_internals
 from pneumolens.serving.api import PREDICTED, ProgramApi, add_endpoints
 from pneumolens.serving.page import ANALYSIS_OUTPUTS, PageHandlers, no_downloads
+from pneumolens.serving.quiz import QuizHandlers
 from pneumolens.serving.settings import ServingSettings
 from pneumolens.serving.uploads import MAX_FILE_BYTES
 from pneumolens.similar import SHOWN
+from pneumolens.teaching import NOT_SURE, CaseSet
 
 logger = logging.getLogger("app")
 
@@ -44,9 +46,10 @@ PREVIEW_HEIGHT = 230
 MAP_HEIGHT = 135
 LARGE_HEIGHT = 470  # the large view: a 1.3 MP radiograph shows about 600 px wide at 1440x900
 # After Analyse, bring the decision into view where it is not (a phone: it sits below the upload column).
-SHOW_DECISION = """() => { const d = document.getElementById("decision"); if (!d) return;
+SHOW_DECISION = """() => { const d = [...document.querySelectorAll("#quiz, #decision")].find(e => e.offsetParent);
+  if (!d) return;  // in read-first mode the film to read (then the comparison) comes first
   const r = d.getBoundingClientRect();
-  if (r.top < 0 || r.top > window.innerHeight - 80) window.scrollBy(0, r.top - 8); }"""
+  if (r.top < 0 || r.top > window.innerHeight * 0.4) window.scrollBy(0, r.top - 8); }"""
 # The same before the analysis starts, passing its inputs through unchanged (a js step's return values are
 # the inputs the handler gets).
 SHOW_DECISION_FIRST = "(...inputs) => { (" + SHOW_DECISION + ")(); return inputs; }"
@@ -54,9 +57,9 @@ SHOW_DECISION_FIRST = "(...inputs) => { (" + SHOW_DECISION + ")(); return inputs
 # display-size JPEG, about 150 KB), kept for 15 minutes after the last use and for at most 200 sessions
 # (the oldest go first; benchmarks/soak.py measures what a session costs the server in all).
 SESSION_TIME_TO_LIVE_S = 15 * 60
+SESSION_CAPACITY = 200
 WINDOW_NOTE = ("<small>The window changes what you see, not what the model was given: it reads the film as the "
                "file shows it. Zoom the large view with the wheel or a pinch, drag to pan; its button resets.</small>")
-SESSION_CAPACITY = 200
 # Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
 # every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
 # PNEUMOLENS_CACHE_MAX_AGE_S sets another age (the soak benchmark uses a short one).
@@ -69,22 +72,25 @@ QUEUE_LIMITS = fair_queue.QueueLimits()
 
 def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
                settings: ServingSettings | None = None,
-               queue_limits: fair_queue.QueueLimits = QUEUE_LIMITS) -> gr.Blocks:
+               queue_limits: fair_queue.QueueLimits = QUEUE_LIMITS, cases: CaseSet | None = None) -> gr.Blocks:
     """The Blocks app around one loaded model: the programs' endpoints, and the page laid out and wired to
-    its handlers."""
+    its handlers; `cases` is the read-first mode's case set (PNEUMOLENS_CASES), if any."""
     api = ProgramApi(service, settings or ServingSettings.from_environment())
     handlers = PageHandlers(api)
+    quiz = QuizHandlers(handlers, cases)
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
     with gr.Blocks(title=TITLE, delete_cache=delete_cache, fill_width=True) as demo:
         add_endpoints(api, wrap=gpu_call)  # first, so that they hold their names; `spaces.GPU` on ZeroGPU
-        page = page_components(service, handlers.method_of)
-        wire_events(page, handlers)
+        page = page_components(service, handlers.method_of, cases)
+        wire_events(page, handlers, quiz)
+        wire_quiz(demo, page, quiz)
     demo.queue(max_size=queue_limits.queue_size)
     gradio_internals.install(demo, queue_limits, file_inputs=[page.upload])
     return demo
 
 
-def page_components(service: PneumoLensService, method_of: dict[str, str]) -> SimpleNamespace:
+def page_components(service: PneumoLensService, method_of: dict[str, str], cases: CaseSet | None = None
+                    ) -> SimpleNamespace:
     """The page's components, laid out inside the Blocks being built; returned by name for the wiring."""
     gr.Markdown(f"## {TITLE}\n{presentation.disclaimer_markdown()}", elem_id="header")
     with gr.Row():
@@ -99,56 +105,80 @@ def page_components(service: PneumoLensService, method_of: dict[str, str]) -> Si
                                               label="Explain the class", min_width=120)
                 opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", min_width=120)
             run = gr.Button("Analyse", variant="primary")
+            with gr.Row(elem_id="quiz-controls"):
+                quiz_on = gr.Checkbox(label="Read it yourself first", elem_id="quiz-switch", min_width=150)
+                next_case = gr.Button("Next case", visible=cases is not None, elem_id="next-case", size="sm",
+                                      min_width=100)
             gr.Examples(EXAMPLES, inputs=upload, label="Examples (official validation images, CC BY 4.0)")
         with gr.Column(scale=7, min_width=340):
-            decision = gr.Markdown(elem_id="decision")
-            warning = gr.Markdown(elem_id="ood-warning")
-            with gr.Row():
-                with gr.Column(scale=6, min_width=340):
-                    large = gr.ImageSlider(label="One map, large: the radiograph | the map over it (drag)",
-                                           type="pil", format="jpeg", max_height=LARGE_HEIGHT,
-                                           interactive=False, elem_id="large-view")
-                    large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
-                                           elem_id="large-choice")
-                    with gr.Row(elem_id="window-controls"):  # a DICOM's window / level: for DICOM uploads only
-                        choice = gr.Dropdown([], label="Window", visible=False, elem_id="window-choice",
-                                             min_width=170, scale=2)
-                        level = gr.Slider(label="Level", visible=False, elem_id="window-level", min_width=130, scale=1)
-                        width = gr.Slider(label="Width", visible=False, elem_id="window-width", min_width=130, scale=1)
-                    window_note = gr.Markdown(WINDOW_NOTE, visible=False, elem_id="window-note")
-                with gr.Column(scale=4, min_width=340):  # every map, most faithful first, with its verdict
-                    maps, captions = map_grid(service.standings)
-            with gr.Column(elem_id="similar-films"):  # filled after the analysis, from its record
-                similar_text = gr.Markdown(elem_id="similar-sentence")
-                similar_gallery = gr.Gallery(label="The most similar training films (click one to enlarge)",
-                                             columns=SHOWN, rows=1, height="auto", object_fit="contain",
-                                             format="jpeg", visible=False, elem_id="similar-gallery")
-            with gr.Row():
-                # Made on demand: most people never download, and the full-resolution maps cost a
-                # second pass only to those who do.
-                make_report = gr.Button("Report and raw maps", elem_id="make-report", size="sm")
-            downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
-                                file_count="multiple", elem_id="downloads", visible=False)
-            with gr.Accordion("Result (JSON)", open=False):
-                result = gr.JSON(show_label=False)
-    with gr.Accordion("How faithful are these maps for this image?", open=False):
-        gr.Markdown(presentation.CURVES_INTRODUCTION)
-        make_curves = gr.Button("Measure on this image", elem_id="make-curves")
-        curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
-    with gr.Accordion("Does this decision hold? The image under each acquisition change", open=False):
-        gr.Markdown(presentation.ROBUSTNESS_INTRODUCTION)
-        check_robustness = gr.Button("Check this image", elem_id="check-robustness")
-        robustness_sentence = gr.Markdown(elem_id="robustness-sentence")
-        robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
-                                     elem_id="robustness-figure")
+            with gr.Column(visible=False, elem_id="quiz") as quiz:  # read-first: the film, then the student's read
+                quiz_film = gr.Image(label="Read this film first: what do you see?", type="pil", format="jpeg",
+                                     interactive=False, height=LARGE_HEIGHT, elem_id="quiz-film")
+                with gr.Row(visible=False, elem_id="quiz-reads") as reads:
+                    read_buttons = {label: gr.Button(label, elem_id=f"read-{label.lower()}") for label in service.labels}
+                    read_buttons[NOT_SURE] = gr.Button("Not sure", elem_id="read-not-sure")
+                quiz_result = gr.Markdown(elem_id="quiz-result")
+            with gr.Column(visible=False, elem_id="tally") as tally_box:
+                tally = gr.Markdown(elem_id="tally-text")
+                with gr.Row(equal_height=True):
+                    again = gr.Dropdown([], label="See again a case where you and the model differed", visible=False,
+                                        elem_id="see-again", min_width=200, scale=2)
+                    reads_csv = gr.DownloadButton("Your reads (.csv)", elem_id="reads-csv", size="sm", min_width=150,
+                                                  scale=1)
+            with gr.Column(elem_id="answers") as answers:  # everything the model says: held back in read-first mode
+                decision = gr.Markdown(elem_id="decision")
+                warning = gr.Markdown(elem_id="ood-warning")
+                with gr.Row():
+                    with gr.Column(scale=6, min_width=340):
+                        large = gr.ImageSlider(label="One map, large: the radiograph | the map over it (drag)",
+                                               type="pil", format="jpeg", max_height=LARGE_HEIGHT,
+                                               interactive=False, elem_id="large-view")
+                        large_title = gr.Radio(list(method_of), value=next(iter(method_of)), show_label=False,
+                                               elem_id="large-choice")
+                        with gr.Row(elem_id="window-controls"):  # a DICOM's window / level: for DICOM uploads only
+                            choice = gr.Dropdown([], label="Window", visible=False, elem_id="window-choice",
+                                                 min_width=170, scale=2)
+                            level = gr.Slider(label="Level", visible=False, elem_id="window-level", min_width=130, scale=1)
+                            width = gr.Slider(label="Width", visible=False, elem_id="window-width", min_width=130, scale=1)
+                        window_note = gr.Markdown(WINDOW_NOTE, visible=False, elem_id="window-note")
+                    with gr.Column(scale=4, min_width=340):  # every map, most faithful first, with its verdict
+                        maps, captions = map_grid(service.standings)
+                with gr.Column(elem_id="similar-films"):  # filled after the analysis, from its record
+                    similar_text = gr.Markdown(elem_id="similar-sentence")
+                    similar_gallery = gr.Gallery(label="The most similar training films (click one to enlarge)",
+                                                 columns=SHOWN, rows=1, height="auto", object_fit="contain",
+                                                 format="jpeg", visible=False, elem_id="similar-gallery")
+                with gr.Row():
+                    # Made on demand: most people never download, and the full-resolution maps cost a
+                    # second pass only to those who do.
+                    make_report = gr.Button("Report and raw maps", elem_id="make-report", size="sm")
+                downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
+                                    file_count="multiple", elem_id="downloads", visible=False)
+                with gr.Accordion("Result (JSON)", open=False):
+                    result = gr.JSON(show_label=False)
+    with gr.Column(elem_id="more-answers") as more_answers:  # they tell the answer too: held back with it
+        with gr.Accordion("How faithful are these maps for this image?", open=False):
+            gr.Markdown(presentation.CURVES_INTRODUCTION)
+            make_curves = gr.Button("Measure on this image", elem_id="make-curves")
+            curves = gr.Image(label="Faithfulness on this image", type="pil", format="png", elem_id="curves")
+        with gr.Accordion("Does this decision hold? The image under each acquisition change", open=False):
+            gr.Markdown(presentation.ROBUSTNESS_INTRODUCTION)
+            check_robustness = gr.Button("Check this image", elem_id="check-robustness")
+            robustness_sentence = gr.Markdown(elem_id="robustness-sentence")
+            robustness_figure = gr.Image(label="The probability under each change", type="pil", format="png",
+                                         elem_id="robustness-figure")
     with gr.Accordion("About the model", open=False):
         gr.Markdown(presentation.model_summary(service))
     displayed = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)
     film = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # a DICOM's values at display size, for other windows
     window = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the window a person chose; None: the file's own
     checked = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the robustness check of the current upload
+    held = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # read-first: the analysis, until the student's read
+    session = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # read-first: the case order and the reads
+    case = gr.State(time_to_live=SESSION_TIME_TO_LIVE_S)  # the case last served, with its label
     # Every component above, by the name it has here, for the wiring.
-    return SimpleNamespace(**{name: value for name, value in locals().items() if name not in ("service", "method_of")})
+    return SimpleNamespace(**{name: value for name, value in locals().items()
+                              if name not in ("service", "method_of", "cases")})
 
 
 def map_grid(standings) -> tuple[dict, dict]:
@@ -174,15 +204,24 @@ def by_component(handler, components: dict[str, gr.components.Component]):
     return answer
 
 
-def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
-    """Each event of the page to its handler, inside the Blocks being built. All are private: programs use
-    the API's endpoints."""
-    named = {**{f"map_{m}": page.maps[m] for m in METHODS}, **{f"caption_{m}": page.captions[m] for m in METHODS},
+def component_names(page: SimpleNamespace) -> dict:
+    """The page's components by the names the handlers answer with."""
+    return {**{f"map_{m}": page.maps[m] for m in METHODS}, **{f"caption_{m}": page.captions[m] for m in METHODS},
              "decision": page.decision, "warning": page.warning, "record": page.result, "displayed": page.displayed,
              "large": page.large, "shown": page.shown, "details": page.details, "downloads": page.downloads,
              "text": page.similar_text, "gallery": page.similar_gallery, "sentence": page.robustness_sentence,
              "figure": page.robustness_figure, "checked": page.checked, "film": page.film, "window": page.window,
-             "choice": page.choice, "level": page.level, "width": page.width, "window_note": page.window_note}
+             "choice": page.choice, "level": page.level, "width": page.width, "window_note": page.window_note,
+             "upload": page.upload, "held": page.held, "session": page.session, "case": page.case,
+             "answers": page.answers, "more_answers": page.more_answers, "quiz": page.quiz, "quiz_film": page.quiz_film,
+             "reads": page.reads, "quiz_result": page.quiz_result, "tally": page.tally, "tally_box": page.tally_box,
+             "again": page.again, "reads_csv": page.reads_csv, "quiz_on": page.quiz_on}
+
+
+def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandlers) -> None:
+    """Each event of the page to its handler, inside the Blocks being built. All are private: programs use
+    the API's endpoints."""
+    named = component_names(page)
     private = dict(api_visibility="private")
     on_model = dict(private, concurrency_limit=1, concurrency_id="model")
     redraw = dict(private, concurrency_limit=2, concurrency_id="redraw")  # never waits for the model
@@ -204,9 +243,10 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
     page.upload.change(lambda: ("", None), None, outputs("sentence", "figure"), **at_once)
     page.explained_class.change(no_downloads, None, page.downloads, **at_once)
     # The decision comes into view at once: while the analysis waits, its queue position shows there.
-    page.run.click(by_component(gpu_call(handlers.analysis), named),
-                   [page.upload, page.explained_class, page.opacity, page.film, page.window],
-                   outputs(*ANALYSIS_OUTPUTS), js=SHOW_DECISION_FIRST, **on_model).success(
+    # In read-first mode the analysis is held on the server (quiz.analysis) until the student's read.
+    page.run.click(by_component(gpu_call(quiz.analysis), named),
+                   [page.upload, page.explained_class, page.opacity, page.film, page.window, page.quiz_on],
+                   outputs(*ANALYSIS_OUTPUTS, *QUIZ_HOLD_OUTPUTS), js=SHOW_DECISION_FIRST, **on_model).success(
         handlers.large_view, drawn, page.large, **redraw).then(
         None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.result,
                                      outputs("text", "gallery"), **redraw)
@@ -222,6 +262,48 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers) -> None:
     page.large_title.change(handlers.large_view, drawn, page.large, **redraw)
 
 
+QUIZ_HOLD_OUTPUTS = ("held", "answers", "more_answers", "quiz", "quiz_film", "reads", "quiz_result", "downloads",
+                     "large", "text", "gallery")
+QUIZ_REVEAL_OUTPUTS = ("held", "session", "answers", "more_answers", "quiz", "quiz_film", "reads", "quiz_result",
+                       "tally", "tally_box", "again", "reads_csv")
+
+
+def wire_quiz(demo: gr.Blocks, page: SimpleNamespace, quiz: QuizHandlers) -> None:
+    """The read-first mode's events: the switch (and /?mode=quiz), the student's read, the cases."""
+    named = component_names(page)
+    private = dict(api_visibility="private", concurrency_limit=None)
+    redraw = dict(api_visibility="private", concurrency_limit=2, concurrency_id="redraw")
+
+    def outputs(*names):
+        return [named[name] for name in names]
+
+    def then_the_views(event):
+        """After the answer appears: the large view and the similar films, as after an analysis."""
+        event.then(quiz.page.large_view, [page.displayed, page.opacity, page.large_title, page.film,
+                                                        page.window], page.large, **redraw).then(
+            None, js=SHOW_DECISION).then(
+            by_component(quiz.page.similar_row, named), page.result, outputs("text", "gallery"), **redraw)
+
+    demo.load(quiz_from_address, None, page.quiz_on, **private)
+    then_the_views(page.quiz_on.change(by_component(quiz.switched, named), [page.quiz_on, page.held],
+                                       outputs(*ANALYSIS_OUTPUTS, "held", "answers", "more_answers", "quiz"), **private))
+    page.upload.change(by_component(quiz.uploaded, named), [page.quiz_on, page.held],
+                       outputs("held", "answers", "more_answers", "quiz"), **private)
+    for read, button in page.read_buttons.items():
+        then_the_views(button.click(by_component(functools.partial(quiz.reveal, student=read), named),
+                                    [page.held, page.session, page.case],
+                                    outputs(*ANALYSIS_OUTPUTS, *QUIZ_REVEAL_OUTPUTS), **private))
+    page.next_case.click(by_component(quiz.next_case, named), page.session,
+                         outputs("upload", "case", "session", "quiz_result", "reads"), **private)
+    page.again.input(by_component(quiz.see_again, named), [page.session, page.again],
+                     outputs("upload", "case", "quiz_result", "reads"), **private)
+
+
+def quiz_from_address(request: gr.Request):
+    """Read-first mode from the page's address, so that a teacher shares one link: /?mode=quiz."""
+    return request.query_params.get("mode", "") == "quiz"
+
+
 def launch_options(settings: ServingSettings | None = None) -> dict:
     settings = settings or ServingSettings.from_environment()
     return {"max_file_size": MAX_FILE_BYTES, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -234,11 +316,18 @@ def serves_mcp() -> bool:
     return os.environ.get("GRADIO_MCP_SERVER", "true").strip().lower() not in ("false", "0", "no", "off")
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """`python app.py`: the settings and the case set checked first (a bad one fails before the model loads),
+    then the model, then the server."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app_settings = ServingSettings.from_environment()
+        cases = CaseSet.from_setting(os.environ.get("PNEUMOLENS_CASES"))  # the read-first mode's case set
         app_service = PneumoLensService()  # PNEUMOLENS_TRAINING_FILMS: where the similar films' pictures are
     except PneumoLensError as error:
         raise SystemExit(f"error: {error}")
-    build_demo(app_service, settings=app_settings).launch(**launch_options(app_settings))
+    build_demo(app_service, settings=app_settings, cases=cases).launch(**launch_options(app_settings))
+
+
+if __name__ == "__main__":
+    main()

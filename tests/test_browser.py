@@ -218,6 +218,82 @@ def test_a_dicom_at_a_lung_window_zooms_and_pans_with_its_map(app_url, tmp_path)
     assert before[0] in ("none", "matrix(1, 0, 0, 1, 0, 0)") and reset[0] in ("none", "matrix(1, 0, 0, 1, 0, 0)")
 
 
+@pytest.fixture(scope="module")
+def quiz_url(browser_service, tmp_path_factory, real_images):
+    """The page with a case set of six real films, two of them pneumonia."""
+    from pneumolens.teaching import CaseSet
+
+    root = tmp_path_factory.mktemp("cases")
+    for label, count in (("NORMAL", 4), ("PNEUMONIA", 2)):
+        (root / label).mkdir()
+        for path in real_images[label][:count]:
+            shutil.copy(path, root / label / path.name)
+    demo = app.build_demo(browser_service, cases=CaseSet.from_setting(str(root)))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
+    yield url
+    demo.close()
+
+
+def test_read_first_mode_holds_the_answer_until_the_read_and_tallies_the_session(quiz_url, tmp_path):
+    """/?mode=quiz: after Analyse the page shows no decision, probability or map until a read is committed;
+    "Next case" never repeats a case; the tally matches a hand count."""
+    import hashlib
+    import re
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    reads = ["NORMAL", "PNEUMONIA", "Not sure", "NORMAL", "PNEUMONIA", "NORMAL"]
+    answer_words = re.compile(r"Decision|Refer|P\(PNEUMONIA\)|%|more evidence for|more relevance for")
+    seen, before_read, after_read, results, previous = [], [], [], [], ""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(quiz_url + "?mode=quiz", wait_until="load")
+        page.wait_for_function("() => document.querySelector('#quiz-switch input')?.checked", timeout=30_000)
+        for number, read in enumerate(reads, start=1):
+            page.get_by_role("button", name="Next case").click()
+            page.wait_for_function(f"() => document.body.innerText.includes('case-{number:03d}')", timeout=60_000)
+            page.wait_for_function(  # this case's preview, not the last one's
+                f"() => {{ const i = document.querySelector('#preview img'); return i && i.src !== {previous!r}; }}",
+                timeout=60_000)
+            previous = page.locator("#preview img").first.get_attribute("src")
+            seen.append(hashlib.sha1(httpx.get(previous).content).hexdigest())
+            page.get_by_role("button", name="Analyse").click()
+            page.locator("#quiz-film img").first.wait_for(state="visible", timeout=120_000)
+            page.wait_for_timeout(500)
+            visible_maps = sum(page.locator(f"#map-{method} img").first.is_visible() for method in METHODS
+                               if page.locator(f"#map-{method} img").count())
+            before_read.append((answer_words.findall(page.inner_text("body")), visible_maps))
+            if number == 1:
+                page.screenshot(path=str(tmp_path / "quiz-before.png"))
+            page.locator(f"#read-{read.lower().replace(' ', '-')}").click()
+            page.locator("#decision h3").first.wait_for(timeout=60_000)
+            page.locator(f"#map-{METHODS[0]} img").first.wait_for(state="visible", timeout=60_000)
+            after_read.append(bool(answer_words.search(page.inner_text("body"))))
+            results.append(page.locator("#quiz-result").inner_text())
+        page.get_by_role("button", name="Next case").click()
+        page.get_by_text("You have read every case of this set (6)").wait_for(timeout=30_000)
+        tally = page.locator("#tally-text").inner_text()
+        page.screenshot(path=str(tmp_path / "quiz-after.png"))
+        browser.close()
+    assert before_read == [([], 0)] * len(reads), before_read  # nothing the model says, before the read
+    assert all(after_read)
+    assert len(set(seen)) == len(reads)  # no case twice
+    # The hand count, from each case's comparison line.
+    parsed = [re.match(r"(?:You read (\w+)|You were not sure); the model says (\w+)( but refers)?.*label is (\w+)",
+                       line).groups() for line in results]
+    student_right = sum(student == label for student, _, _, label in parsed if student)
+    committed = sum(student is not None for student, _, _, _ in parsed)
+    decided = [(model, label) for _, model, referred, label in parsed if not referred]
+    assert f"Cases read: {len(reads)}." in tally
+    assert f"matched the label in {student_right} of {committed} (not sure: 1)" in tally
+    if decided:
+        assert f"{sum(m == l for m, l in decided)} of the {len(decided)} it decided" in tally
+    differ = sum(student is not None and student != model for student, model, _, _ in parsed)
+    assert (f"differed on {differ}" in tally) == (differ > 0)
+
+
 @pytest.mark.parametrize("example", [app.EXAMPLES[0], app.EXAMPLES[-1]])
 def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(example, tmp_path):
     """Printed by Chromium (A4), read back with pypdf: at most 2 pages, the input and the four maps as

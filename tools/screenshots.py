@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 
 def capture(url: str, image: str, out: Path, name: str, large: str | None = None,
             phone_scroll_to: str | None = None, scroll_to: str | None = None, show_films: bool = False,
-            window: str | None = None, zoom: int = 0) -> None:
+            window: str | None = None, zoom: int = 0, quiz_read: str | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -42,7 +42,9 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
                                              args=CHROMIUM_FLAGS)
         for size, (width, height) in VIEWPORTS.items():
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url, wait_until="load")
+            page.goto(url + ("?mode=quiz" if quiz_read else ""), wait_until="load")
+            if quiz_read:
+                page.wait_for_function("() => document.querySelector('#quiz-switch input')?.checked", timeout=30_000)
             page.locator("input[type=file]").first.set_input_files(image)
             page.locator("#preview img").first.wait_for(state="visible", timeout=60_000)
             if window:  # a DICOM's window preset, chosen before the analysis
@@ -50,6 +52,12 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
                 page.get_by_role("option", name=window).first.click()
                 page.wait_for_timeout(1500)
             page.get_by_role("button", name="Analyse").click()
+            if quiz_read:  # read-first: the film alone, then the student's read reveals the rest
+                page.locator("#quiz-film img").first.wait_for(state="visible", timeout=120_000)
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(out / f"{name}-before-{size}.png"))
+                page.locator(f"#read-{quiz_read.lower().replace(' ', '-')}").click()
+                name_now = f"{name}-after"
             page.locator("#probability").wait_for(timeout=120_000)
             page.locator("#large-view img").first.wait_for(state="visible", timeout=60_000)
             page.wait_for_timeout(1500)  # the scroll to the decision and the maps' layout
@@ -74,7 +82,7 @@ def capture(url: str, image: str, out: Path, name: str, large: str | None = None
             if not show_films:
                 page.add_style_tag(content=HIDE_FILMS)
                 page.wait_for_timeout(300)
-            path = out / f"{name}-{size}.png"
+            path = out / f"{name_now if quiz_read else name}-{size}.png"
             page.screenshot(path=str(path))
             print(f"{path}: {page.locator('#decision h3').first.inner_text()}")
             page.close()
@@ -94,6 +102,9 @@ def main() -> None:
     parser.add_argument("--window", default=None,
                         help="For a DICOM: the window preset to choose before Analyse, by the start of its name ('Lung').")
     parser.add_argument("--zoom", type=int, default=0, help="Wheel steps to zoom the large view by after the analysis.")
+    parser.add_argument("--quiz_read", default=None,
+                        help="Read-first mode (/?mode=quiz): NAME-before-SIZE.png after Analyse, then this read "
+                             "('PNEUMONIA', 'NORMAL', 'Not sure') and NAME-after-SIZE.png.")
     parser.add_argument("--show_films", action="store_true",
                         help="Leave the similar training films' pictures visible (to look at; never to commit).")
     args = parser.parse_args()
@@ -103,7 +114,7 @@ def main() -> None:
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to, args.show_films,
-                args.window, args.zoom)
+                args.window, args.zoom, args.quiz_read)
     finally:
         demo.close()
 
