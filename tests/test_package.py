@@ -2,9 +2,12 @@
 commands answer from a fresh virtual environment, away from the checkout."""
 
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -43,10 +46,17 @@ def test_the_wheel_holds_every_module_of_the_tree_and_the_files_the_package_read
 
 
 def test_the_installed_commands_answer_help_from_a_fresh_environment(wheel, tmp_path):
-    # The environment sees the installed dependencies (no network here to fetch them) and the wheel alone
-    # for PneumoLens; the commands run from a folder that is not the checkout.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "env")], check=True)
+    # The environment sees this interpreter's installed dependencies (no network here to fetch them) and the
+    # wheel alone for PneumoLens; the commands run from a folder that is not the checkout. `--system-site-packages`
+    # alone is not enough: from inside a venv it shows the base interpreter's packages, not the venv's, so a
+    # .pth file names this interpreter's own site-packages, wherever they are.
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "env")], check=True)
     python = str(tmp_path / "env" / "bin" / "python")
+    env_site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    ours = [path for path in {*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+            if Path(path).is_dir()]
+    Path(env_site, "_this_interpreter.pth").write_text("\n".join(sorted(ours)) + "\n")
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
                    capture_output=True)
     where = subprocess.run([python, "-c", "import pneumolens, pneumolens.card as card, explain; "
