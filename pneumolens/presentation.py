@@ -13,6 +13,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from .decision import NOT_A_RADIOGRAPH
+from .wording import DISCLAIMER, DISCLAIMER_DETAIL, NOT_A_MEDICAL_DEVICE, disclaimer_markdown, percent  # noqa: F401
 from .explain import HOW_TO_READ, METHODS, REGISTRY, TITLES
 from .explain.overlay import COLORMAP, DEFAULT_BLEND, overlay, palette
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
@@ -24,27 +25,6 @@ OOD_WARNING = ("This image does not look like the chest radiographs the model wa
                "probabilities are kept for reference, but they are not meaningful for this image.")
 SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
                  "model's probabilities are kept for reference, but they are not meaningful for this image.")
-# Said once here, and shown by the page, the report and the Space card alike.
-NOT_A_MEDICAL_DEVICE = "Not a medical device."
-DISCLAIMER_DETAIL = ("PneumoLens is a research and teaching demo. It has not been cleared or validated for clinical "
-                     "use: do not use it to diagnose, treat or triage anyone.")
-DISCLAIMER = f"{NOT_A_MEDICAL_DEVICE} {DISCLAIMER_DETAIL}"
-
-
-def disclaimer_markdown() -> str:
-    return f"**{NOT_A_MEDICAL_DEVICE}** {DISCLAIMER_DETAIL}"
-
-
-def percent(probability: float) -> str:
-    """A probability to one decimal, never "100 %" or "0 %": a calibrated probability claims no certainty."""
-    shown = round(probability * 100, 1)
-    if shown >= 100.0:
-        return "> 99.9 %"
-    if shown <= 0.0:
-        return "< 0.1 %"
-    return f"{shown:.1f} %"
-
-
 RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
                  "within one map, not between maps or images.")
 FADE_NOTE = "Where a map is low its colour fades, so the film shows through."

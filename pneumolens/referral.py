@@ -51,7 +51,7 @@ from .decision import REFERRAL_KEY, STABILITY_KEY, ReferralBand, StabilityRule, 
 from .errors import PneumoLensError
 from .metrics import binary_metrics
 from .modeling import positive_index
-from .presentation import percent
+from .wording import percent
 from .stress import CLEAN, predict_checked
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from .errors import PneumoLensError
 from .hub import PUBLISHED_FILES
 from .modeling import BUNDLED_MODEL
-from .presentation import disclaimer_markdown
+from .wording import disclaimer_markdown
 
 logger = logging.getLogger(__name__)
 

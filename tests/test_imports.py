@@ -2,6 +2,7 @@
 imports inside functions too (a lazy import that dodges a cycle is still a cycle in the design)."""
 
 import ast
+import os
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -74,3 +75,16 @@ def test_one_version_and_one_list_of_image_suffixes(tmp_path):
     # explain.py searches a folder for every file it can decode; imagefolder reads the pictures among them.
     assert [p.name for p in image_files([str(tmp_path)])] == ["a.jpeg", "b.gif", "c.dcm", "d.TIFF"]
     assert set(IMAGE_SUFFIXES) - set(PICTURE_SUFFIXES) == {".dcm"}
+
+
+def test_the_low_modules_load_no_drawing_and_no_serving_library():
+    """referral (run at training time), data and space write words and numbers: importing them must not load
+    matplotlib, pytorch-grad-cam or gradio (a fresh interpreter: this one has imported everything)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pneumolens.referral, pneumolens.data, pneumolens.space; "
+            "print(sorted(n for n in ('matplotlib', 'pytorch_grad_cam', 'gradio') if n in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout.strip()
+    assert loaded == "[]", loaded
