@@ -42,10 +42,42 @@ _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 
 
+# pydicom's private parts this package relies on (pydicom 3.0, as pinned), as (owner, attribute): checked
+# before they are used, so that an upgrade that moves one stops the import with its name instead of failing
+# on the first film.
+A_DECODER = "a pydicom Decoder"
+PYDICOM_INTERNALS = (("pydicom.filereader", "_read_file_meta_info"), ("pydicom.filereader", "read_preamble"),
+                     ("pydicom.filereader", "data_element_generator"), ("pydicom.pixels.utils", "_get_jpg_parameters"),
+                     ("pydicom.pixels.decoders.base", "get_decoder"), (A_DECODER, "_available"),
+                     (A_DECODER, "_unavailable"), (A_DECODER, "add_plugin"), (A_DECODER, "remove_plugin"))
+
+
+def check_pydicom(internals=PYDICOM_INTERNALS) -> None:
+    """Raise `PneumoLensError` naming every internal of `internals` that the installed pydicom lacks."""
+    import pydicom
+
+    missing = [f"{owner}.{name}" for owner, name in internals if not hasattr(_owner(owner), name)]
+    if missing:
+        raise PneumoLensError(f"pydicom {pydicom.__version__} lacks what pneumolens/dicom.py and dicom_codecs.py use: "
+                              f"{', '.join(missing)}. Pin the pydicom of requirements.txt, or update them.")
+
+
+def _owner(name: str):
+    import importlib
+
+    if name == A_DECODER:  # its plugin tables are set on each instance
+        from pydicom.pixels.decoders.base import get_decoder
+
+        return get_decoder(uid.JPEG2000)
+    return importlib.import_module(name)
+
+
 def register() -> None:
     """Add the imagecodecs plugin to pydicom's JPEG Lossless and JPEG Extended decoders, and take GDCM off
     every decoder; once."""
     from pydicom.pixels.decoders.base import get_decoder
+
+    check_pydicom()
 
     for syntax in SUPPORTED_SYNTAXES:
         decoder = get_decoder(syntax)

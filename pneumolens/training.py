@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageClassification, Trainer
 
+from .errors import PneumoLensError
 from .preprocessing import PAIRED_KEY
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,29 @@ def restore_weights(model: torch.nn.Module, checkpoint_dir: str) -> None:
     )
     model.load_state_dict(saved.state_dict(), strict=True)
     logger.info("Restored weights from %s", checkpoint_dir)
+
+
+# The private Trainer methods `CheckpointSafeTrainer` overrides (transformers 5.23, as pinned), with the
+# parameters it takes: a transformers that renames them would silently skip the override, so their shape is
+# checked when this module loads.
+TRAINER_INTERNALS = {"_load_from_checkpoint": ("self", "resume_from_checkpoint", "model"), "_load_best_model": ("self",)}
+
+
+def check_trainer(internals=TRAINER_INTERNALS, trainer=Trainer) -> None:
+    """Raise `PneumoLensError` naming each overridden private method `trainer` lacks or calls otherwise."""
+    import inspect
+
+    import transformers
+
+    changed = [f"Trainer.{name}{tuple(parameters)}" for name, parameters in internals.items()
+               if not callable(getattr(trainer, name, None))
+               or tuple(inspect.signature(getattr(trainer, name)).parameters) != parameters]
+    if changed:
+        raise PneumoLensError(f"transformers {transformers.__version__} changed what pneumolens/training.py overrides: "
+                              f"{', '.join(changed)}. Pin the transformers of requirements.txt, or update the override.")
+
+
+check_trainer()
 
 
 class CheckpointSafeTrainer(Trainer):

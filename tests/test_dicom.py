@@ -260,3 +260,11 @@ def test_gdcm_is_never_a_decoder():
         decoder = get_decoder(syntax)
         assert "gdcm" not in decoder._available and "gdcm" not in decoder._unavailable
     assert "imagecodecs" in get_decoder(uid.JPEGLossless)._available
+
+
+def test_pydicom_internals_are_checked_by_name():
+    from pneumolens.dicom_codecs import A_DECODER, check_pydicom
+
+    check_pydicom()  # the pinned pydicom has every one
+    with pytest.raises(PneumoLensError, match=r"lacks .*pydicom.filereader._gone, a pydicom Decoder._also_gone\. Pin"):
+        check_pydicom((("pydicom.filereader", "_gone"), (A_DECODER, "_also_gone"), ("pydicom.filereader", "read_preamble")))

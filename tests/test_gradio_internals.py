@@ -61,3 +61,14 @@ def test_an_agent_gets_each_output_of_a_queued_tool():
     assert asyncio.run(server._execute_tool_without_progress(Job("{}"))) == ["{}"]
     gradio_internals._hand_on_each_mcp_output()  # installed once, however many apps are built
     assert gradio.mcp.GradioMCPServer._execute_tool_without_progress.hands_on_each_output
+
+
+@pytest.mark.parametrize("answer", [[("{}", {"path": "a.webp"})], ["{}", {"path": "a.webp"}], ("{}", {"path": "a.webp"})],
+                         ids=["gradio-6.31-wrapped", "fixed-gradio-list", "fixed-gradio-tuple"])
+def test_the_mcp_patch_hands_on_each_output_in_either_shape(answer):
+    """Gradio 6.31 wraps a queued tool's tuple as one output; when Gradio fixes that, the patched path still
+    answers one item per output instead of failing."""
+    assert gradio_internals.outputs_of(answer) == ["{}", {"path": "a.webp"}]
+    assert gradio_internals.outputs_of(["{}"]) == ["{}"]
+    with pytest.raises(gradio_internals.GradioInternalsMissing, match="update the 'MCP answers of several outputs'"):
+        gradio_internals.outputs_of("{}")

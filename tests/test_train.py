@@ -309,3 +309,20 @@ def test_the_bundled_card_says_what_its_detector_holds():
 
     section = (BUNDLED_MODEL / "README.md").read_text().split("## Out-of-distribution detector\n", 1)[1]
     assert "Mahalanobis distance exceeds 50.22" in section.split("\n## ", 1)[0]
+
+
+def test_the_trainer_overrides_are_checked_against_the_installed_transformers():
+    from transformers import Trainer
+
+    from pneumolens.errors import PneumoLensError
+    from pneumolens.training import check_trainer
+
+    check_trainer()  # the pinned transformers calls them as overridden
+
+    class Renamed(Trainer):
+        def _load_from_checkpoint(self, checkpoint, model=None):  # a parameter renamed upstream
+            pass
+
+    with pytest.raises(PneumoLensError, match=r"changed what pneumolens/training.py overrides: "
+                                              r"Trainer._load_from_checkpoint\('self', 'resume_from_checkpoint'"):
+        check_trainer(trainer=Renamed)

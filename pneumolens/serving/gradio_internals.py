@@ -137,11 +137,22 @@ def _hand_on_each_mcp_output() -> None:
 
     @functools.wraps(original)
     async def each_output(self, job):
-        (answer,) = await original(self, job)
-        return list(answer) if isinstance(answer, tuple) else [answer]
+        return outputs_of(await original(self, job))
 
     each_output.hands_on_each_output = True
     server._execute_tool_without_progress = each_output
+
+
+def outputs_of(answer) -> list:
+    """One item per output from what Gradio's MCP layer answers: gradio 6.31 wraps a queued tool's whole answer,
+    a tuple, as one item; a Gradio that fixed this answers the items themselves. Anything else is a shape this
+    patch does not know, and says so."""
+    if not isinstance(answer, (list, tuple)):
+        raise GradioInternalsMissing(f"Gradio's MCP layer answered a {type(answer).__name__}, not a list of outputs: "
+                                     "update the 'MCP answers of several outputs' patch.")
+    if len(answer) == 1 and isinstance(answer[0], tuple):  # gradio 6.31: the tuple wrapped as one output
+        return list(answer[0])
+    return list(answer)
 
 
 # -- the cache sweep ------------------------------------------------------------------------------------------
