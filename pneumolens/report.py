@@ -113,11 +113,11 @@ figcaption{font-size:0.85em}table{border-collapse:collapse}td,th{border:1px soli
 .disclaimer{background:#fff3cd;padding:0.6em 1em;border:1px solid #e0c060}.warn{color:#a00}
 .input img{max-width:420px;max-height:420px;width:auto}.muted{color:#888;font-size:0.85em}.note{font-size:0.9em}
 .appendix table{font-size:0.8em}img.robustness{max-width:620px;width:100%}
-@page{margin:12mm}
+@page{margin:10mm}
 @media print{body{max-width:none;margin:0;font-size:10pt}h1{font-size:16pt}h2{font-size:12pt;break-after:avoid}
 .disclaimer{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .input img{max-height:70mm;max-width:100%}section.maps{break-before:page}.films figure{width:13%;min-width:0}.films small{display:none}
-figure img{max-height:52mm}.appendix,section.robustness{break-inside:avoid}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
+figure img{max-height:46mm}.appendix,section.robustness{break-inside:avoid}.appendix table{font-size:0.75em}img.robustness{max-height:150mm;width:auto}table,.probability{break-inside:avoid}}
 .films{display:flex;flex-wrap:wrap;gap:8px}.films figure{width:15%;min-width:110px;margin:0}
 .films img{width:100%;background:#000}.films small{word-break:break-all}section.similar{break-inside:avoid}
 """ + probability_css()

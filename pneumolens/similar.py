@@ -31,6 +31,7 @@ from .distributed import map_in_order, process_state
 from .errors import PneumoLensError
 from .modeling import ModelSource, attention_kernel, model_file
 from .preprocessing import pixel_values
+from .progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ def normalised(vectors) -> np.ndarray:
 @torch.no_grad()
 def film_vectors(model, processor, images: list, batch_size: int = 32) -> np.ndarray:
     """(N, D) unit classifier-input vectors of images in any form `load_image` accepts."""
+    starts = range(0, len(images), batch_size)
     with classifier_inputs(model) as taken, attention_kernel(model, "sdpa"):
-        for start in range(0, len(images), batch_size):
+        for start in progress(starts, len(images), "Film features", per_item=batch_size, logger=logger):
             model(pixel_values=pixel_values(processor, images[start:start + batch_size]).to(model.device, model.dtype))
     if not taken:
         return np.zeros((0, 0), dtype=np.float32)

@@ -295,9 +295,9 @@ def test_read_first_mode_holds_the_answer_until_the_read_and_tallies_the_session
 
 
 @pytest.mark.parametrize("example", [app.EXAMPLES[0], app.EXAMPLES[-1]])
-def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(example, tmp_path):
-    """Printed by Chromium (A4), read back with pypdf: at most 2 pages, the input and the four maps as
-    images, each map's scale in words, and no page that ends on a heading."""
+def test_the_report_prints_on_a4_and_letter_in_two_pages_with_every_map_and_its_scale(example, tmp_path):
+    """Printed by Chromium on A4 and on US Letter, read back with pypdf: at most 2 pages on each, the input and
+    the four maps as images, each map's scale in words, and no page that ends on a heading."""
     from playwright.sync_api import sync_playwright
     from pypdf import PdfReader
 
@@ -306,22 +306,26 @@ def test_the_report_prints_on_a4_in_two_pages_with_every_map_and_its_scale(examp
     service = PneumoLensService()  # the bundled model: every map, with its measured verdict
     report = tmp_path / "report.html"
     report.write_text(service.report(service.analyse(example), 0.45, Path(example).name), encoding="utf-8")
+    papers = ("A4", "Letter")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page()
         page.goto(report.as_uri(), wait_until="load")
-        page.pdf(path=str(tmp_path / "report.pdf"), format="A4")
+        for paper in papers:
+            page.pdf(path=str(tmp_path / f"report-{paper}.pdf"), format=paper)
         browser.close()
-    pages = PdfReader(tmp_path / "report.pdf").pages
-    texts = [" ".join(page.extract_text().split()) for page in pages]
-    text = " ".join(texts)
-    assert len(pages) <= 2 and sum(len(page.images) for page in pages) == 1 + len(METHODS)
-    assert "Not a medical device" in text and "pneumolens-dinov2-small" in text and Path(example).name in text
-    for method in METHODS:
-        assert TITLES[method] in text
-    assert text.count("low (clear) high high:") == len(METHODS) and text.count("relative to this image's strongest") >= 4
-    headings = ("PneumoLens report", "Image", "Explanation maps", "Appendix: how each map was made and measured")
-    for page in pages:
-        last = [line.strip() for line in page.extract_text().splitlines() if line.strip()][-1]
-        assert last not in headings and not last.startswith("Decision:"), last
-    assert not CERTAINTY.search(text)
+    for paper in papers:
+        pages = PdfReader(tmp_path / f"report-{paper}.pdf").pages
+        texts = [" ".join(page.extract_text().split()) for page in pages]
+        text = " ".join(texts)
+        assert len(pages) <= 2, (paper, len(pages))
+        assert sum(len(page.images) for page in pages) == 1 + len(METHODS)
+        assert "Not a medical device" in text and "pneumolens-dinov2-small" in text and Path(example).name in text
+        for method in METHODS:
+            assert TITLES[method] in text
+        assert text.count("low (clear) high high:") == len(METHODS) and text.count("relative to this image's strongest") >= 4
+        headings = ("PneumoLens report", "Image", "Explanation maps", "Appendix: how each map was made and measured")
+        for page in pages:
+            last = [line.strip() for line in page.extract_text().splitlines() if line.strip()][-1]
+            assert last not in headings and not last.startswith("Decision:"), (paper, last)
+        assert not CERTAINTY.search(text)
