@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta, binom
+from scipy.stats import binomtest
 
 from .card import set_card_section, set_card_subsection
 from .decision import REFERRAL_KEY, STABILITY_KEY, ReferralBand, StabilityRule, operating_threshold
@@ -90,9 +90,8 @@ class SetFigures:
         """The one-sided Clopper-Pearson upper bound of the error rate among the decided films."""
         if self.decided == 0:
             return 1.0
-        if self.decided_errors == self.decided:
-            return 1.0
-        return float(beta.ppf(confidence, self.decided_errors + 1, self.decided - self.decided_errors))
+        test = binomtest(self.decided_errors, self.decided, alternative="less")
+        return float(test.proportion_ci(confidence_level=confidence, method="exact").high)
 
     def record(self, confidence: float) -> dict:
         decided = max(self.decided, 1)
@@ -122,7 +121,7 @@ def set_figures(truth: np.ndarray, positive_probabilities: np.ndarray, threshold
     referred = in_band | unstable
     decided_errors = int(np.sum(wrong & ~referred))
     decided = int(np.sum(~referred))
-    p_value = float(binom.cdf(decided_errors, decided, target_error)) if decided else 1.0
+    p_value = float(binomtest(decided_errors, decided, target_error, alternative="less").pvalue) if decided else 1.0
     return SetFigures(len(truth), int(referred.sum()), int(wrong.sum()), int(np.sum(wrong & referred)),
                       decided_errors, p_value, int(unstable.sum()), int(np.sum(wrong & unstable)))
 
