@@ -2,6 +2,7 @@
 
     python app.py                      # serves MODEL_ID, or the bundled model
     MODEL_ID=you/your-model python app.py
+    PNEUMOLENS_CASES=DIR python app.py # with a case set for the read-first mode (/?mode=quiz, docs/teaching.md)
 
 This file is the configuration, the page's layout and its wiring. The programs' API (gradio_client and MCP
 alike: /predict, /explain, /robustness, /faithfulness_curves, /report, each answering its JSON record first)
