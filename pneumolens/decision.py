@@ -91,7 +91,7 @@ class ReferralBand:
         return {"lower": self.lower, "upper": self.upper, "width": self.width, "target_error": self.target_error,
                 "confidence": self.confidence}
 
-    def shown(self) -> dict:
+    def record(self) -> dict:
         """What a record carries: the two bounds on the shown probability of the positive class."""
         return {"lower": self.lower, "upper": self.upper}
 
@@ -271,4 +271,4 @@ def referral_fields(config, referral_answer: Referral) -> dict:
     """`refer`, `refer_reason`, `stability_check` and `referral_band` (its bounds, None without one), as every
     record carries them."""
     band = ReferralBand.of(config)
-    return {**referral_answer.record(), "referral_band": band.shown() if band else None}
+    return {**referral_answer.record(), "referral_band": band.record() if band else None}

@@ -15,13 +15,15 @@ from huggingface_hub import CommitInfo, HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import PneumoLensError
+from .ood import OOD_FILE
+from .similar import FILMS_FILE, INDEX_FILE
 
 logger = logging.getLogger(__name__)
 
 # The model, its preprocessing, its card and the card's figures; never checkpoints or optimizer state.
 PUBLISHED_FILES = [
     "model*.safetensors", "model.safetensors.index.json", "config.json", "preprocessor_config.json",
-    "README.md", "training_args.json", "ood_detector.safetensors", "similar_films.faiss", "similar_films.json",
+    "README.md", "training_args.json", OOD_FILE, INDEX_FILE, FILMS_FILE,
     "eval/**/*.json", "eval/**/*.png", "eval/**/*.csv",
 ]
 

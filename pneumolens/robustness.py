@@ -106,7 +106,7 @@ class RobustnessCheck:
 
     def record(self) -> dict:
         return {"decision": self.decision, "refer": self.refer, "refer_reason": self.refer_reason,
-                "referral_band": self.band.shown() if self.band else None, "probability": self.probability,
+                "referral_band": self.band.record() if self.band else None, "probability": self.probability,
                 "threshold": self.threshold, "positive_label": self.positive_label, "seed": self.seed,
                 "withheld": self.withheld, "withheld_reason": self.withheld_reason, "held": self.held, "changes": len(self.outcomes),
                 "flipped": [outcome.name for outcome in self.flipped],

@@ -102,7 +102,7 @@ class Analysis:
             "probabilities": self.explanation.probabilities,
             "decision": self.decision,
             **self.referral.record(),
-            "referral_band": self.band.shown() if self.band else None,
+            "referral_band": self.band.record() if self.band else None,
             "threshold": self.threshold,
             "explained_class": self.explanation.explained_class,
             "out_of_distribution": self.ood,

@@ -231,7 +231,7 @@ def run_stress_suite(model, processor, dataset: Dataset, out_dir: str | Path, th
     report = stress_report(truth, probabilities, positive, threshold, band)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"threshold": threshold, "referral_band": band.shown() if band else None, "seed": seed,
+    summary = {"threshold": threshold, "referral_band": band.record() if band else None, "seed": seed,
                "num_images": len(truth), "positive_label": positive_name,
                "negative_label": negative_label(model.config), "changes": report}
     (out / "stress.json").write_text(json.dumps(summary, indent=2) + "\n")

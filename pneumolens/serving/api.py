@@ -106,7 +106,7 @@ class ProgramApi:
         contents = {"report.html": report_html.encode("utf-8"), "maps.npz": analysis.maps_npz()}
         if with_result_json:
             contents["result.json"] = record_json(analysis).encode("utf-8")
-        return record, written(contents)
+        return record, write_files(contents)
 
     # -- the endpoints ---------------------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class ProgramApi:
                                                                           blend=settings.blend)
         order = [standing.name for standing in self.service.standings if standing.name in overlays]
         sheet, boxes = map_sheet([overlays[name] for name in order])
-        files = written({MAPS_IMAGE: _encoded(sheet, settings.api_map_format, quality=settings.api_map_quality)})
+        files = write_files({MAPS_IMAGE: _encoded(sheet, settings.api_map_format, quality=settings.api_map_quality)})
         record = {**analysis.record(), "maps_image": MAPS_IMAGE}
         for name, box in zip(order, boxes):
             record["maps"][name]["box"] = box
@@ -182,7 +182,7 @@ class ProgramApi:
     def robustness(self, image: FileData) -> tuple[str, FileData | None]:
         check = self.robustness_check(image)
         figure = None if check.withheld else "robustness.png"
-        files = written({figure: robustness_figure_png(check)}) if figure else {}
+        files = write_files({figure: robustness_figure_png(check)}) if figure else {}
         return json.dumps({**check.record(), "figure": figure}), _file(files.get(figure))
 
     @trimmed
@@ -198,7 +198,7 @@ class ProgramApi:
         "that follows. Then that figure (PNG) of the curves.")
     def faithfulness_curves(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
         curves = self.image_curves(image, explained_class)
-        files = written({"faithfulness.png": curves_figure_png(curves)})
+        files = write_files({"faithfulness.png": curves_figure_png(curves)})
         return json.dumps({**curves.record(), "figure": "faithfulness.png"}), _file(files["faithfulness.png"])
 
     @trimmed
@@ -217,7 +217,7 @@ class ProgramApi:
         return json.dumps(record), _file(files["report.html"]), _file(files["maps.npz"])
 
 
-def written(contents: dict[str, bytes]) -> dict[str, str]:
+def write_files(contents: dict[str, bytes]) -> dict[str, str]:
     """Each named content written into a folder of its own inside Gradio's upload folder, which serves
     them and whose cache sweep deletes them; {name: path}."""
     folder = Path(gr.utils.get_upload_folder()) / f"pneumolens-{uuid.uuid4().hex}"
