@@ -219,48 +219,61 @@ def component_names(page: SimpleNamespace) -> dict:
              "again": page.again, "reads_csv": page.reads_csv, "quiz_on": page.quiz_on}
 
 
+# How the page's events queue. All are private: programs use the API's endpoints.
+PRIVATE = dict(api_visibility="private")
+ON_MODEL = dict(PRIVATE, concurrency_limit=1, concurrency_id="model")
+REDRAW = dict(PRIVATE, concurrency_limit=2, concurrency_id="redraw")  # never waits for the model
+AT_ONCE = dict(PRIVATE, concurrency_limit=None)
+
+
+def drawn_inputs(page: SimpleNamespace) -> list:
+    """What the maps and the large view are drawn from: the session's maps, opacity, chosen map and window."""
+    return [page.displayed, page.opacity, page.large_title, page.film, page.window]
+
+
+def then_the_views(event, page: SimpleNamespace, handlers: PageHandlers, named: dict) -> None:
+    """After an answer appears (an analysis, or a read-first reveal): the large view, the decision brought
+    into view, then the similar films."""
+    event.success(handlers.large_view, drawn_inputs(page), page.large, **REDRAW).then(
+        None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.result,
+                                     [named["text"], named["gallery"]], **REDRAW)
+
+
 def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandlers) -> None:
-    """Each event of the page to its handler, inside the Blocks being built. All are private: programs use
-    the API's endpoints."""
+    """Each event of the page to its handler, inside the Blocks being built."""
     named = component_names(page)
-    private = dict(api_visibility="private")
-    on_model = dict(private, concurrency_limit=1, concurrency_id="model")
-    redraw = dict(private, concurrency_limit=2, concurrency_id="redraw")  # never waits for the model
-    at_once = dict(private, concurrency_limit=None)
 
     def outputs(*names):
         return [named[name] for name in names]
 
     page.upload.change(by_component(handlers.preview, named), page.upload,
                        outputs("shown", "details", "downloads", "film", "window", "choice", "level", "width",
-                               "window_note"), **dict(private, concurrency_limit=2, concurrency_id="preview"))
-    drawn = [page.displayed, page.opacity, page.large_title, page.film, page.window]
+                               "window_note"), **dict(PRIVATE, concurrency_limit=2, concurrency_id="preview"))
+    drawn = drawn_inputs(page)
     redraw_maps = (by_component(handlers.redraw, named), drawn, outputs(*(f"map_{m}" for m in METHODS), "large"))
     page.choice.input(by_component(handlers.window_preset, named), [page.film, page.choice],
-                      outputs("window", "shown", "level", "width"), **redraw).then(*redraw_maps, **redraw)
+                      outputs("window", "shown", "level", "width"), **REDRAW).then(*redraw_maps, **REDRAW)
     for slider in (page.level, page.width):
         slider.release(by_component(handlers.window_from_sliders, named), [page.film, page.level, page.width],
-                       outputs("window", "shown", "choice"), **redraw).then(*redraw_maps, **redraw)
-    page.upload.change(lambda: ("", None), None, outputs("sentence", "figure"), **at_once)
-    page.explained_class.change(no_downloads, None, page.downloads, **at_once)
+                       outputs("window", "shown", "choice"), **REDRAW).then(*redraw_maps, **REDRAW)
+    page.upload.change(lambda: ("", None), None, outputs("sentence", "figure"), **AT_ONCE)
+    page.explained_class.change(no_downloads, None, page.downloads, **AT_ONCE)
     # The decision comes into view at once: while the analysis waits, its queue position shows there.
     # In read-first mode the analysis is held on the server (quiz.analysis) until the student's read.
-    page.run.click(by_component(gpu_call(quiz.analysis), named),
-                   [page.upload, page.explained_class, page.opacity, page.film, page.window, page.quiz_on],
-                   outputs(*ANALYSIS_OUTPUTS, *QUIZ_HOLD_OUTPUTS), js=SHOW_DECISION_FIRST, **on_model).success(
-        handlers.large_view, drawn, page.large, **redraw).then(
-        None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.result,
-                                     outputs("text", "gallery"), **redraw)
+    then_the_views(page.run.click(by_component(gpu_call(quiz.analysis), named),
+                                  [page.upload, page.explained_class, page.opacity, page.film, page.window,
+                                   page.quiz_on], outputs(*ANALYSIS_OUTPUTS, *QUIZ_HOLD_OUTPUTS),
+                                  js=SHOW_DECISION_FIRST, **ON_MODEL), page, handlers, named)
     page.make_curves.click(gpu_call(handlers.faithfulness_figure), [page.upload, page.explained_class], page.curves,
-                           **on_model)
+                           **ON_MODEL)
     page.check_robustness.click(by_component(gpu_call(handlers.robustness), named), page.upload,
                                 outputs("sentence", "figure", "checked"), api_name="page_robustness",
-                                **on_model)
+                                **ON_MODEL)
     page.make_report.click(gpu_call(handlers.report), [page.upload, page.explained_class, page.opacity, page.checked],
-                           page.downloads, api_name="page_report", **on_model).success(
-        lambda: gr.update(visible=True), None, page.downloads, **at_once)
-    page.opacity.release(*redraw_maps, **redraw)
-    page.large_title.change(handlers.large_view, drawn, page.large, **redraw)
+                           page.downloads, api_name="page_report", **ON_MODEL).success(
+        lambda: gr.update(visible=True), None, page.downloads, **AT_ONCE)
+    page.opacity.release(*redraw_maps, **REDRAW)
+    page.large_title.change(handlers.large_view, drawn, page.large, **REDRAW)
 
 
 QUIZ_HOLD_OUTPUTS = ("held", "answers", "more_answers", "quiz", "quiz_film", "reads", "quiz_result", "downloads",
@@ -272,32 +285,24 @@ QUIZ_REVEAL_OUTPUTS = ("held", "session", "answers", "more_answers", "quiz", "qu
 def wire_quiz(demo: gr.Blocks, page: SimpleNamespace, quiz: QuizHandlers) -> None:
     """The read-first mode's events: the switch (and /?mode=quiz), the student's read, the cases."""
     named = component_names(page)
-    private = dict(api_visibility="private", concurrency_limit=None)
-    redraw = dict(api_visibility="private", concurrency_limit=2, concurrency_id="redraw")
 
     def outputs(*names):
         return [named[name] for name in names]
 
-    def then_the_views(event):
-        """After the answer appears: the large view and the similar films, as after an analysis."""
-        event.then(quiz.page.large_view, [page.displayed, page.opacity, page.large_title, page.film,
-                                                        page.window], page.large, **redraw).then(
-            None, js=SHOW_DECISION).then(
-            by_component(quiz.page.similar_row, named), page.result, outputs("text", "gallery"), **redraw)
-
-    demo.load(quiz_from_address, None, page.quiz_on, **private)
+    demo.load(quiz_from_address, None, page.quiz_on, **AT_ONCE)
     then_the_views(page.quiz_on.change(by_component(quiz.switched, named), [page.quiz_on, page.held],
-                                       outputs(*ANALYSIS_OUTPUTS, "held", "answers", "more_answers", "quiz"), **private))
-    page.upload.change(by_component(quiz.uploaded, named), [page.quiz_on, page.held],
-                       outputs("held", "answers", "more_answers", "quiz"), **private)
+                                       outputs(*ANALYSIS_OUTPUTS, "held", "answers", "more_answers", "quiz"),
+                                       **AT_ONCE), page, quiz.page, named)
+    page.upload.change(by_component(quiz.uploaded, named), page.quiz_on,
+                       outputs("held", "answers", "more_answers", "quiz"), **AT_ONCE)
     for read, button in page.read_buttons.items():
         then_the_views(button.click(by_component(functools.partial(quiz.reveal, student=read), named),
                                     [page.held, page.session, page.case],
-                                    outputs(*ANALYSIS_OUTPUTS, *QUIZ_REVEAL_OUTPUTS), **private))
+                                    outputs(*ANALYSIS_OUTPUTS, *QUIZ_REVEAL_OUTPUTS), **AT_ONCE), page, quiz.page, named)
     page.next_case.click(by_component(quiz.next_case, named), page.session,
-                         outputs("upload", "case", "session", "quiz_result", "reads"), **private)
+                         outputs("upload", "case", "session", "quiz_result", "reads"), **AT_ONCE)
     page.again.input(by_component(quiz.see_again, named), [page.session, page.again],
-                     outputs("upload", "case", "quiz_result", "reads"), **private)
+                     outputs("upload", "case", "quiz_result", "reads"), **AT_ONCE)
 
 
 def quiz_from_address(request: gr.Request):

@@ -18,6 +18,7 @@ from . import dicom_codecs
 from .errors import PneumoLensError
 
 DICOM_MAGIC_OFFSET = 128
+DICOM_HEADER_BYTES = DICOM_MAGIC_OFFSET + 4  # what `is_dicom` reads: the preamble and 'DICM'
 # A 16-bit 5000x5000 radiograph is 50 MB; a data set that inflates to more is not a radiograph.
 MAX_INFLATED_BYTES = 128 * 2**20
 INFLATE_STEP = 2**20
@@ -27,7 +28,7 @@ dicom_codecs.register()
 
 def is_dicom(header: bytes) -> bool:
     """True for a DICOM Part 10 file: 128 bytes of preamble, then 'DICM'."""
-    return header[DICOM_MAGIC_OFFSET:DICOM_MAGIC_OFFSET + 4] == b"DICM"
+    return header[DICOM_MAGIC_OFFSET:DICOM_HEADER_BYTES] == b"DICM"
 
 
 def read_dicom(data: bytes, max_pixels: int) -> Image.Image:

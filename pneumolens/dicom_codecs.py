@@ -63,8 +63,6 @@ def check_pydicom(internals=PYDICOM_INTERNALS) -> None:
 
 
 def _owner(name: str):
-    import importlib
-
     if name == A_DECODER:  # its plugin tables are set on each instance
         from pydicom.pixels.decoders.base import get_decoder
 

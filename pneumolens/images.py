@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import is_dicom, read_dicom, read_film
+from .dicom import DICOM_HEADER_BYTES, is_dicom, read_dicom, read_film
 from .errors import PneumoLensError
 
 logger = logging.getLogger(__name__)
@@ -74,11 +74,11 @@ def describe_file(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -
 def read_upload_film(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS):
     """The `dicom.DicomFilm` of a DICOM file (depth kept, for choosing windows), None for any other picture;
     `ImageDecodeError` naming the problem."""
-    data = _file_bytes(Path(path))
-    if not is_dicom(data):
+    path = Path(path)
+    if not is_dicom(_file_bytes(path, DICOM_HEADER_BYTES)):  # a picture is not read whole here
         return None
     try:
-        return read_film(data, max_pixels)
+        return read_film(path.read_bytes(), max_pixels)
     except PneumoLensError as err:
         raise ImageDecodeError(str(err)) from err
 
@@ -132,12 +132,19 @@ def _open(source, max_pixels: int) -> Image.Image:
     return image
 
 
-def _file_bytes(path: Path) -> bytes:
+def image_files_under(folder: Path) -> list[Path]:
+    """The image files (pictures and DICOM, by their suffix) anywhere under `folder`, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _file_bytes(path: Path, limit: int = -1) -> bytes:
+    """The file's bytes (its first `limit`, where given), or `ImageDecodeError` for a missing or empty file."""
     if not path.is_file():
         raise ImageDecodeError(f"No such image file: {path.name}")
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"The file is empty: {path.name}")
-    return path.read_bytes()
+    with path.open("rb") as file:
+        return file.read(limit)
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:

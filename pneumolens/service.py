@@ -164,10 +164,9 @@ class DisplayedMaps:
 
     def overlays(self, opacity: float, colormap: str = COLORMAP, methods=None,
                  blend: str = DEFAULT_BLEND, base: Image.Image | None = None) -> dict:
-        """Each map (or each of `methods`) over the displayed image, or over `base` (the same film under
-        another window, resized to the displayed size)."""
-        shown = self.image()
-        base = shown if base is None else base.convert("L").resize(shown.size, Image.BILINEAR)
+        """Each map (or each of `methods`) over the displayed image, or over `base`: the same film at the
+        displayed size, under another window."""
+        base = self.image() if base is None else base
         return {method: overlay(base, heatmap, opacity, colormap, blend)
                 for method, heatmap in self.maps(base.size, methods).items()}
 

@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import PneumoLensError
-from .images import IMAGE_SUFFIXES
+from .data import SPLIT_NAMES
+from .images import image_files_under
 
 NOT_SURE = "not sure"
-TRAINING_SPLITS = ("train", "training")
+
+
+def is_training_split(name: str) -> bool:
+    """Whether a split or folder name is a training split, by the names `datasets` gives splits."""
+    return SPLIT_NAMES.get(name.lower()) == "train"
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,12 @@ class CaseSet:
     def _folder(cls, setting: str, path: Path) -> "CaseSet":
         if not path.is_dir():
             raise PneumoLensError(f"PNEUMOLENS_CASES={setting}: no such folder.")
-        if any(part.lower() in TRAINING_SPLITS for part in path.resolve().parts):
+        if any(is_training_split(part) for part in path.resolve().parts):
             raise PneumoLensError(f"PNEUMOLENS_CASES={setting} is a training split: quiz students on films the "
                                   "model never learnt from (a validation or test folder).")
         files, labels = [], []
         for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-            found = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files_under(folder)
             files += found
             labels += [folder.name] * len(found)
         if not files:
@@ -72,7 +77,7 @@ class CaseSet:
         if not split or "/" not in name:
             raise PneumoLensError(f"PNEUMOLENS_CASES={setting}: name a folder, or a Hub data set and its split "
                                   "('hf-vision/chest-xray-pneumonia:test').")
-        if split.split("[")[0].strip().lower() in TRAINING_SPLITS:
+        if is_training_split(split.split("[")[0].strip()):
             raise PneumoLensError(f"PNEUMOLENS_CASES={setting} is a training split: quiz students on films the "
                                   "model never learnt from (validation or test).")
         return cls(setting, [], hub=(name, split))

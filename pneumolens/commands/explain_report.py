@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .. import cli
 from ..distributed import map_in_order, process_state
 from ..errors import PneumoLensError
-from ..images import IMAGE_SUFFIXES
+from ..images import image_files_under
 from ..explain.overlay import DEFAULT_BLEND
 from ..presentation import COLORMAP
 from ..report import write_summary
@@ -97,7 +97,7 @@ def image_files(arguments: list[str]) -> list[Path]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += image_files_under(path)
         elif path.is_file():
             files.append(path)
         else:

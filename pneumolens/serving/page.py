@@ -77,7 +77,7 @@ class PageHandlers:
         analysis = self.api.analysed(file_path, explained_class)
         displayed = analysis.displayed(self.settings.display_max_side)
         overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend,
-                                      base=windowed_base(view, window))
+                                      base=displayed_film(displayed, view, window))
         explanation = analysis.explanation
         ood = analysis.ood
         return {
@@ -110,18 +110,18 @@ class PageHandlers:
         """Every map and the large view again: another opacity, or the film under another window."""
         if displayed is None:  # nothing analysed yet, or the session's maps have expired: leave the page as is
             return {name: gr.skip() for name in (*(f"map_{m}" for m in METHODS), "large")}
-        base = windowed_base(view, window)
-        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend, base=base)
+        film = displayed_film(displayed, view, window)
+        overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend, base=film)
         return {**{f"map_{method}": overlays.get(method) for method in METHODS},
-                "large": large_pair(displayed, overlays, self.large_method(displayed, large_title), base)}
+                "large": large_pair(film, overlays, self.large_method(displayed, large_title))}
 
     def large_view(self, displayed, opacity, large_title, view=None, window=None):
         if displayed is None:
             return gr.skip()
         method = self.large_method(displayed, large_title)
-        base = windowed_base(view, window)
-        return large_pair(displayed, displayed.overlays(opacity, self.settings.colormap, [method], self.settings.blend,
-                                                        base=base), method, base)
+        film = displayed_film(displayed, view, window)
+        return large_pair(film, displayed.overlays(opacity, self.settings.colormap, [method], self.settings.blend,
+                                                   base=film), method)
 
     def large_method(self, displayed, large_title):
         """The chosen map, or the first one there is where the architecture cannot make it (ConvNeXt has
@@ -156,20 +156,21 @@ def no_downloads():
     return gr.update(value=None, visible=False)
 
 
-def large_pair(displayed, overlays, method, base=None):
-    """The radiograph (under the chosen window, where one is) against `method`'s map over it, for the slider."""
-    if method is None:
-        return None
-    film = displayed.image() if base is None else base.resize(displayed.image().size, Image.BILINEAR)
-    return film.convert("RGB"), overlays[method]
+def large_pair(film, overlays, method):
+    """The radiograph (`displayed_film`) against `method`'s map over it, for the slider."""
+    return None if method is None else (film.convert("RGB"), overlays[method])
 
 
 CUSTOM_WINDOW = "Custom (the sliders)"
 
 
-def windowed_base(view: FilmView | None, window: Window | None):
-    """The film under the person's window, where a DICOM's window was changed; else None (as analysed)."""
-    return None if view is None or window is None else view.image(window)
+def displayed_film(displayed, view: FilmView | None, window: Window | None):
+    """The film the maps are drawn over, at the displayed size: as analysed, or under the window a person chose
+    for a DICOM."""
+    shown = displayed.image()
+    if view is None or window is None:
+        return shown
+    return view.image(window).resize(shown.size, Image.BILINEAR)
 
 
 def window_controls(view: FilmView | None) -> dict:

@@ -17,9 +17,9 @@ from PIL import Image
 
 from pneumolens import presentation
 from pneumolens.explain import METHODS
-from pneumolens.images import load_image
 from pneumolens.teaching import Case, CaseSet, QuizSession, comparison_sentence, tally_markdown
-from pneumolens.serving.page import PageHandlers, no_downloads
+from pneumolens.serving.page import PageHandlers, displayed_film, no_downloads
+
 
 class QuizHandlers:
     def __init__(self, page: PageHandlers, cases: CaseSet | None):
@@ -32,7 +32,7 @@ class QuizHandlers:
         answer = self.page.analysis(file_path, explained_class, opacity, view, window)
         if not quiz_on:
             return {**answer, "held": None, **answers_shown(True), "quiz": gr.update(visible=False)}
-        film = view.image(window) if view is not None and window is not None else load_image(file_path)
+        film = displayed_film(answer["displayed"], view, window)  # as the page shows it, not decoded again
         return {**self.blank_answer(), "held": {"answer": answer, "file": file_path}, **answers_shown(False),
                 "quiz": gr.update(visible=True), "quiz_film": gr.update(value=large_film(film), visible=True),
                 "reads": gr.update(visible=True),
@@ -64,7 +64,7 @@ class QuizHandlers:
         shown = held["answer"] if held else {}
         return {**shown, "held": None, **answers_shown(True), "quiz": gr.update(visible=False)}
 
-    def uploaded(self, quiz_on, held) -> dict:
+    def uploaded(self, quiz_on) -> dict:
         """A new film: the previous read-first panel goes; in read-first mode the answers wait for Analyse."""
         return {"held": None, **answers_shown(not quiz_on), "quiz": gr.update(visible=False)}
 
