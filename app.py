@@ -8,14 +8,14 @@ This file is the configuration, the page's layout and its wiring. The programs' 
 alike: /predict, /explain, /robustness, /faithfulness_curves, /report, each answering its JSON record first)
 is `pneumolens.serving.api`; the page's handlers are `pneumolens.serving.page`; every patch of Gradio's
 internals is `pneumolens.serving.gradio_internals`. MCP tools are at /gradio_api/mcp/ unless
-GRADIO_MCP_SERVER=false (docs/app.md).
+GRADIO_MCP_SERVER=false. Every environment variable the server reads is in `pneumolens.serving.settings`
+(docs/app.md#settings).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -61,26 +61,23 @@ SESSION_TIME_TO_LIVE_S = 15 * 60
 SESSION_CAPACITY = 200
 WINDOW_NOTE = ("<small>The window changes what you see, not what the model was given: it reads the film as the "
                "file shows it. Zoom the large view with the wheel or a pinch, drag to pan; its button resets.</small>")
-# Uploads, downloads and other temporary files are deleted 15 minutes after they were written (checked
-# every 5 minutes): an uploaded DICOM header can carry patient data, and the disk of a Space is small.
-# PNEUMOLENS_CACHE_MAX_AGE_S sets another age (the soak benchmark uses a short one).
-CACHE_MAX_AGE_S = int(os.environ.get("PNEUMOLENS_CACHE_MAX_AGE_S", 15 * 60))
-DELETE_CACHE = (max(1, min(5 * 60, CACHE_MAX_AGE_S // 3)), CACHE_MAX_AGE_S)
 # Requests waiting in the queue (running ones not counted): per browser session or MCP agent, per network
 # address (a classroom behind one school address), in all (docs/safety.md says why these numbers).
 QUEUE_LIMITS = fair_queue.QueueLimits()
 
 
-def build_demo(service: PneumoLensService, delete_cache: tuple[int, int] | None = DELETE_CACHE,
-               settings: ServingSettings | None = None,
-               queue_limits: fair_queue.QueueLimits = QUEUE_LIMITS, cases: CaseSet | None = None) -> gr.Blocks:
+def build_demo(service: PneumoLensService, settings: ServingSettings | None = None,
+               queue_limits: fair_queue.QueueLimits = QUEUE_LIMITS, cases: CaseSet | None = None,
+               delete_cache: tuple[int, int] | None = None) -> gr.Blocks:
     """The Blocks app around one loaded model: the programs' endpoints, and the page laid out and wired to
-    its handlers; `cases` is the read-first mode's case set (PNEUMOLENS_CASES), if any."""
-    api = ProgramApi(service, settings or ServingSettings.from_environment())
+    its handlers; `cases` is the read-first mode's case set (PNEUMOLENS_CASES), if any. Temporary files are
+    deleted as `settings` say, or as `delete_cache` says where given."""
+    settings = settings or ServingSettings.from_environment()
+    api = ProgramApi(service, settings)
     handlers = PageHandlers(api)
     quiz = QuizHandlers(handlers, cases)
     # The whole width of the window: at 1440 pixels the large view gets 600 of them.
-    with gr.Blocks(title=TITLE, delete_cache=delete_cache, fill_width=True) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=delete_cache or settings.delete_cache, fill_width=True) as demo:
         add_endpoints(api, wrap=gpu_call)  # first, so that they hold their names; `spaces.GPU` on ZeroGPU
         page = page_components(service, handlers.method_of, cases)
         wire_events(page, handlers, quiz)
@@ -156,7 +153,7 @@ def page_components(service: PneumoLensService, method_of: dict[str, str], cases
                 downloads = gr.File(label="Downloads: report (.html), raw maps (.npz), result (.json)",
                                     file_count="multiple", elem_id="downloads", visible=False)
                 with gr.Accordion("Result (JSON)", open=False):
-                    result = gr.JSON(show_label=False)
+                    record = gr.JSON(show_label=False)
     with gr.Column(elem_id="more-answers") as more_answers:  # they tell the answer too: held back with it
         with gr.Accordion("How faithful are these maps for this image?", open=False):
             gr.Markdown(presentation.CURVES_INTRODUCTION)
@@ -206,17 +203,10 @@ def by_component(handler, components: dict[str, gr.components.Component]):
 
 
 def component_names(page: SimpleNamespace) -> dict:
-    """The page's components by the names the handlers answer with."""
-    return {**{f"map_{m}": page.maps[m] for m in METHODS}, **{f"caption_{m}": page.captions[m] for m in METHODS},
-             "decision": page.decision, "warning": page.warning, "record": page.result, "displayed": page.displayed,
-             "large": page.large, "shown": page.shown, "details": page.details, "downloads": page.downloads,
-             "text": page.similar_text, "gallery": page.similar_gallery, "sentence": page.robustness_sentence,
-             "figure": page.robustness_figure, "checked": page.checked, "film": page.film, "window": page.window,
-             "choice": page.choice, "level": page.level, "width": page.width, "window_note": page.window_note,
-             "upload": page.upload, "held": page.held, "session": page.session, "case": page.case,
-             "answers": page.answers, "more_answers": page.more_answers, "quiz": page.quiz, "quiz_film": page.quiz_film,
-             "reads": page.reads, "quiz_result": page.quiz_result, "tally": page.tally, "tally_box": page.tally_box,
-             "again": page.again, "reads_csv": page.reads_csv, "quiz_on": page.quiz_on}
+    """The page's components by the names the handlers answer with: their own, and `map_rollout`,
+    `caption_rollout`, ... for the maps and their captions."""
+    return {**{name: value for name, value in vars(page).items() if isinstance(value, gr.blocks.Block)},
+            **{f"map_{m}": page.maps[m] for m in METHODS}, **{f"caption_{m}": page.captions[m] for m in METHODS}}
 
 
 # How the page's events queue. All are private: programs use the API's endpoints.
@@ -235,8 +225,8 @@ def then_the_views(event, page: SimpleNamespace, handlers: PageHandlers, named: 
     """After an answer appears (an analysis, or a read-first reveal): the large view, the decision brought
     into view, then the similar films."""
     event.success(handlers.large_view, drawn_inputs(page), page.large, **REDRAW).then(
-        None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.result,
-                                     [named["text"], named["gallery"]], **REDRAW)
+        None, js=SHOW_DECISION).then(by_component(handlers.similar_row, named), page.record,
+                                     [page.similar_text, page.similar_gallery], **REDRAW)
 
 
 def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandlers) -> None:
@@ -256,7 +246,7 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandler
     for slider in (page.level, page.width):
         slider.release(by_component(handlers.window_from_sliders, named), [page.film, page.level, page.width],
                        outputs("window", "shown", "choice"), **REDRAW).then(*redraw_maps, **REDRAW)
-    page.upload.change(lambda: ("", None), None, outputs("sentence", "figure"), **AT_ONCE)
+    page.upload.change(lambda: ("", None), None, outputs("robustness_sentence", "robustness_figure"), **AT_ONCE)
     page.explained_class.change(no_downloads, None, page.downloads, **AT_ONCE)
     # The decision comes into view at once: while the analysis waits, its queue position shows there.
     # In read-first mode the analysis is held on the server (quiz.analysis) until the student's read.
@@ -267,7 +257,7 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandler
     page.make_curves.click(gpu_call(handlers.faithfulness_figure), [page.upload, page.explained_class], page.curves,
                            **ON_MODEL)
     page.check_robustness.click(by_component(gpu_call(handlers.robustness), named), page.upload,
-                                outputs("sentence", "figure", "checked"), api_name="page_robustness",
+                                outputs("robustness_sentence", "robustness_figure", "checked"), api_name="page_robustness",
                                 **ON_MODEL)
     page.make_report.click(gpu_call(handlers.report), [page.upload, page.explained_class, page.opacity, page.checked],
                            page.downloads, api_name="page_report", **ON_MODEL).success(
@@ -277,7 +267,7 @@ def wire_events(page: SimpleNamespace, handlers: PageHandlers, quiz: QuizHandler
 
 
 QUIZ_HOLD_OUTPUTS = ("held", "answers", "more_answers", "quiz", "quiz_film", "reads", "quiz_result", "downloads",
-                     "large", "text", "gallery")
+                     "large", "similar_text", "similar_gallery")
 QUIZ_REVEAL_OUTPUTS = ("held", "session", "answers", "more_answers", "quiz", "quiz_film", "reads", "quiz_result",
                        "tally", "tally_box", "again", "reads_csv")
 
@@ -312,24 +302,24 @@ def quiz_from_address(request: gr.Request):
 
 def launch_options(settings: ServingSettings | None = None) -> dict:
     settings = settings or ServingSettings.from_environment()
-    return {"max_file_size": MAX_FILE_BYTES, "server_name": os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+    return {"max_file_size": MAX_FILE_BYTES, "server_name": settings.server_name,
             "state_session_capacity": SESSION_CAPACITY, "app_kwargs": {"lifespan": gradio_internals.cache_cleanup},
-            "css": presentation.page_css(settings.colormap, settings.blend), "mcp_server": serves_mcp()}
+            "css": presentation.page_css(settings.colormap, settings.blend), "mcp_server": settings.mcp_server}
 
 
-def serves_mcp() -> bool:
-    """Whether to serve the MCP tools at /gradio_api/mcp/: yes, unless GRADIO_MCP_SERVER says false (or 0)."""
-    return os.environ.get("GRADIO_MCP_SERVER", "true").strip().lower() not in ("false", "0", "no", "off")
+def service_for(settings: ServingSettings) -> PneumoLensService:
+    """The model the settings name, on their device, with their training films' pictures."""
+    return PneumoLensService(settings.model_source(), settings.device, settings.training_films)
 
 
 def main() -> None:
-    """`python app.py`: the settings and the case set checked first (a bad one fails before the model loads),
-    then the model, then the server."""
+    """`python app.py`: the settings (read from the environment once) and the case set checked first (a bad
+    one fails before the model loads), then the model, then the server."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app_settings = ServingSettings.from_environment()
-        cases = CaseSet.from_setting(os.environ.get("PNEUMOLENS_CASES"))  # the read-first mode's case set
-        app_service = PneumoLensService()  # PNEUMOLENS_TRAINING_FILMS: where the similar films' pictures are
+        app_settings = ServingSettings.from_environment()  # every variable: pneumolens/serving/settings.py
+        cases = CaseSet.from_setting(app_settings.cases)
+        app_service = service_for(app_settings)
     except PneumoLensError as error:
         raise SystemExit(f"error: {error}")
     build_demo(app_service, settings=app_settings, cases=cases).launch(**launch_options(app_settings))

@@ -24,38 +24,21 @@ rollout, gradient saliency, Grad-CAM), and measure how far the maps can be trust
     python explain.py reading --dataset_name_or_dir DATA [--num_images N] [--out FILE.json] [--card]
         Where each map's strongest region lies (the film's edge or its centre) and which maps agree.
 
-The model defaults to MODEL_ID or the bundled model (models/pneumolens-dinov2-small). The commands live
-in pneumolens/commands (explain_maps, explain_report, explain_checks).
+The model defaults to MODEL_ID or the bundled model (models/pneumolens-dinov2-small). The commands are
+registered in pneumolens/commands (COMMANDS), with `python -m pneumolens`'s.
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
 
-from pneumolens import cli
-from pneumolens.commands import explain_maps, explain_report
-from pneumolens.commands.explain_checks import CHECKS
+from pneumolens import cli, commands
 
-COMMANDS = {  # name: (arguments, run, description)
-    "maps": (explain_maps.add_arguments, explain_maps.run, explain_maps.__doc__),
-    "report": (explain_report.add_arguments, explain_report.run, explain_report.DESCRIPTION),
-    **CHECKS,
-}
-SUBCOMMANDS = tuple(COMMANDS)
+SUBCOMMANDS = tuple(commands.commands_of(commands.EXPLAIN))
 
 
 def build_parser():
-    parser = cli.parser("explain.py", __doc__)
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_arguments, _, description) in COMMANDS.items():
-        add_arguments(subcommands.add_parser(name, prog=f"explain.py {name}", description=description,
-                                             help=_first_sentence(description)))
-    return parser
-
-
-def _first_sentence(text: str | None) -> str:
-    return (text or "").split(". ")[0].replace("%%", "%").replace("%", "%%")  # argparse %-formats help
+    return commands.build_parser(commands.EXPLAIN, __doc__)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,10 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     # `explain.py IMAGE...` is `explain.py maps IMAGE...`: the maps are what most people come for.
     if argv and argv[0] not in (*SUBCOMMANDS, "-h", "--help"):
         argv = ["maps", *argv]
-    args = build_parser().parse_args(argv)
-    cli.setup_logging()
-    args.command_line = "python explain.py " + shlex.join(argv[1:] if argv[0] == "maps" else argv)
-    COMMANDS[args.command][1](args)
+    commands.main(argv, commands.EXPLAIN, __doc__)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import concatenate_datasets
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments
 
 from pneumolens import cli
@@ -41,7 +42,7 @@ from pneumolens.errors import PneumoLensError
 from pneumolens.evaluation import evaluate_model
 from pneumolens.explain.selection import choose_and_confirm
 from pneumolens.hub import push_model_dir, resolve_token
-from pneumolens.ood import write_card_section as write_ood_section
+from pneumolens.ood import STRESSED_IMAGES, write_card_section as write_ood_section
 from pneumolens.similar import index_training_films
 from pneumolens.referral import (
     CONFIDENCE, STABILITY_CHANGES, TARGET_ERROR, checked_probabilities, update_model_referral, write_card_sections,
@@ -224,7 +225,8 @@ class AfterTrainingArguments:
         default=True,
         metadata={"help": "After training, index the training films by the model's own features "
                           "(similar_films.faiss, pneumolens/similar.py): the app shows the most similar ones "
-                          "beside the maps, and the card the retrieval measured on the carved split."},
+                          "beside the maps, and the card the retrieval measured on the carved split. Sized to "
+                          "the run: with --max_train_samples or --max_eval_samples, the films it used only."},
     )
     explanation_settings_images: int = field(
         default=0,
@@ -329,6 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     validation_split.reset_format()
     suite_split = _limit(validation_split, data_args.stress_suite_images, training_args.seed)
     truth = np.array(suite_split["label"]) == positive
+    if truth.all() or not truth.any():
+        raise PneumoLensError(f"The {len(truth)} validation images the threshold is chosen on hold one class only: "
+                              "raise --stress_suite_images (or --max_eval_samples).")
     changes = STRESS_SUITE if data_args.stress_suite else ()
     probabilities = predict_stressed(model, processor, image_sources(suite_split), changes,
                                      training_args.seed, training_args.per_device_eval_batch_size)
@@ -351,8 +356,11 @@ def main(argv: list[str] | None = None) -> None:
                                      training_args.per_device_eval_batch_size)
 
     # Out-of-distribution detector: training images (and augmented copies) define the distribution
+    # (its stressed calibration copies as many as the stress suite's images: sized to the run)
+    stressed_for_ood = min(STRESSED_IMAGES, len(suite_split))
     detector = fit_detector(model, processor, output_dir, train_split, validation_split, command,
-                            after.ood_num_train, seed=training_args.seed) if after.ood_num_train > 0 else None
+                            after.ood_num_train, seed=training_args.seed,
+                            stressed_images=stressed_for_ood) if after.ood_num_train > 0 else None
 
     # Evaluate, write the card, push
     results = {"carved_validation": evaluate_model(
@@ -389,12 +397,13 @@ def main(argv: list[str] | None = None) -> None:
         write_card_sections(output_dir / "README.md", referral, model.config, command)
     if detector is not None:
         write_ood_section(output_dir, detector, min(after.ood_num_train, len(train_split)), len(validation_split),
-                          command)
+                          command, stressed_for_ood)
     # The training films, indexed by the model's own features: the app's similar films beside the maps (its card section too)
     if after.index_training_films:
         data_name = Path(data_args.dataset_name_or_dir).name if is_local(data_args.dataset_name_or_dir) \
             else data_args.dataset_name_or_dir
-        index_training_films(model, processor, training_films, validation_split, output_dir, data_name, command,
+        index_training_films(model, processor, _films_of_the_run(training_films, train_split, validation_split, data_args),
+                             validation_split, output_dir, data_name, command,
                              training_args.per_device_eval_batch_size, across_processes=False)
     logger.info("Model, processor and card saved to %s", output_dir)
     if push_token:
@@ -421,6 +430,14 @@ def _limit(dataset, max_samples: int | None, seed: int):
     if max_samples is None or max_samples >= len(dataset):
         return dataset
     return dataset.shuffle(seed=seed).select(range(max_samples))
+
+
+def _films_of_the_run(training_films, train_split, validation_split, data_args):
+    """The training films to index: all of them, or, where the run was limited to a sample (a smoke run),
+    the sampled training and carved validation films it used."""
+    if data_args.max_train_samples is None and data_args.max_eval_samples is None:
+        return training_films
+    return concatenate_datasets([train_split.with_format(None), validation_split.with_format(None)])
 
 
 def _checkpoint_to_resume(training_args: TrainingArguments) -> str | None:

@@ -35,6 +35,7 @@ from pneumolens import cli  # noqa: E402
 from pneumolens.modeling import ModelSource, default_model_source  # noqa: E402
 from pneumolens.explain.overlay import DEFAULT_OPACITY  # noqa: E402
 from pneumolens.service import PneumoLensService  # noqa: E402
+from pneumolens.serving.displayed import DisplayedMaps  # noqa: E402
 from pneumolens.serving.settings import ServingSettings  # noqa: E402
 
 SETTINGS = ServingSettings()
@@ -241,7 +242,7 @@ def explain_against_floor(service: PneumoLensService, requests: int) -> None:
             analysis = service.analyse(example)
             parts["analysis (fused pass, maps, OOD)"].append(time.perf_counter() - begin)
             begin = time.perf_counter()
-            overlays = analysis.displayed(SETTINGS.api_map_max_side).overlays(DEFAULT_OPACITY, SETTINGS.colormap)
+            overlays = DisplayedMaps.of(analysis.explanation, SETTINGS.api_map_max_side).overlays(DEFAULT_OPACITY, SETTINGS.colormap)
             parts["overlays at API size"].append(time.perf_counter() - begin)
             begin = time.perf_counter()
             encode(overlays)

@@ -1,5 +1,5 @@
 """Where the model runs when serving: CUDA when there is one (a GPU Space, a workstation, ZeroGPU), Apple's
-MPS where it works, the CPU otherwise, or the device named by `PNEUMOLENS_DEVICE`.
+MPS where it works, the CPU otherwise, or the device the server's settings name (`PNEUMOLENS_DEVICE`).
 
 Float32 everywhere: the maps and decisions must be the CPU's (the GPU checks compare them at 1e-4), and
 a reduced precision would be a measured choice, not a default.
@@ -28,9 +28,9 @@ def on_zero_gpu(environ=os.environ) -> bool:
     return bool(environ.get(ZERO_GPU_VARIABLE))
 
 
-def serving_device(environ=os.environ) -> torch.device:
-    """The device named by PNEUMOLENS_DEVICE, else CUDA, MPS or the CPU, the first that is there."""
-    requested = environ.get(DEVICE_VARIABLE)
+def serving_device(requested: str | None = None, environ=os.environ) -> torch.device:
+    """The device `requested` names (checked: the machine must have it), else CUDA (on ZeroGPU, always),
+    MPS or the CPU, the first that is there."""
     if requested:
         try:
             device = torch.device(requested)

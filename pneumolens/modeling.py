@@ -99,9 +99,14 @@ def model_file(source: ModelSource, name: str) -> Path | None:
 
 
 def default_model_source() -> ModelSource:
-    """MODEL_ID (a Hub id or a directory), MODEL_REVISION and HF_TOKEN from the environment, else the
-    bundled model."""
-    return ModelSource(os.environ.get("MODEL_ID") or str(BUNDLED_MODEL), os.environ.get("MODEL_REVISION") or None)
+    """The command line's default model: MODEL_ID (a Hub id or a directory), MODEL_REVISION and HF_TOKEN
+    from the environment, as the server reads them (`serving.settings`), else the bundled model."""
+    return model_source_of(os.environ.get("MODEL_ID"), os.environ.get("MODEL_REVISION"))
+
+
+def model_source_of(name_or_path: str | None, revision: str | None = None) -> ModelSource:
+    """The model `name_or_path` names (a Hub id or a directory) at `revision`; the bundled model where None."""
+    return ModelSource(name_or_path or str(BUNDLED_MODEL), revision or None)
 
 
 def load_config(source: ModelSource, **overrides) -> PretrainedConfig:

@@ -31,11 +31,13 @@ from sklearn.covariance import LedoitWolf
 from .images import load_image
 from .modeling import ModelSource, attention_kernel, backbone_blocks, is_transformer, model_file
 from .preprocessing import pixel_values, radiograph_augmentation
+from .progress import progress
 from .stress import STRESS_SUITE
 
 logger = logging.getLogger(__name__)
 
 OOD_FILE = "ood_detector.safetensors"
+STRESSED_IMAGES = 60  # calibration images copied under every stress-suite change
 
 
 class _FeaturesTaken(Exception):
@@ -71,11 +73,13 @@ def _pooled(output, transformer: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def image_features(model, processor, images, batch_size: int = 32) -> np.ndarray:
+def image_features(model, processor, images, batch_size: int = 32, description: str = "Detector features"
+                   ) -> np.ndarray:
     """(N, D) middle-block features of images in any form `load_image` accepts."""
+    starts = progress(range(0, len(images), batch_size), len(images), description, "images", batch_size, logger)
     # SDPA: nothing reads the attention maps here.
     with captured_features(model, stop=True) as features, attention_kernel(model, "sdpa"):
-        for start in range(0, len(images), batch_size):
+        for start in starts:
             try:  # only the blocks up to the middle one run: half a forward pass for a ViT
                 model(pixel_values=pixel_values(processor, images[start:start + batch_size]).to(model.device, model.dtype))
             except _FeaturesTaken:
@@ -131,22 +135,24 @@ class OODDetector:
 
 
 def fit_for_model(model, processor, train_images, calibration_images, quantile: float = 0.99,
-                  margin: float = 1.5, acquisition_changes: bool = True, seed: int = 0) -> OODDetector:
+                  margin: float = 1.5, acquisition_changes: bool = True, seed: int = 0,
+                  stressed_images: int = STRESSED_IMAGES) -> OODDetector:
     """Fit the Gaussian on `train_images` and the threshold on `calibration_images` (held-out radiographs).
 
     With `acquisition_changes`, the Gaussian also covers an augmented copy of every training image and the
-    threshold also covers copies of the calibration images under each stress-suite change: a zoomed,
-    text-marked or re-exposed radiograph is still a radiograph and must not be flagged.
+    threshold also covers copies of `stressed_images` of the calibration images under each stress-suite
+    change: a zoomed, text-marked or re-exposed radiograph is still a radiograph and must not be flagged.
     """
     if acquisition_changes:
         augment = radiograph_augmentation(random.Random(seed))
         train_images = [*train_images, *(augment(load_image(image)) for image in train_images)]
-        chosen = random.Random(seed).sample(range(len(calibration_images)), min(60, len(calibration_images)))
+        chosen = random.Random(seed).sample(range(len(calibration_images)),
+                                            min(stressed_images, len(calibration_images)))
         decoded = {index: load_image(calibration_images[index]) for index in chosen}
         calibration_images = [*calibration_images, *(
             change(image, seed, index) for change in STRESS_SUITE for index, image in decoded.items())]
-    train = image_features(model, processor, train_images)
-    calibration = image_features(model, processor, calibration_images)
+    train = image_features(model, processor, train_images, description="Detector features (training)")
+    calibration = image_features(model, processor, calibration_images, description="Detector features (calibration)")
     detector = OODDetector.fit(train, calibration, quantile, margin)
     logger.info("OOD detector: %d training and %d calibration images, threshold %.2f (%.1f x the %.0f%% quantile)",
                 len(train), len(calibration), detector.threshold, margin, quantile * 100)
@@ -156,13 +162,15 @@ def fit_for_model(model, processor, train_images, calibration_images, quantile: 
 OOD_SECTION = "Out-of-distribution detector"
 
 
-def card_section(detector: OODDetector, num_train: int, num_validation: int, command: str) -> str:
+def card_section(detector: OODDetector, num_train: int, num_validation: int, command: str,
+                 stressed_images: int = STRESSED_IMAGES) -> str:
     """The card's section on the detector: what it holds, its threshold and how that was chosen."""
     return (f"`{OOD_FILE}` holds a Gaussian over the middle-block features of {num_train} training images and an "
             f"augmented copy of each (zoom, text, exposure, detector changes); the PneumoLens app warns when an "
             f"image's Mahalanobis distance exceeds {detector.threshold:.2f} ({detector.margin} x the "
             f"{detector.quantile:.0%} quantile over the {num_validation} carved validation images and stressed "
-            f"copies of 60 of them under each stress-suite change).\n\nCommand: `{command}`")
+            f"copies of {min(stressed_images, num_validation)} of them under each stress-suite change).\n\n"
+            f"Command: `{command}`")
 
 
 if __name__ == "__main__":  # the command's earlier name: say where it went rather than do nothing
@@ -170,10 +178,11 @@ if __name__ == "__main__":  # the command's earlier name: say where it went rath
 
 
 def write_card_section(model_dir: str | Path, detector: OODDetector, num_train: int, num_validation: int,
-                       command: str) -> None:
+                       command: str, stressed_images: int = STRESSED_IMAGES) -> None:
     """The detector's section in the model's card, where the model has one."""
     from .card import set_card_section
 
     card = Path(model_dir) / "README.md"
     if card.is_file():
-        set_card_section(card, OOD_SECTION, card_section(detector, num_train, num_validation, command))
+        set_card_section(card, OOD_SECTION, card_section(detector, num_train, num_validation, command,
+                                                                 stressed_images))

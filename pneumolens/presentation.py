@@ -20,11 +20,6 @@ from .explain.reading import EDGE_AREA, EDGE_FRACTION
 from .figures import figure_png, pyplot
 RELATIVE = "relative to this image's strongest region"
 # The out-of-distribution verdict's warning, in the record and on the page.
-OOD_WARNING = ("This image does not look like the chest radiographs the model was trained on "
-               "(out-of-distribution score {score:.1f} > {threshold:.1f}), so no class is decided. The model's "
-               "probabilities are kept for reference, but they are not meaningful for this image.")
-SHAPE_WARNING = ("This image cannot be a chest radiograph by its shape: {problem}. No class is decided. The "
-                 "model's probabilities are kept for reference, but they are not meaningful for this image.")
 RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
                  "within one map, not between maps or images.")
 FADE_NOTE = "Where a map is low its colour fades, so the film shows through."
@@ -125,34 +120,6 @@ def edge_share_line(reading) -> str:
     return (f"{percent(reading.edge_share)} of this map lies at the film's edge (the outer "
             f"{100 * EDGE_FRACTION:.0f} %, {100 * EDGE_AREA:.0f} % of the frame); its strongest region is "
             f"{'there' if reading.peak_at_edge else 'in the centre of the film'}.")
-
-
-def agreement_sentence(readings: dict, groups: list[list[str]]) -> str:
-    """Which maps agree on this film's strongest region, which mark one of their own, and which peak at the
-    film's edge, in one line; `readings` in the order the maps are shown."""
-    names = list(readings)
-    grouped = {name for group in groups for name in group}
-    alone = [name for name in names if name not in grouped]
-    parts = [f"{_listed(group)} agree on the strongest region" if number == 0 else f"so do {_listed(group)}"
-             for number, group in enumerate(groups)]
-    if not groups:
-        parts.append("the maps do not agree on the strongest region: read each on its own")
-    elif len(alone) == 1:
-        parts.append(f"{_listed(alone)} marks a region of its own")
-    elif alone:
-        parts.append(f"{_listed(alone)} each mark a region of their own")
-    edge = [name for name in names if readings[name].peak_at_edge]
-    if edge:
-        parts.append(f"{_listed(edge)} {'peaks' if len(edge) == 1 else 'peak'} at the film's edge, where letters "
-                     "and borders sit")
-    sentence = "; ".join(parts) + "."
-    return sentence[0].upper() + sentence[1:]
-
-
-def _listed(names: list[str]) -> str:
-    # In lower case (the sentence's first letter is raised after), but for a name such as Grad-CAM.
-    titles = [title if "-" in title.split()[0] else title[0].lower() + title[1:] for title in map(TITLES.get, names)]
-    return titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
 
 
 REFER_HEADLINE = "Refer: a radiologist should read this film"

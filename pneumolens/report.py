@@ -12,7 +12,6 @@ import base64
 import csv
 import html
 import io
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,20 +23,9 @@ from .presentation import (
     DISCLAIMER, EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
     relative_note, robustness_figure_png, scale_css, scale_html, similar_caption, similar_sentence,
 )
+from .service import ModelIdentity
 from .similar import SHOWN
 
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Which model answered: what a reader needs to reproduce the result."""
-
-    name_or_path: str
-    revision: str | None
-    model_type: str
-
-    def describe(self) -> str:
-        return f"{self.name_or_path} @ {self.revision or 'local files (no Hub revision)'} ({self.model_type})"
 
 
 def html_report(analysis, overlays: dict[str, Image.Image], image: Image.Image, model: ModelIdentity,

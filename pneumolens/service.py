@@ -1,5 +1,6 @@
-"""What the app serves: a loaded model answering predict and analyse requests, as data (what a person
-reads of it is written by `presentation`)."""
+"""What the app serves: a loaded model answering predict and analyse requests, as data. What a person sees
+of it is drawn above this layer: the page's overlays (`serving.displayed`), the figures (`presentation`), the
+HTML report (`report`); the words the records carry come from `wording`."""
 
 from __future__ import annotations
 
@@ -16,12 +17,10 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from .explain import Explainer, Explanation, ExplanationOptions
+from .explain import TITLES, Explainer, Explanation, ExplanationOptions
 from .explain import faithfulness
 from .explain.options import options_for
 from .explain.standing import MethodStanding, load_faithfulness, method_standings
-from .explain.geometry import scaled_box, to_original
-from .explain.overlay import DEFAULT_BLEND, COLORMAP, overlay
 from .explain.reading import AGREE_ABOVE, AGREEMENT_MEASURE, MapReading, agreeing_groups, agreement, read_map
 from .device import serving_device
 from .dicom import DicomFilm
@@ -34,10 +33,9 @@ from .modeling import (
     ModelSource, attention_kernel, default_model_source, load_model_and_processor, model_file, positive_index,
 )
 from .preprocessing import pixel_values
-from .presentation import OOD_WARNING, SHAPE_WARNING, agreement_sentence
+from .wording import OOD_WARNING, SHAPE_WARNING, agreement_sentence
 from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
-from .report import ModelIdentity, html_report
 from .robustness import RobustnessCheck, check_image, withheld_check
 from .stress import stress_change
 from .similar import SHOWN, SimilarFilms, classifier_inputs, similar_record
@@ -85,7 +83,7 @@ class Analysis:
         pairs = agreement({name: maps[name] for name in names})
         groups = agreeing_groups(pairs, names)
         return {"pairs": pairs, "agree_above": AGREE_ABOVE, "measure": AGREEMENT_MEASURE, "groups": groups,
-                "sentence": agreement_sentence(self.readings, groups) if len(names) > 1 else ""}
+                "sentence": agreement_sentence(self.readings, groups, TITLES) if len(names) > 1 else ""}
 
     @property
     def withheld(self) -> bool:
@@ -115,64 +113,11 @@ class Analysis:
             "similar": self.similar,
         }
 
-    def displayed(self, max_side: int) -> "DisplayedMaps":
-        """What drawing and redrawing the overlays at display size (`max_side`, aspect kept) needs.
-
-        Full-resolution overlays of a 2,000-pixel radiograph take seconds to colour and encode, and a
-        browser shows them smaller anyway: the maps are scaled from the model-input maps straight to
-        display size. Full-resolution maps are made only for a download (`maps_npz`).
-        """
-        return DisplayedMaps.of(self.explanation, max_side)
-
     def maps_npz(self) -> bytes:
         """The raw maps, float16 at the image's own resolution, as an .npz archive."""
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **{m: h.astype(np.float16) for m, h in self.explanation.maps.items()})
         return buffer.getvalue()
-
-
-@dataclass
-class DisplayedMaps:
-    """What a page's overlays are drawn from, small enough to live in a browser session on the server
-    (about 150 KB for a 1024-pixel display): the image at display size as a grey JPEG, and the maps at the
-    model's input size, 8-bit PNG (what a colormap shows anyway), with the box of the displayed image
-    they cover. They are scaled up each time they are drawn, which costs less than storing them large.
-    """
-
-    image_jpeg: bytes
-    input_maps_png: dict[str, bytes]
-    box: tuple[float, float, float, float]
-
-    @classmethod
-    def of(cls, explanation: Explanation, max_side: int) -> "DisplayedMaps":
-        image = explanation.image
-        size = display_size(image.size, max_side)
-        grey = image.convert("L").resize(size, Image.BILINEAR)
-        return cls(_encoded(grey, format="JPEG", quality=92),
-                   {method: _encoded(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)),
-                                     format="PNG", compress_level=1)
-                    for method, heatmap in explanation.input_maps.items()},
-                   scaled_box(explanation.full_box, image.size, size))
-
-    def image(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.image_jpeg))
-
-    def maps(self, size: tuple[int, int], methods=None) -> dict[str, np.ndarray]:
-        """The maps (or those of `methods`) over the displayed image, (height, width) in [0, 1]."""
-        return {method: to_original(np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0, self.box, size)
-                for method, data in self.input_maps_png.items() if methods is None or method in methods}
-
-    def overlays(self, opacity: float, colormap: str = COLORMAP, methods=None,
-                 blend: str = DEFAULT_BLEND, base: Image.Image | None = None) -> dict:
-        """Each map (or each of `methods`) over the displayed image, or over `base`: the same film at the
-        displayed size, under another window."""
-        base = self.image() if base is None else base
-        return {method: overlay(base, heatmap, opacity, colormap, blend)
-                for method, heatmap in self.maps(base.size, methods).items()}
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.image_jpeg) + sum(len(data) for data in self.input_maps_png.values())
 
 
 @dataclass
@@ -191,16 +136,16 @@ class ImageCurves:
                            for name, by_kind in self.curves.items()}}
 
 
-def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    """(width, height) scaled down, aspect kept, to fit `max_side`; never enlarged."""
-    scale = min(1.0, max_side / max(size))
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answered: what a reader needs to reproduce the result."""
 
+    name_or_path: str
+    revision: str | None
+    model_type: str
 
-def _encoded(image: Image.Image, **save_options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, **save_options)
-    return buffer.getvalue()
+    def describe(self) -> str:
+        return f"{self.name_or_path} @ {self.revision or 'local files (no Hub revision)'} ({self.model_type})"
 
 
 class PneumoLensService:
@@ -208,8 +153,10 @@ class PneumoLensService:
 
     def __init__(self, source: ModelSource | None = None, device: torch.device | str | None = None,
                  films_setting: str | None = None):
+        """`device`: a device, or its name (checked), else the first of CUDA, MPS and the CPU; `films_setting`:
+        where the similar training films' pictures are (`training_films.training_films`)."""
         self.source = source or default_model_source()
-        self.device = torch.device(device) if device is not None else serving_device()
+        self.device = device if isinstance(device, torch.device) else serving_device(device)
         self.model, self.processor = load_model_and_processor(self.source)
         self.model = self.model.to(self.device)
         self.explainer = Explainer(self.model, self.processor)
@@ -333,16 +280,6 @@ class PneumoLensService:
         revision = getattr(self.config, "_commit_hash", None) or self.source.revision
         return ModelIdentity(name, revision, self.config.model_type)
 
-    def report(self, analysis: Analysis, opacity: float, file_name: str, max_side: int = 1024,
-               colormap: str = COLORMAP, robustness: RobustnessCheck | None = None,
-               blend: str = DEFAULT_BLEND) -> str:
-        """The self-contained HTML report of `analysis` (see `report.html_report`), with the `robustness`
-        check where it was made and the similar training films' pictures where they are at hand."""
-        displayed = analysis.displayed(max_side)
-        pictures = [self.film_image(film) for film in analysis.similar["ids"][:SHOWN]] if analysis.similar else []
-        return html_report(analysis, displayed.overlays(opacity, colormap, blend=blend), displayed.image(),
-                           self.identity, file_name, robustness=robustness, blend=blend, film_pictures=pictures)
-
     def _ood(self, features, size: tuple[int, int], row: int = 0) -> dict:
         """The out-of-distribution verdict: by the image's shape, and by the detector where there is one.
         "available" says whether a detector scored it; "reason" why it is flagged ("shape", "detector")."""
@@ -378,5 +315,4 @@ def record_json(analysis: Analysis) -> str:
     return json.dumps(analysis.record(), indent=2)
 
 
-__all__ = ["Analysis", "DisplayedMaps", "ModelInput", "PneumoLensService", "display_size",
-           "record_json"]
+__all__ = ["Analysis", "ImageCurves", "ModelIdentity", "ModelInput", "PneumoLensService", "record_json"]

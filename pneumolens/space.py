@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,6 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 # What the Space runs; the tests, benchmarks and training script stay in the project.
 APP_FILES = ("app.py", "pneumolens/**/*.py", "examples/*")
-# Only needed to develop and test the project, not to serve it.
-DEVELOPMENT_REQUIREMENTS = ("pytest", "playwright", "pypdf", "-e")  # the Space runs from its folder: no install of itself
 
 
 @dataclass
@@ -70,12 +69,24 @@ def space_card(model: ServedModel, requirements: str, zero_gpu: bool = False) ->
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
-def space_requirements(requirements: str, zero_gpu: bool = False) -> str:
-    """The project's requirements without the development tools; with `zero_gpu`, the `spaces` package
-    that attaches a ZeroGPU to each model call."""
+def space_requirements(requirements: str, test_extra: list[str], zero_gpu: bool = False) -> str:
+    """The project's pinned requirements without the packages of its `test` extra (pyproject.toml) and without
+    installing itself (the Space runs from its folder); with `zero_gpu`, the `spaces` package that attaches a
+    ZeroGPU to each model call."""
+    testing = {package_name(requirement) for requirement in test_extra}
     keep = [line for line in requirements.splitlines()
-            if not line.strip().lower().startswith(DEVELOPMENT_REQUIREMENTS)]
+            if not line.strip().startswith("-e") and package_name(line) not in testing]
     return "\n".join(keep + (["spaces"] if zero_gpu else [])) + "\n"
+
+
+def package_name(requirement: str) -> str:
+    """A requirement line's package, normalised as pip compares names ("Gradio[mcp]==6.31" -> "gradio")."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;#]", requirement.strip(), maxsplit=1)[0]).lower()
+
+
+def test_extra(repo: Path = REPO) -> list[str]:
+    """What only developing and testing the project needs: pyproject.toml's `test` extra."""
+    return tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
 
 
 def space_operations(model: ServedModel, repo: Path = REPO, zero_gpu: bool = False) -> list[CommitOperationAdd]:
@@ -90,7 +101,8 @@ def space_operations(model: ServedModel, repo: Path = REPO, zero_gpu: bool = Fal
         files += sorted({path for pattern in PUBLISHED_FILES for path in model_dir.glob(pattern) if path.is_file()})
     operations = [CommitOperationAdd(str(path.relative_to(repo)), str(path)) for path in files
                   if "__pycache__" not in path.parts]
-    operations += [CommitOperationAdd("requirements.txt", space_requirements(requirements, zero_gpu).encode()),
+    operations += [CommitOperationAdd("requirements.txt",
+                                      space_requirements(requirements, test_extra(repo), zero_gpu).encode()),
                    CommitOperationAdd("README.md", space_card(model, requirements, zero_gpu).encode())]
     return operations
 

@@ -32,6 +32,7 @@ from .images import load_image
 from .metrics import binary_metrics
 from .modeling import negative_label, positive_index
 from .preprocessing import pixel_values
+from .progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,14 @@ def predict_stressed(model, processor, images: list, changes=STRESS_SUITE, seed:
     names = [CLEAN, *(change.name for change in changes)]
     chunks: dict[str, list] = {name: [] for name in names}
     model.eval()
-    for start in range(0, len(images), batch_size):
-        decoded = [load_image(image) for image in images[start:start + batch_size]]
-        for name in names:
-            batch = decoded if name == CLEAN else [
-                stress_change(name)(image, seed, positions[start + offset]) for offset, image in enumerate(decoded)]
-            chunks[name].append(class_probabilities(model, pixel_values(processor, batch)))
-        logger.info("Stress suite: %d / %d images", min(start + batch_size, len(images)), len(images))
+    with Progress(len(images) * len(names), "Stress suite", "images", logger) as counter:
+        for start in range(0, len(images), batch_size):
+            decoded = [load_image(image) for image in images[start:start + batch_size]]
+            for name in names:
+                batch = decoded if name == CLEAN else [
+                    stress_change(name)(image, seed, positions[start + offset]) for offset, image in enumerate(decoded)]
+                chunks[name].append(class_probabilities(model, pixel_values(processor, batch)))
+                counter.advance(len(batch))
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 

@@ -86,9 +86,8 @@ def thumbnail(image: Image.Image) -> Image.Image:
 
 
 def training_films(setting: str | None = None, indexed_data: str | None = None):
-    """The source `setting` (else PNEUMOLENS_TRAINING_FILMS) names: a folder, or a Hub data set id; on a
-    Space without a setting, the Hub data set the index was built from. None: no pictures."""
-    setting = setting or os.environ.get(SETTING)
+    """The source `setting` (PNEUMOLENS_TRAINING_FILMS, in the server's settings) names: a folder, or a Hub
+    data set id; on a Space without a setting, the Hub data set the index was built from. None: no pictures."""
     if setting and Path(setting).is_dir():
         if not (Path(setting) / "train").is_dir():
             raise PneumoLensError(f"{SETTING}={setting} has no train/ folder of class folders.")

@@ -29,7 +29,8 @@ from pneumolens.presentation import percent
 from pneumolens.modeling import TRANSFORMER, ModelSource, load_image_processor, load_model, load_model_and_processor
 from pneumolens.ood import fit_for_model
 from pneumolens.stress import stress_change
-from pneumolens.service import PneumoLensService, display_size
+from pneumolens.service import PneumoLensService
+from pneumolens.serving.displayed import display_size
 from pneumolens.serving import gradio_internals
 from pneumolens.serving.api import PREDICTED, ProgramApi
 from pneumolens.serving.page import PageHandlers

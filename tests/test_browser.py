@@ -9,6 +9,7 @@ import app
 from pneumolens.explain import METHODS
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
+from pneumolens.serving.displayed import report_html
 from tests.conftest import run_main
 from tests.test_presentation import CERTAINTY
 
@@ -305,7 +306,7 @@ def test_the_report_prints_on_a4_and_letter_in_two_pages_with_every_map_and_its_
 
     service = PneumoLensService()  # the bundled model: every map, with its measured verdict
     report = tmp_path / "report.html"
-    report.write_text(service.report(service.analyse(example), 0.45, Path(example).name), encoding="utf-8")
+    report.write_text(report_html(service, service.analyse(example), 0.45, Path(example).name), encoding="utf-8")
     papers = ("A4", "Letter")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)

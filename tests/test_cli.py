@@ -1,6 +1,7 @@
 """One vocabulary of options across the commands: the Transformers spellings, the earlier ones as aliases
 that still work, and the earlier module commands saying where the command went."""
 
+import importlib
 import runpy
 import sys
 
@@ -80,3 +81,20 @@ def test_the_shared_defaults_are_train_hfs():
     assert train_hf.DataArguments.__dataclass_fields__["validation_fraction"].default == cli.VALIDATION_FRACTION
     parsed = commands.build_parser().parse_args(["calibrate", "--model_name_or_path", "m", "--dataset_name_or_dir", "d"])
     assert (parsed.validation_fraction, parsed.seed) == (cli.VALIDATION_FRACTION, cli.SEED)
+
+
+@pytest.mark.parametrize("command", commands.COMMANDS, ids=lambda c: f"{c.program} {c.name}")
+def test_every_registered_command_has_its_functions_and_its_front_door_parses_it(command):
+    assert callable(command.function(command.arguments)) and callable(command.function(command.run))
+    parser = commands.build_parser(command.program, only=command.name)
+    assert command.name in parser._subparsers._group_actions[0].choices
+    help_text = " ".join(parser._subparsers._group_actions[0].choices[command.name].format_help().split())
+    described = command.description or importlib.import_module(command.function(command.run).__module__).__doc__
+    assert " ".join(described.split()[:8]) in help_text
+
+
+def test_both_front_doors_read_the_one_registry():
+    assert explain_cli.SUBCOMMANDS == tuple(commands.commands_of(commands.EXPLAIN))
+    assert {c.program for c in commands.COMMANDS} == {commands.EXPLAIN, commands.PNEUMOLENS}
+    names = [(c.program, c.name) for c in commands.COMMANDS]
+    assert len(names) == len(set(names))

@@ -17,6 +17,7 @@ from pneumolens.device import DEVICE_VARIABLE, ZERO_GPU_VARIABLE, gpu_call, serv
 from pneumolens.errors import PneumoLensError
 from pneumolens.modeling import ModelSource
 from pneumolens.service import PneumoLensService
+from pneumolens.serving.settings import ServingSettings
 
 
 @pytest.fixture
@@ -31,29 +32,29 @@ def machine(monkeypatch):
 
 def test_cuda_first_then_mps_then_the_cpu(machine):
     machine(cuda=True, mps=True)
-    assert serving_device({}) == torch.device("cuda")
+    assert serving_device(None, {}) == torch.device("cuda")
     machine(cuda=False, mps=True)
-    assert serving_device({}) == torch.device("mps")
+    assert serving_device(None, {}) == torch.device("mps")
     machine()
-    assert serving_device({}) == torch.device("cpu")
+    assert serving_device(None, {}) == torch.device("cpu")
 
 
-def test_the_environment_names_the_device_and_a_missing_one_is_refused(machine):
+def test_the_settings_name_the_device_and_a_missing_one_is_refused(machine):
     machine(cuda=True, cuda_count=2)
-    assert serving_device({DEVICE_VARIABLE: "cpu"}) == torch.device("cpu")
-    assert serving_device({DEVICE_VARIABLE: "cuda:1"}) == torch.device("cuda:1")
+    assert serving_device("cpu", {}) == torch.device("cpu")
+    assert serving_device("cuda:1", {}) == torch.device("cuda:1")
     with pytest.raises(PneumoLensError, match="no cuda device"):
-        serving_device({DEVICE_VARIABLE: "cuda:2"})
+        serving_device("cuda:2", {})
     machine()
     with pytest.raises(PneumoLensError, match="PNEUMOLENS_DEVICE='cuda', but this machine has no cuda"):
-        serving_device({DEVICE_VARIABLE: "cuda"})
+        serving_device(ServingSettings.from_environment({DEVICE_VARIABLE: "cuda"}).device, {})
     with pytest.raises(PneumoLensError, match="is not a device"):
-        serving_device({DEVICE_VARIABLE: "gpu please"})
+        serving_device("gpu please", {})
 
 
 def test_zero_gpu_loads_the_model_for_cuda_at_start_up(machine):
     machine()  # ZeroGPU attaches the GPU per call: at start-up CUDA may not report itself yet
-    assert serving_device({ZERO_GPU_VARIABLE: "true"}) == torch.device("cuda")
+    assert serving_device(None, {ZERO_GPU_VARIABLE: "true"}) == torch.device("cuda")
 
 
 def test_without_spaces_the_handlers_are_unchanged():
@@ -75,8 +76,8 @@ def test_with_spaces_every_model_handler_runs_under_spaces_gpu(tiny_trained_dirs
 
     monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=gpu))
     monkeypatch.setenv(ZERO_GPU_VARIABLE, "true")
-    monkeypatch.setenv(DEVICE_VARIABLE, "cpu")  # no GPU here: the wrapper is what is tested
-    service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])))
+    # no GPU here: the wrapper is what is tested
+    service = PneumoLensService(ModelSource(str(tiny_trained_dirs["dinov2"])), device="cpu")
     assert service.device == torch.device("cpu") and "served on `cpu`" in model_summary(service)
     demo = app.build_demo(service)
     # The API's endpoints (gradio_client's and MCP's) and the page's handlers that run the model.

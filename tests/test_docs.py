@@ -68,7 +68,7 @@ DOCUMENTED = [*PAGES, REPO / "models" / "pneumolens-dinov2-small" / "README.md",
 # The project's command-line entry points, by how the docs start them.
 SCRIPTS = {"train_hf.py": "train_hf", "evaluate_hf.py": "evaluate_hf", "explain.py": "explain",
            "deploy_space.py": "deploy_space"}
-SUBCOMMANDS = {"explain": explain_cli.SUBCOMMANDS, "pneumolens.commands": tuple(commands.COMMANDS)}
+SUBCOMMANDS = {"explain": explain_cli.SUBCOMMANDS, "pneumolens.commands": tuple(commands.commands_of(commands.PNEUMOLENS))}
 
 
 def documented_commands(text: str) -> list[str]:
@@ -145,7 +145,7 @@ def test_every_flag_of_every_documented_command_is_one_its_script_takes(monkeypa
     assert not unknown, unknown
     # Every entry point the docs name was reached (a parse that found none would pass vacuously).
     assert checked >= 30 and {"train_hf", "evaluate_hf", "explain", "deploy_space"} <= {key[0] for key in helps}
-    assert {("pneumolens.commands", name) for name in commands.COMMANDS} <= set(helps)
+    assert {("pneumolens.commands", name) for name in commands.commands_of(commands.PNEUMOLENS)} <= set(helps)
 
 
 def python_block(section: str) -> str:

@@ -328,3 +328,19 @@ def test_a_space_serving_a_hub_model_at_a_revision_predicts_like_the_local_model
     assert any(path.endswith("/similar_films.faiss") for path in model_files)
     assert any(path.endswith("/model.safetensors") for path in model_files)
     assert all(f"/resolve/{first}/" in path for path in model_files)
+
+
+def test_the_spaces_requirements_are_the_pinned_set_less_the_test_extra_and_pyproject_names_every_pin():
+    from pneumolens.space import REPO as SPACE_REPO, package_name, space_requirements, test_extra
+
+    pinned = (REPO / "requirements.txt").read_text()
+    pinned_names = {package_name(line) for line in pinned.splitlines() if line.strip() and not line.startswith(("#", "-e"))}
+    testing = {package_name(requirement) for requirement in test_extra(SPACE_REPO)}
+    served = {package_name(line) for line in space_requirements(pinned, test_extra(SPACE_REPO)).splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert testing == {"pytest", "pypdf", "playwright"} and testing <= pinned_names
+    assert served == pinned_names - testing and "-e ." not in space_requirements(pinned, test_extra(SPACE_REPO))
+    import tomllib
+    declared = {package_name(d) for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert declared | testing == pinned_names  # a package the code imports is declared and pinned alike
+    assert package_name("Gradio[mcp]==6.31.0") == "gradio" and package_name("huggingface_hub>=2") == "huggingface-hub"

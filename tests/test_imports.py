@@ -88,3 +88,17 @@ def test_the_low_modules_load_no_drawing_and_no_serving_library():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout.strip()
     assert loaded == "[]", loaded
+
+
+def test_the_layers_read_model_explain_service_presentation_serving_with_no_arrow_upwards():
+    """The service answers as data: nothing it reaches draws a page or a report, or knows Gradio; the words
+    it carries come from `wording`. Drawing and the report sit above it, the serving layer above them."""
+    graph = import_graph()
+    drawing = {"pneumolens.presentation", "pneumolens.report"}
+    serving = {name for name in graph if name.startswith("pneumolens.serving")}
+    below_drawing = reachable(graph, "pneumolens.service") | {"pneumolens.service"}
+    assert "pneumolens.wording" in below_drawing and "pneumolens.explain.explainer" in below_drawing
+    assert not below_drawing & (drawing | serving), below_drawing & (drawing | serving)
+    for name in drawing:
+        assert not reachable(graph, name) & serving, name
+    assert "pneumolens.serving.displayed" in graph["pneumolens.serving.page"]  # the page's drawing cache beside it

@@ -12,7 +12,9 @@ from pneumolens.modeling import ModelSource
 from pneumolens.presentation import (
     caption_markdown, decision_markdown, percent, probability_html, scale_meaning, side_by_side, verdict_line,
 )
-from pneumolens.report import ModelIdentity, html_report
+from pneumolens.report import html_report
+from pneumolens.service import ModelIdentity
+from pneumolens.serving.displayed import DisplayedMaps
 from pneumolens.service import PneumoLensService
 
 CERTAINTY = re.compile(r"(?<![\d.])(100(\.0)?|0(\.0)?) ?%")
@@ -58,7 +60,7 @@ def test_no_text_for_a_person_prints_certainty(tiny_trained_dirs, tmp_path, monk
     analysis = service.analyse(app.EXAMPLES[0])
     analysis.explanation.probabilities = {"NORMAL": 2e-6, "PNEUMONIA": 1 - 2e-6}
     page = decision_markdown(analysis)
-    report = html_report(analysis, analysis.displayed(256).overlays(0.45), analysis.explanation.image,
+    report = html_report(analysis, DisplayedMaps.of(analysis.explanation, 256).overlays(0.45), analysis.explanation.image,
                          ModelIdentity("tiny", None, "dinov2"), "x.jpeg")
     figure = side_by_side(analysis.explanation, analysis.decision, 0.45)
     title = figure.axes[0].get_title()

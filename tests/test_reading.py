@@ -8,7 +8,9 @@ import pytest
 from pneumolens.explain.reading import (
     AGREE_ABOVE, agreeing_groups, agreement, edge_band, read_map, reading_report, strongest_cells,
 )
-from pneumolens.presentation import EDGE_CAVEAT, agreement_sentence, caption_markdown, edge_share_line
+from pneumolens.presentation import EDGE_CAVEAT, caption_markdown, edge_share_line
+from pneumolens.explain import TITLES
+from pneumolens.wording import agreement_sentence
 
 SIZE = 224
 CELL = SIZE // 16
@@ -71,11 +73,11 @@ def test_overlap_of_known_regions_and_the_groups_that_agree():
 def test_the_sentence_names_who_agrees_who_does_not_and_who_peaks_at_the_edge():
     readings = {"attribution": read_map(blob(0.5, 0.5)), "saliency": read_map(blob(0.5, 0.5)),
                 "gradcam": read_map(blob(0.4, 0.6, radius=40)), "rollout": read_map(blob(0.05, 0.05, radius=8))}
-    sentence = agreement_sentence(readings, [["attribution", "saliency"]])
+    sentence = agreement_sentence(readings, [["attribution", "saliency"]], TITLES)
     assert sentence == ("Transformer attribution and gradient saliency agree on the strongest region; Grad-CAM and "
                         "attention rollout each mark a region of their own; attention rollout peaks at the film's "
                         "edge, where letters and borders sit.")
-    assert agreement_sentence(readings, []).startswith("The maps do not agree on the strongest region")
+    assert agreement_sentence(readings, [], TITLES).startswith("The maps do not agree on the strongest region")
     # The caption carries the caveat only for the map that peaks at the edge.
     from pneumolens.explain.standing import MethodStanding
 

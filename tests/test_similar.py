@@ -5,12 +5,14 @@ import hashlib
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import app
 from pneumolens.commands import main as pneumolens_main
 from pneumolens.data import image_sources, load_image_dataset
 from pneumolens.errors import PneumoLensError
@@ -18,6 +20,7 @@ from pneumolens.explain.overlay import overlay
 from pneumolens.modeling import BUNDLED_MODEL, ModelSource, load_model_and_processor
 from pneumolens.service import PneumoLensService
 from pneumolens.serving.api import ProgramApi
+from pneumolens.serving.displayed import report_html
 from pneumolens.serving.page import PageHandlers
 from pneumolens.serving.settings import ServingSettings
 from pneumolens.similar import (
@@ -137,22 +140,23 @@ def test_the_row_pictures_films_where_the_training_images_are_at_hand_and_says_s
         indexed_model, real_imagefolder, monkeypatch):
     directory, _ = indexed_model
     example = sorted((real_imagefolder / "val" / "NORMAL").iterdir())[0]
-    monkeypatch.delenv("PNEUMOLENS_TRAINING_FILMS", raising=False)
     without = PageHandlers(ProgramApi(PneumoLensService(ModelSource(str(directory))), ServingSettings(predict_batch_size=1)))
     record = without.service.analyse(example).record()
     text, gallery = without.similar_row(record).values()
     assert NOT_AT_HAND in text and gallery["visible"] is False
     assert f"of the {NEAREST} most similar training films are PNEUMONIA" in text
     assert record["similar"]["ids"][0] in text
-    monkeypatch.setenv("PNEUMOLENS_TRAINING_FILMS", str(real_imagefolder))
-    with_films = PageHandlers(ProgramApi(PneumoLensService(ModelSource(str(directory))), ServingSettings(predict_batch_size=1)))
+    monkeypatch.setenv("PNEUMOLENS_TRAINING_FILMS", str(real_imagefolder))  # as the app reads it
+    with_films = PageHandlers(ProgramApi(app.service_for(
+        replace(ServingSettings.from_environment(), model_id=str(directory))),
+                                         ServingSettings(predict_batch_size=1)))
     text, gallery = with_films.similar_row(record).values()
     assert NOT_AT_HAND not in text and gallery["visible"] is True and len(gallery["value"]) == 6
     first, caption = gallery["value"][0]
     expected = Image.open(real_imagefolder / "train" / record["similar"]["ids"][0]).convert("L")
     assert first.size == expected.size and caption.startswith(record["similar"]["labels"][0])
     # A report made here pictures the same films.
-    report = with_films.service.report(with_films.service.analyse(example), 0.6, example.name)
+    report = report_html(with_films.service, with_films.service.analyse(example), 0.6, example.name)
     assert report.count('alt="a similar training film"') == 6
 
 

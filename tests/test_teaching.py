@@ -48,7 +48,7 @@ def test_a_training_folder_is_refused_by_name_and_an_empty_one_for_having_no_cas
 
 def test_app_refuses_a_bad_case_setting_at_start_up_before_loading_the_model(monkeypatch):
     monkeypatch.setenv("PNEUMOLENS_CASES", "hf-vision/chest-xray-pneumonia:train")
-    monkeypatch.setattr(app, "PneumoLensService", lambda: pytest.fail("the model loaded before the check"))
+    monkeypatch.setattr(app, "PneumoLensService", lambda *given: pytest.fail("the model loaded before the check"))
     with pytest.raises(SystemExit, match="error: PNEUMOLENS_CASES=hf-vision/chest-xray-pneumonia:train is a training"):
         app.main()
 

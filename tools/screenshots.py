@@ -22,7 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import app  # noqa: E402
-from pneumolens.service import PneumoLensService  # noqa: E402
+from pneumolens.serving.settings import ServingSettings  # noqa: E402
 
 VIEWPORTS = {"desktop": (1440, 900), "phone": (390, 844)}
 HIDE_FILMS = ("#similar-gallery img { visibility: hidden !important; }"
@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    demo = app.build_demo(PneumoLensService())
+    demo = app.build_demo(app.service_for(ServingSettings.from_environment()))
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         capture(url, args.image, out, args.name, args.large, args.phone_scroll_to, args.scroll_to, args.show_films,

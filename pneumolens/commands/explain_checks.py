@@ -170,29 +170,6 @@ def run_reading(args) -> None:
     write_outputs(args, report, "Explanations: reading the maps", text)
 
 
-CHECKS = {  # name: (arguments, run, description)
-    "sanity": (add_sanity_arguments, run_sanity, randomization_check.__doc__),
-    "select": (add_select_arguments, run_select, (
-        "Choose each method's settings by faithfulness (the candidate whose worst 95 %% lower bound over the "
-        "deletion and insertion curves, against the random map of its granularity, is highest) and store "
-        f"them in MODEL/{SETTINGS_FILE}, where the app, the command line and the reports read them.")),
-    "faithfulness": (add_faithfulness_arguments, run_faithfulness, (
-        "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
-        "per method and for random maps (of each map's own granularity, and per pixel), with paired "
-        "bootstrap 95 % intervals. The maps are made with the model's stored settings.")),
-    "artifacts": (add_artifacts_arguments, run_artifacts, (
-        "High-norm artifact tokens (Darcet et al. 2024) and the share of attention rollout's and the "
-        "transformer attribution's mass they hold.")),
-    "markings": (add_markings_arguments, run_markings, (
-        "Burned-in text from the stress suite pasted onto each image: the share of each map's mass on it, "
-        "and the lift (that share over the share of the input it covers).")),
-    "reading": (add_reading_arguments, run_reading, (
-        "Where each map's strongest region lies (the film's edge or its centre) and which maps agree, over a "
-        "data set: what the app's reading of the maps says on every analysis, and the overlap two maps of "
-        "different films reach, which agreement must beat.")),
-}
-
-
 def data_description(args) -> str:
     if args.split == CARVED:
         part = "" if getattr(args, "part", "all") == "all" else f", its '{args.part}' half"

@@ -20,7 +20,7 @@ from ..modeling import ModelSource
 from ..figures import save_figure
 from ..presentation import COLORMAP, headline, side_by_side, with_scale
 from ..service import PneumoLensService
-from ..training_films import SETTING
+from ..serving.settings import ServingSettings
 
 logger = logging.getLogger("explain")
 
@@ -56,7 +56,7 @@ def add_overlay_options(parser) -> None:
                              "low (default); even: the same opacity everywhere, as before.")
     parser.add_argument("--training_films", default=None, metavar="FOLDER",
                         help=f"A local copy of the training data (imagefolder, with train/), for pictures of the "
-                             f"similar training films (default: {SETTING}, else none: ids and labels only).")
+                             "similar training films (default: PNEUMOLENS_TRAINING_FILMS, else none: ids and labels only).")
 
 
 def check_opacity(opacity: float) -> None:
@@ -68,11 +68,17 @@ def source_of(args) -> ModelSource:
     return ModelSource(args.model_name_or_path, args.model_revision)
 
 
+def served(args, device=None) -> PneumoLensService:
+    """The service as the app serves it, so that the decision here is the app's (the threshold, and none for a
+    flagged image): the server's settings (`serving.settings`) fill in what the command line leaves out."""
+    settings = ServingSettings.from_environment()
+    return PneumoLensService(source_of(args), device or settings.device,
+                             films_setting=args.training_films or settings.training_films)
+
+
 def run(args) -> None:
     check_opacity(args.opacity)
-
-    # The service, so that the decision here is the app's: the threshold, and none for a flagged image.
-    service = PneumoLensService(source_of(args), films_setting=args.training_films)
+    service = served(args)
     given = {name: getattr(args, name) for name in ("head_fusion", "discard_ratio", "gradcam_layer", "cam")
              if getattr(args, name) is not None}
     options = options_for(source_of(args), methods=tuple(args.methods),

@@ -16,14 +16,10 @@ from ..images import image_files_under
 from ..explain.overlay import DEFAULT_BLEND
 from ..presentation import COLORMAP
 from ..report import write_summary
-from ..service import PneumoLensService
-from .explain_maps import add_overlay_options, check_opacity, source_of
+from ..serving.displayed import report_html
+from .explain_maps import add_overlay_options, check_opacity, served
 
 logger = logging.getLogger("explain")
-
-DESCRIPTION = ("One self-contained HTML report per image (image, maps, probabilities, decision, threshold, "
-               "out-of-distribution verdict, model and date) and a CSV summary of all of them.")
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="+", help="Image files, or folders searched recursively for images.")
@@ -41,8 +37,7 @@ def run(args) -> None:
     check_opacity(args.opacity)
     images = image_files(args.images)
     state = process_state()
-    service = PneumoLensService(source_of(args), state.device if state.num_processes > 1 else None,
-                                films_setting=args.training_films)
+    service = served(args, state.device if state.num_processes > 1 else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -72,7 +67,7 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     # Numbered, so two images of the same name in different folders keep both reports.
     report = out / f"{number:04d}-{path.stem}.html"
     check = service.robustness(path) if robustness else None
-    report.write_text(service.report(analysis, opacity, path.name, colormap=colormap, robustness=check, blend=blend),
+    report.write_text(report_html(service, analysis, opacity, path.name, colormap=colormap, robustness=check, blend=blend),
                       encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
     held = {"robustness_held": f"{check.held} of {len(check.outcomes)}",

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import cli
 from ..data import carved_split, image_sources
 from ..modeling import ModelSource, load_model_and_processor
-from ..ood import OOD_FILE, fit_for_model, write_card_section
+from ..ood import OOD_FILE, STRESSED_IMAGES, fit_for_model, write_card_section
 from .calibrate import local_model_dir
 
 
@@ -29,12 +29,13 @@ def run(args) -> None:
 
 
 def fit_detector(model, processor, model_dir: Path, train, validation, command: str, num_train: int = 1000,
-                 quantile: float = 0.99, margin: float = 1.5, seed: int = 42):
-    """Fit the detector on `num_train` of the `train` images (seeded) and the carved `validation` split, save
-    it into `model_dir` and write the card's section where the model has a card. Returns the detector."""
+                 quantile: float = 0.99, margin: float = 1.5, seed: int = 42, stressed_images: int = STRESSED_IMAGES):
+    """Fit the detector on `num_train` of the `train` images (seeded) and the carved `validation` split (with
+    stressed copies of `stressed_images` of them), save it into `model_dir` and write the card's section where
+    the model has a card. Returns the detector."""
     train = train.with_format(None).shuffle(seed=seed).select(range(min(num_train, len(train))))
     detector = fit_for_model(model, processor, image_sources(train), image_sources(validation), quantile, margin,
-                             seed=seed)
+                             seed=seed, stressed_images=stressed_images)
     detector.save(model_dir)
-    write_card_section(model_dir, detector, len(train), len(validation), command)
+    write_card_section(model_dir, detector, len(train), len(validation), command, stressed_images)
     return detector

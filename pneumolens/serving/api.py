@@ -23,8 +23,9 @@ from pneumolens.device import on_zero_gpu
 from pneumolens.explain.overlay import DEFAULT_OPACITY
 from pneumolens.presentation import curves_figure_png, map_sheet, robustness_figure_png
 from pneumolens.service import PneumoLensService, record_json
+from pneumolens.serving.displayed import DisplayedMaps, report_html
 from pneumolens.serving.settings import ServingSettings
-from pneumolens.serving.uploads import RequestError, checked_path, safely, trimmed
+from pneumolens.serving.uploads import RequestError, checked_path, errors_as_request_errors, trim_heap_after
 
 PREDICTED = "predicted class"
 # Each argument's description, the same for every endpoint that takes it (`described`).
@@ -73,13 +74,17 @@ class ProgramApi:
     def predicted(self, image) -> dict:
         """One upload's prediction: decoded and preprocessed in the request's own thread (in parallel with
         other requests, and a bad upload fails alone, never a shared batch), then its batched pass."""
-        model_input = safely(self.service.model_input, checked_path(image))
-        if self.batcher is None:
-            return safely(lambda: self.service.predict_inputs([model_input])[0])
-        return safely(self.batcher.submit, model_input)
+        path = checked_path(image)
+        with errors_as_request_errors():
+            model_input = self.service.model_input(path)
+            if self.batcher is None:
+                return self.service.predict_inputs([model_input])[0]
+            return self.batcher.submit(model_input)
 
     def analysed(self, image, explained_class: str | None):
-        return safely(self.service.analyse, checked_path(image), self.explained_index(explained_class))
+        path, explained_index = checked_path(image), self.explained_index(explained_class)
+        with errors_as_request_errors():
+            return self.service.analyse(path, explained_index)
 
     def explained_index(self, explained_class: str | None) -> int | None:
         if explained_class in (None, "", PREDICTED):
@@ -90,16 +95,20 @@ class ProgramApi:
         return self.service.labels.index(explained_class)
 
     def robustness_check(self, image):
-        return safely(self.service.robustness, checked_path(image))
+        path = checked_path(image)
+        with errors_as_request_errors():
+            return self.service.robustness(path)
 
     def image_curves(self, image, explained_class: str | None):
-        return safely(self.service.faithfulness_curves, checked_path(image), self.explained_index(explained_class))
+        path, explained_index = checked_path(image), self.explained_index(explained_class)
+        with errors_as_request_errors():
+            return self.service.faithfulness_curves(path, explained_index)
 
     def report_files(self, analysis, image, opacity: float, robustness=None,
                      with_result_json: bool = False) -> tuple[dict, dict[str, str]]:
         """The record of `analysis`'s report and its files written: the HTML report (with the `robustness`
         check where one is given), the raw maps and, for the page's downloads, the record as JSON."""
-        report_html = self.service.report(analysis, opacity, Path(checked_path(image)).name,
+        report_html = report_html(self.service, analysis, opacity, Path(checked_path(image)).name,
                                           self.settings.display_max_side, self.settings.colormap, robustness,
                                           self.settings.blend)
         record = {**analysis.record(), "files": {"report": "report.html", "maps": "maps.npz"}}
@@ -110,7 +119,7 @@ class ProgramApi:
 
     # -- the endpoints ---------------------------------------------------------------------------------------
 
-    @trimmed
+    @trim_heap_after
     @described(
         "Decide whether a chest radiograph shows pneumonia, from one forward pass of the model: the decision, "
         "the calibrated probabilities and the out-of-distribution check. A research demo, not a medical device.",
@@ -127,7 +136,7 @@ class ProgramApi:
     def predict(self, image: FileData) -> str:
         return json.dumps(self.predicted(image))
 
-    @trimmed
+    @trim_heap_after
     @described(
         "Explain a chest radiograph's pneumonia decision: the decision and probabilities as the predict tool "
         "gives them, and four explanation maps over the image (transformer attribution, Grad-CAM, gradient "
@@ -153,7 +162,7 @@ class ProgramApi:
     def explain(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
         analysis = self.analysed(image, explained_class)
         settings = self.settings
-        overlays = analysis.displayed(settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
+        overlays = DisplayedMaps.of(analysis.explanation, settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
                                                                           blend=settings.blend)
         order = [standing.name for standing in self.service.standings if standing.name in overlays]
         sheet, boxes = map_sheet([overlays[name] for name in order])
@@ -163,7 +172,7 @@ class ProgramApi:
             record["maps"][name]["box"] = box
         return json.dumps(record), _file(files[MAPS_IMAGE])
 
-    @trimmed
+    @trim_heap_after
     @described(
         "Does a chest radiograph's decision hold under acquisition changes? The decision and the calibrated "
         "probability of the image under each of the 26 changes of the shortcut stress suite (framing, film "
@@ -185,7 +194,7 @@ class ProgramApi:
         files = write_files({figure: robustness_figure_png(check)}) if figure else {}
         return json.dumps({**check.record(), "figure": figure}), _file(files.get(figure))
 
-    @trimmed
+    @trim_heap_after
     @described(
         "How faithful each explanation map is for this one chest radiograph: the deletion and insertion curves "
         "of every map and of the random maps of the same grid it is judged against. Removing (deletion) or "
@@ -201,7 +210,7 @@ class ProgramApi:
         files = write_files({"faithfulness.png": curves_figure_png(curves)})
         return json.dumps({**curves.record(), "figure": "faithfulness.png"}), _file(files["faithfulness.png"])
 
-    @trimmed
+    @trim_heap_after
     @described(
         "The downloads of one chest radiograph's analysis: a self-contained HTML report (the image, the "
         "decision and probabilities, every map with its verdict, the similar training films, the model and the "

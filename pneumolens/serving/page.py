@@ -17,9 +17,9 @@ from pneumolens.decision import NOT_A_RADIOGRAPH
 from pneumolens.explain import METHODS, TITLES
 from pneumolens.modeling import positive_index
 from pneumolens.preprocessing import input_size
-from pneumolens.service import display_size
+from pneumolens.serving.displayed import DisplayedMaps, display_size
 from pneumolens.serving.api import ProgramApi
-from pneumolens.serving.uploads import checked_path, safely, trimmed
+from pneumolens.serving.uploads import checked_path, errors_as_request_errors, trim_heap_after
 from pneumolens.similar import SHOWN
 from pneumolens.training_films import NOT_AT_HAND
 
@@ -46,7 +46,9 @@ class PageHandlers:
         window control shows the file's windows and presets; it is hidden for any other picture."""
         if not file_path:
             return {"shown": None, "details": "", "downloads": no_downloads(), **window_controls(None)}
-        image, details, film = safely(self.service.preview, checked_path(file_path))
+        path = checked_path(file_path)
+        with errors_as_request_errors():
+            image, details, film = self.service.preview(path)
         view = None if film is None else FilmView.of(film, display_size(image.size, self.settings.display_max_side))
         return {"shown": image.resize(display_size(image.size, self.settings.preview_max_side)),
                 "details": presentation.preview_markdown(image, details, self.model_size), "downloads": no_downloads(),
@@ -72,10 +74,10 @@ class PageHandlers:
         image = view.image(window)
         return image.resize(display_size(image.size, self.settings.preview_max_side))
 
-    @trimmed
+    @trim_heap_after
     def analysis(self, file_path, explained_class, opacity, view=None, window=None) -> dict:
         analysis = self.api.analysed(file_path, explained_class)
-        displayed = analysis.displayed(self.settings.display_max_side)
+        displayed = DisplayedMaps.of(analysis.explanation, self.settings.display_max_side)
         overlays = displayed.overlays(opacity, self.settings.colormap, blend=self.settings.blend,
                                       base=displayed_film(displayed, view, window))
         explanation = analysis.explanation
@@ -96,7 +98,7 @@ class PageHandlers:
         """The similar training films of the record's analysis: the count and what the row is, and the
         pictures of the nearest SHOWN where the training images are at hand."""
         if not record:
-            return {"text": gr.skip(), "gallery": gr.skip()}
+            return {"similar_text": gr.skip(), "similar_gallery": gr.skip()}
         similar = record.get("similar")
         shown = [] if similar is None else [
             (picture, presentation.similar_caption(similar, row)) for row, picture in
@@ -104,7 +106,7 @@ class PageHandlers:
         text = presentation.similar_markdown(similar, self.positive_label,
                                              SHOWN, bool(shown), NOT_AT_HAND,
                                              withheld=record.get("decision") == NOT_A_RADIOGRAPH)
-        return {"text": text, "gallery": gr.update(value=shown or None, visible=bool(shown))}
+        return {"similar_text": text, "similar_gallery": gr.update(value=shown or None, visible=bool(shown))}
 
     def redraw(self, displayed, opacity, large_title, view=None, window=None) -> dict:
         """Every map and the large view again: another opacity, or the film under another window."""
@@ -129,19 +131,19 @@ class PageHandlers:
         chosen = self.method_of[large_title]
         return chosen if chosen in displayed.input_maps_png else next(iter(displayed.input_maps_png), None)
 
-    @trimmed
+    @trim_heap_after
     def robustness(self, file_path) -> dict:
         check = self.api.robustness_check(file_path)
         figure = None if check.withheld else png_image(presentation.robustness_figure_png(check))
-        return {"sentence": check.sentence(), "figure": figure,
+        return {"robustness_sentence": check.sentence(), "robustness_figure": figure,
                 "checked": {"file": file_path, "check": check}}
 
-    @trimmed
+    @trim_heap_after
     def faithfulness_figure(self, file_path, explained_class):
         curves = self.api.image_curves(file_path, explained_class)
         return png_image(presentation.curves_figure_png(curves))
 
-    @trimmed
+    @trim_heap_after
     def report(self, file_path, explained_class, opacity, checked=None) -> list[str]:
         """The report, the raw maps and the record as files; the robustness check goes into the report
         once it has run on this very upload."""

@@ -99,8 +99,8 @@ class QuizHandlers:
         """The page's answer cleared, the captions back to what they say before any analysis (once filled,
         they name the explained class)."""
         standings = self.page.service.standings
-        return {"decision": "", "warning": "", "record": None, "displayed": None, "large": None, "text": "",
-                "gallery": gr.update(value=None, visible=False), **{f"map_{method}": None for method in METHODS},
+        return {"decision": "", "warning": "", "record": None, "displayed": None, "large": None, "similar_text": "",
+                "similar_gallery": gr.update(value=None, visible=False), **{f"map_{method}": None for method in METHODS},
                 **{f"caption_{standing.name}": presentation.ranked_caption(standings, standing)
                    for standing in standings}}
 

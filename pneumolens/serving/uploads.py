@@ -3,6 +3,7 @@ gradio_client and MCP alike."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -60,10 +61,14 @@ def checked_path(file) -> str:
     return path
 
 
-def safely(function, *args):
-    """Run a model call; bad input becomes a `RequestError` naming the problem, and the server keeps serving."""
+@contextlib.contextmanager
+def errors_as_request_errors():
+    """Around a model call: bad input becomes a `RequestError` naming the problem, any other failure one that
+    says the analysis failed (logged), and the server keeps serving."""
     try:
-        return function(*args)
+        yield
+    except RequestError:
+        raise
     except PneumoLensError as err:
         raise RequestError(str(err)) from err
     except Exception as err:  # a bug must not take the server down; log it, tell the user plainly
@@ -71,7 +76,7 @@ def safely(function, *args):
         raise RequestError(f"The analysis failed ({type(err).__name__}). Please try another image.") from err
 
 
-def trimmed(function):
+def trim_heap_after(function):
     """`function`, after which the freed heap is handed back: an analysis frees hundreds of MB."""
     @functools.wraps(function)
     def call(*args, **kwargs):
