@@ -14,9 +14,10 @@ import torch
 import explain as explain_cli
 from pneumolens.data import balanced_sample, carved_validation
 from pneumolens.explain import METHODS
+from pneumolens.modeling import BUNDLED_MODEL
 from pneumolens.explain.faithfulness import (
-    RANDOM, FaithfulnessSettings, ImageRecord, _switched, class_log_odds, fill_image, image_scores,
-    paired_interval, pixel_order, ranking, summarise, verdict, with_random_map,
+    RANDOM, FaithfulnessReport, FaithfulnessSettings, ImageRecord, _switched, class_log_odds, fill_image, image_scores,
+    paired_interval, percentile_interval, pixel_order, ranking, summarise, verdict, with_random_map,
 )
 
 SIZE = 16
@@ -98,6 +99,26 @@ def test_paired_interval_is_exact_for_constant_differences_and_covers_zero_for_n
     assert paired_interval(np.full(50, 0.25), rng, 200) == {"mean": 0.25, "low": 0.25, "high": 0.25}
     noise = paired_interval(np.random.default_rng(1).normal(0, 1, 200), rng, 1000)
     assert noise["low"] < 0 < noise["high"]
+
+
+def test_the_interval_is_bca_and_corrects_the_percentile_intervals_skew():
+    # Skewed differences (log-normal): BCa moves the interval towards the long tail, where the mean's
+    # sampling distribution leans; the percentile interval does not.
+    skewed = np.random.default_rng(3).lognormal(0, 1.2, 40)
+    bca = paired_interval(skewed, np.random.default_rng(0), 4000)
+    percentile = percentile_interval(skewed, np.random.default_rng(0), 4000)
+    assert bca["mean"] == percentile["mean"] == pytest.approx(skewed.mean())
+    assert bca["low"] > percentile["low"] and bca["high"] > percentile["high"]
+    assert bca["low"] < bca["mean"] < bca["high"]
+
+
+def test_the_bundled_models_stored_verdicts_are_what_its_stored_scores_give_now():
+    """The app's verdicts and captions come from the stored summary: it must be the one the code computes
+    from the stored per-image scores (benchmarks/faithfulness_bca.py --write recomputes it)."""
+    stored = json.loads((BUNDLED_MODEL / "eval" / "faithfulness.json").read_text())
+    again = FaithfulnessReport.from_json(stored).summary()
+    assert json.dumps(again, sort_keys=True) == json.dumps(stored["summary"], sort_keys=True)
+    assert again["all"]["images"] == 100 and all(v["passes"] for v in again["all"]["verdicts"].values())
 
 
 def test_verdict_needs_every_curve_and_ranking_orders_by_improvement():
