@@ -108,11 +108,10 @@ class ProgramApi:
                      with_result_json: bool = False) -> tuple[dict, dict[str, str]]:
         """The record of `analysis`'s report and its files written: the HTML report (with the `robustness`
         check where one is given), the raw maps and, for the page's downloads, the record as JSON."""
-        report_html = report_html(self.service, analysis, opacity, Path(checked_path(image)).name,
-                                          self.settings.display_max_side, self.settings.colormap, robustness,
-                                          self.settings.blend)
+        html = report_html(self.service, analysis, opacity, Path(checked_path(image)).name,
+                           self.settings.display_max_side, self.settings.colormap, robustness, self.settings.blend)
         record = {**analysis.record(), "files": {"report": "report.html", "maps": "maps.npz"}}
-        contents = {"report.html": report_html.encode("utf-8"), "maps.npz": analysis.maps_npz()}
+        contents = {"report.html": html.encode("utf-8"), "maps.npz": analysis.maps_npz()}
         if with_result_json:
             contents["result.json"] = record_json(analysis).encode("utf-8")
         return record, write_files(contents)
