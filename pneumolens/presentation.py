@@ -1,23 +1,21 @@
 """What a person reads beside a map or a probability, the same on the page, in the report and from
 `explain.py`: probabilities written carefully, each map's colour scale in words, and a map's verdict in
-plain words with its measurement kept for those who ask.
+plain words with its measurement kept for those who ask; the page's Markdown, HTML and CSS. The figures are
+`charts` (matplotlib) and `sheets` (PIL); the words every layer shares, `wording`.
 """
 
 from __future__ import annotations
 
 import html
-import textwrap
 
 import numpy as np
 from matplotlib import colormaps
-from PIL import Image, ImageDraw, ImageFont
 
 from .decision import NOT_A_RADIOGRAPH
-from .wording import DISCLAIMER, DISCLAIMER_DETAIL, NOT_A_MEDICAL_DEVICE, disclaimer_markdown, percent  # noqa: F401
-from .explain import HOW_TO_READ, METHODS, REGISTRY, TITLES
-from .explain.overlay import COLORMAP, DEFAULT_BLEND, overlay, palette
+from .wording import disclaimer_markdown, percent  # noqa: F401 (the page states the disclaimer from here)
+from .explain import HOW_TO_READ, REGISTRY, TITLES
+from .explain.overlay import COLORMAP, DEFAULT_BLEND
 from .explain.reading import EDGE_AREA, EDGE_FRACTION
-from .figures import figure_png, pyplot
 RELATIVE = "relative to this image's strongest region"
 # The out-of-distribution verdict's warning, in the record and on the page.
 RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in this image: compare regions "
@@ -25,16 +23,6 @@ RELATIVE_NOTE = ("Each map's colours are relative to its own strongest region in
 FADE_NOTE = "Where a map is low its colour fades, so the film shows through."
 # What the colour scale's bar is drawn over when a map's colour fades with its value: a film's mid grey.
 FILM_GREY = (176, 176, 176)
-
-
-def faded_colormap(colormap: str = COLORMAP):
-    """`colormap` as it looks over a film when its colour fades with the value: a matplotlib colormap for
-    figures' colour bars."""
-    from matplotlib.colors import ListedColormap
-
-    levels = np.linspace(0.0, 1.0, 256)[:, None]
-    colours = colormaps[colormap](levels[:, 0])[:, :3]
-    return ListedColormap(levels * colours + (1 - levels) * np.array(FILM_GREY) / 255, name=f"{colormap}_faded")
 
 
 def relative_note(blend: str = DEFAULT_BLEND) -> str:
@@ -194,49 +182,6 @@ def probability_css() -> str:
             ".maps-agreement{margin-top:2px;padding:0 6px;border-left:3px solid #3b6fb6}")
 
 
-def with_scale(image: Image.Image, method: str, explained_label: str, colormap: str = COLORMAP,
-               blend: str = DEFAULT_BLEND) -> Image.Image:
-    """An overlay with its colour scale drawn below it: the bar from low to high and what high means, so
-    that a saved PNG explains itself."""
-    font_size = max(12, image.width // 60)
-    font = ImageFont.load_default(size=font_size)
-    words = f"high: {scale_meaning(method, explained_label)}"
-    lines = _wrapped(words, font, image.width - 2 * font_size)
-    bar_height, gap = font_size, font_size // 2
-    strip = Image.new("RGB", (image.width, gap + bar_height + gap + len(lines) * (font_size + 4) + gap), "white")
-    draw = ImageDraw.Draw(strip)
-    low_width = draw.textlength(low_end(blend), font=font)
-    bar_left, bar_right = int(font_size + low_width + gap), int(min(image.width * 0.6, image.width - 4 * font_size))
-    levels = np.linspace(0, 255, max(1, bar_right - bar_left)).astype(np.uint8)
-    bar = Image.fromarray(np.repeat(levels[None, :], bar_height, axis=0))
-    coverage = bar.copy() if blend == "value" else None  # the colour fades to the film's grey, as on the map
-    bar.putpalette(palette(colormap))
-    if coverage is not None:
-        bar = Image.composite(bar.convert("RGB"), Image.new("RGB", bar.size, FILM_GREY), coverage)
-    strip.paste(bar.convert("RGB"), (bar_left, gap))
-    draw.rectangle((bar_left - 1, gap - 1, bar_right, gap + bar_height), outline="#888")
-    draw.text((font_size, gap), low_end(blend), fill="#333", font=font)
-    draw.text((bar_right + gap, gap), "high", fill="#333", font=font)
-    for row, line in enumerate(lines):
-        draw.text((font_size, 2 * gap + bar_height + row * (font_size + 4)), line, fill="#333", font=font)
-    framed = Image.new("RGB", (image.width, image.height + strip.height), "white")
-    framed.paste(image.convert("RGB"), (0, 0))
-    framed.paste(strip, (0, image.height))
-    return framed
-
-
-def _wrapped(text: str, font, width: float) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        candidate = f"{line} {word}".strip()
-        if line and font.getlength(candidate) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = candidate
-    return [*lines, line] if line else lines
-
-
 SIMILAR_CAVEAT = ("These are the training films the model finds most like this one, in the features it decides "
                   "from: they show what the model sees, not a second opinion. When the model is wrong, its most "
                   "similar films are often of the wrong class too.")
@@ -350,98 +295,6 @@ def page_css(colormap: str = COLORMAP, blend: str = DEFAULT_BLEND) -> str:
     return PAGE_CSS + scale_css(colormap, blend) + probability_css()
 
 
-ROBUSTNESS_KEPT, ROBUSTNESS_FLIPPED, ROBUSTNESS_MOVED = "#3b6fb6", "#d62728", "#b07800"
-
-
-def robustness_figure_png(check) -> bytes:
-    """A robustness check (`robustness.RobustnessCheck`): the shown probability under each change, the
-    threshold as a line, flips red and moves into or out of the referral band amber."""
-    def colour(outcome) -> str:
-        return ROBUSTNESS_FLIPPED if outcome.flipped else ROBUSTNESS_MOVED if outcome.referred != check.in_band \
-            else ROBUSTNESS_KEPT
-
-    def mark(outcome) -> str:
-        if outcome.flipped:
-            return "  (flips)"
-        return ("  (decides)" if check.in_band else "  (refers)") if outcome.referred != check.in_band else ""
-
-    outcomes = check.outcomes
-    figure, axis = pyplot().subplots(figsize=(7.2, 0.22 * len(outcomes) + 1.6), dpi=100)
-    rows = range(len(outcomes))
-    axis.scatter([outcome.probability for outcome in outcomes], rows, c=[colour(o) for o in outcomes], s=28,
-                 zorder=3, marker="o")
-    if check.band is not None:
-        axis.axvspan(check.band.lower, check.band.upper, color="#e69f00", alpha=0.18, linewidth=0,
-                     label=f"referral band {percent(check.band.lower)} to {percent(check.band.upper)}")
-    axis.axvline(check.threshold, color="#d62728", linestyle="--", linewidth=1.2,
-                 label=f"operating threshold {percent(check.threshold)}")
-    axis.axvline(check.probability, color="#777", linewidth=1, label=f"unchanged image {percent(check.probability)}")
-    axis.set_yticks(list(rows), [f"{outcome.name}{mark(outcome)}" for outcome in outcomes], fontsize=7)
-    for label, outcome in zip(axis.get_yticklabels(), outcomes):
-        label.set_color("#222" if colour(outcome) == ROBUSTNESS_KEPT else colour(outcome))
-    axis.set(xlim=(0, 1), xlabel=f"shown probability of {check.positive_label}")
-    axis.invert_yaxis()
-    axis.grid(axis="x", alpha=0.3)
-    kept = "the referral" if check.in_band else f"the decision {check.decision}"
-    axis.set_title(f"Does {kept} hold? {check.held} of {len(outcomes)} changes keep it", fontsize=9)
-    axis.legend(loc="lower left", fontsize=7, framealpha=0.9)
-    figure.tight_layout()
-    return figure_png(figure)
-
-
-def curves_figure_png(curves) -> bytes:
-    """One image's deletion and insertion curves (`service.ImageCurves`), one line per map (the random maps
-    dashed or dotted grey)."""
-    from .explain.faithfulness import CURVES, RANDOM, area, is_random, random_title
-
-    curves_by_map, explained, fill = curves.curves, curves.explained_class, curves.fill
-    figure, axes = pyplot().subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    for axis, kind in zip(axes, CURVES):
-        for name, by_metric in curves_by_map.items():
-            curve = by_metric[f"{kind}_{fill}"]
-            style = {"linestyle": "--" if name == RANDOM else ":", "color": "grey"} if is_random(name) else {}
-            title = TITLES.get(name, random_title(name) if is_random(name) else name)
-            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{title}: area {area(curve):.2f}", **style)
-        better = "lower" if kind == "deletion" else "higher"
-        axis.set_title(f"{kind.capitalize()} ({better} area is more faithful)", fontsize=10)
-        axis.set_xlabel(f"share of pixels {'removed' if kind == 'deletion' else 'revealed'} ({fill} fill), "
-                        "highest-ranked first", fontsize=8)
-        axis.set_ylabel(f"log-odds of {explained}", fontsize=8)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    return figure_png(figure)
-
-
-def side_by_side(explanation, answer: str, opacity: float, colormap: str = COLORMAP, blend: str = DEFAULT_BLEND):
-    """A figure: the image, then each method's overlay with its caption and colour scale; unavailable ones
-    say why."""
-    from matplotlib.cm import ScalarMappable
-
-    methods = [m for m in METHODS if m in explanation.maps or m in explanation.unavailable]
-    figure, axes = pyplot().subplots(1, 1 + len(methods), figsize=(4 * (1 + len(methods)), 5.4), dpi=100)
-    probabilities = ", ".join(f"{label} {percent(p)}" for label, p in explanation.probabilities.items())
-    axes[0].imshow(explanation.image)
-    axes[0].set_title(f"{answer}\n{probabilities}\nexplaining: {explanation.explained_class}", fontsize=9)
-    for axis, method in zip(axes[1:], methods):
-        if method in explanation.maps:
-            axis.imshow(overlay(explanation.image, explanation.maps[method], opacity, colormap, blend))
-            axis.set_title(TITLES[method], fontsize=10)
-            shown = faded_colormap(colormap) if blend == "value" else colormap
-            scale = figure.colorbar(ScalarMappable(cmap=shown), ax=axis, orientation="horizontal", fraction=0.05,
-                                    pad=0.03, ticks=[0, 1])
-            scale.ax.set_xticklabels([low_end(blend), "high"], fontsize=7)
-            scale.set_label(textwrap.fill("high: " + scale_meaning(method, explanation.explained_class), 48), fontsize=7)
-        else:
-            axis.text(0.5, 0.5, "not available:\n" + explanation.unavailable[method], ha="center", va="center",
-                      wrap=True, fontsize=8)
-            axis.set_title(method, fontsize=10)
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    return figure
-
-
 # -- "About the model" ------------------------------------------------------------------------------------------
 
 def model_summary(service) -> str:
@@ -512,18 +365,3 @@ def _band_target(band) -> str:
         return ""
     return (f", so that at most {100 * band.target_error:.0f} % of the films decided are wrong, with "
             f"{100 * band.confidence:.0f} % confidence")
-
-
-def map_sheet(images: list[Image.Image], columns: int = 2, gap: int = 4) -> tuple[Image.Image, list[list[int]]]:
-    """`images` (the same size) on one white sheet, `columns` to a row, in order; the sheet and each image's
-    box on it, [left, top, right, bottom]. One file for every map: a client downloads it once."""
-    width, height = images[0].size
-    rows = -(-len(images) // columns)
-    across = min(columns, len(images))
-    sheet = Image.new("RGB", (across * width + (across - 1) * gap, rows * height + (rows - 1) * gap), "white")
-    boxes = []
-    for index, image in enumerate(images):
-        left, top = (index % columns) * (width + gap), (index // columns) * (height + gap)
-        sheet.paste(image.convert("RGB"), (left, top))
-        boxes.append([left, top, left + width, top + height])
-    return sheet, boxes

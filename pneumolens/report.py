@@ -19,10 +19,12 @@ from PIL import Image
 
 from .explain import HOW_TO_READ, METHODS, TITLES
 from .explain.overlay import DEFAULT_BLEND
+from .charts import robustness_figure_png
 from .presentation import (
-    DISCLAIMER, EDGE_CAVEAT, SIMILAR_CAVEAT, headline, percent, probability_css, probability_html, referral_sentence,
-    relative_note, robustness_figure_png, scale_css, scale_html, similar_caption, similar_sentence,
+    EDGE_CAVEAT, SIMILAR_CAVEAT, headline, probability_css, probability_html, referral_sentence, relative_note,
+    scale_css, scale_html, similar_caption, similar_sentence,
 )
+from .wording import DISCLAIMER, percent
 from .service import ModelIdentity
 from .similar import SHOWN
 

@@ -9,8 +9,9 @@ import app
 from pneumolens.explain import METHODS
 from pneumolens.explain.standing import MethodStanding
 from pneumolens.modeling import ModelSource
+from pneumolens.charts import side_by_side
 from pneumolens.presentation import (
-    caption_markdown, decision_markdown, percent, probability_html, scale_meaning, side_by_side, verdict_line,
+    caption_markdown, decision_markdown, percent, probability_html, scale_meaning, verdict_line,
 )
 from pneumolens.report import html_report
 from pneumolens.service import ModelIdentity

@@ -18,7 +18,9 @@ from ..explain.options import SETTINGS_FILE, options_for
 from ..explain.rollout import HEAD_FUSIONS
 from ..modeling import ModelSource
 from ..figures import save_figure
-from ..presentation import COLORMAP, headline, side_by_side, with_scale
+from ..charts import side_by_side
+from ..presentation import COLORMAP, headline
+from ..sheets import with_scale
 from ..service import PneumoLensService
 from ..serving.settings import ServingSettings
 

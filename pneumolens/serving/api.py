@@ -21,7 +21,8 @@ from gradio import FileData
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import on_zero_gpu
 from pneumolens.explain.overlay import DEFAULT_OPACITY
-from pneumolens.presentation import curves_figure_png, map_sheet, robustness_figure_png
+from pneumolens.charts import curves_figure_png, robustness_figure_png
+from pneumolens.sheets import map_sheet
 from pneumolens.service import PneumoLensService, record_json
 from pneumolens.serving.displayed import DisplayedMaps, report_html
 from pneumolens.serving.settings import ServingSettings

@@ -10,6 +10,7 @@ import gradio as gr
 from PIL import Image
 
 from pneumolens import presentation
+from pneumolens.charts import curves_figure_png, robustness_figure_png
 from pneumolens.dicom import Window
 from pneumolens.film_view import AS_STORED, FilmView
 from pneumolens.figures import png_image
@@ -134,14 +135,14 @@ class PageHandlers:
     @trim_heap_after
     def robustness(self, file_path) -> dict:
         check = self.api.robustness_check(file_path)
-        figure = None if check.withheld else png_image(presentation.robustness_figure_png(check))
+        figure = None if check.withheld else png_image(robustness_figure_png(check))
         return {"robustness_sentence": check.sentence(), "robustness_figure": figure,
                 "checked": {"file": file_path, "check": check}}
 
     @trim_heap_after
     def faithfulness_figure(self, file_path, explained_class):
         curves = self.api.image_curves(file_path, explained_class)
-        return png_image(presentation.curves_figure_png(curves))
+        return png_image(curves_figure_png(curves))
 
     @trim_heap_after
     def report(self, file_path, explained_class, opacity, checked=None) -> list[str]:
