@@ -115,7 +115,7 @@ def explain_endpoint(model: str, examples: list[str], rounds: int) -> dict[str, 
 def wrong_answers(service: PneumoLensService, data: str) -> dict:
     """On the carved split: the vote of each film's NEAREST nearest films of other patients, against the
     model's decision and the truth."""
-    from pneumolens.cli import SEED, VALIDATION_FRACTION
+    from pneumolens.data import SEED, VALIDATION_FRACTION
     from pneumolens.data import drop_unreadable, image_sources, load_image_dataset, patient_id, split_by_patient
     from pneumolens.similar import film_ids, nearest_of_other_patients, vote
 

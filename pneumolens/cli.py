@@ -3,8 +3,8 @@ of options.
 
 The options are spelt as in the Transformers examples (`--model_name_or_path`, `--dataset_name_or_dir`,
 `--model_revision`); the spellings of earlier versions still work as aliases (`OLD_SPELLINGS`). The
-defaults that must agree between commands (the carved validation split of `train_hf.py`) are written
-here once.
+defaults that must agree between commands (the carved validation split of `train_hf.py`) are the data
+module's own (`data.VALIDATION_FRACTION`, `data.SEED`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import logging
 import sys
 from typing import Callable
 
+from .data import SEED, VALIDATION_FRACTION  # noqa: F401 (the split options' defaults; cli.SEED for scripts)
 from .errors import PneumoLensError
-
-# train_hf.py carves its validation split by patient with these; every command that reuses the carved
-# split must carve it the same way. SEED is the Trainer's default seed (`TrainingArguments.seed`).
-VALIDATION_FRACTION = 0.15
-SEED = 42
 
 MODEL, MODEL_REVISION, DATASET = "--model_name_or_path", "--model_revision", "--dataset_name_or_dir"
 OLD_SPELLINGS = {"--model": MODEL, "--revision": MODEL_REVISION, "--data_dir": DATASET,

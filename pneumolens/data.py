@@ -16,9 +16,14 @@ from datasets import Image as ImageFeature
 from huggingface_hub import HfApi
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .cli import SEED, VALIDATION_FRACTION
 from .errors import PneumoLensError
 from .images import PICTURE_SUFFIXES, load_image, undecoded_source
+
+# train_hf.py carves its validation split by patient with these; every command that reuses the carved
+# split must carve it the same way (`cli`'s split options default to them). SEED is the Trainer's default
+# seed (`TrainingArguments.seed`).
+VALIDATION_FRACTION = 0.15
+SEED = 42
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 that still work, and the earlier module commands saying where the command went."""
 
 import importlib
+import os
 import runpy
 import sys
 
@@ -98,3 +99,15 @@ def test_both_front_doors_read_the_one_registry():
     assert {c.program for c in commands.COMMANDS} == {commands.EXPLAIN, commands.PNEUMOLENS}
     names = [(c.program, c.name) for c in commands.COMMANDS]
     assert len(names) == len(set(names))
+
+
+def test_a_programs_own_help_lists_its_commands_without_importing_them():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pneumolens import commands\ntry:\n    commands.main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in sys.modules if m.startswith('pneumolens.commands.')))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
+    assert "index-films" in shown and "Upload a saved model folder" in shown  # every command by its summary
+    assert shown.strip().endswith("[]")  # and none of their modules imported

@@ -102,7 +102,7 @@ def commands_of(program: str) -> dict[str, Command]:
 
 def build_parser(program: str = PNEUMOLENS, description: str | None = None, only: str | None = None):
     """The program's parser: every command in full, or with `only` that command in full and the others by
-    name and summary."""
+    name and summary ("": none in full)."""
     parser = cli.parser(program, description or "PneumoLens commands that update or publish a saved model.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in commands_of(program).values():
@@ -113,7 +113,9 @@ def build_parser(program: str = PNEUMOLENS, description: str | None = None, only
 def main(argv: list[str] | None = None, program: str = PNEUMOLENS, description: str | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = commands_of(program)
-    args = build_parser(program, description, argv[0] if argv and argv[0] in chosen else None).parse_args(argv)
+    # Only the command named is built in full: the program's own --help lists the others by name and summary
+    # without importing what each of them needs.
+    args = build_parser(program, description, argv[0] if argv and argv[0] in chosen else "").parse_args(argv)
     cli.setup_logging()
     # The command as a person types it, for the cards and reports: `explain.py IMAGE...` is how maps is typed.
     typed = argv[1:] if program == EXPLAIN and argv[:1] == ["maps"] else argv
