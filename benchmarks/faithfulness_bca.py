@@ -40,7 +40,7 @@ def main() -> None:
     changed = compare(before, after)
     print(f"verdicts changed: {changed or 'none'}")
     if args.write:
-        write(Path(args.model_dir), path, stored, after)
+        write(Path(args.model_dir), path, stored, after, report.map_settings)
 
 
 def compare(before: dict, after: dict) -> list[str]:
@@ -59,14 +59,13 @@ def compare(before: dict, after: dict) -> list[str]:
     return changed
 
 
-def write(model_dir: Path, path: Path, stored: dict, summary: dict) -> None:
+def write(model_dir: Path, path: Path, stored: dict, summary: dict, map_settings: dict) -> None:
     path.write_text(json.dumps({**stored, "summary": summary}, indent=2) + "\n")
     card = model_dir / "README.md"
     section = card.read_text().split(f"## {CARD_HEADING}\n", 1)[1].split("\n## ", 1)[0]
     where = re.search(r"^\d+ images of (.*?), split evenly between the classes", section.strip(), re.MULTILINE)[1]
     command = re.search(r"^Command: `(.*)`$", section, re.MULTILINE)[1]
-    # A file written before 0.7 names the maps' settings "variants".
-    result = {**stored, "summary": summary, "map_settings": stored.get("map_settings") or stored.get("variants") or {}}
+    result = {**stored, "summary": summary, "map_settings": map_settings}  # `from_json` read them, old key or new
     set_card_section(card, CARD_HEADING, faithfulness_markdown(result, where, command, TITLES))
     print(f"\nwrote {path} and the card's section in {card}")
 

@@ -34,3 +34,10 @@ def save_figure(figure, path, **options) -> None:
 
 def png_image(png: bytes) -> Image.Image:
     return Image.open(io.BytesIO(png)).convert("RGB")
+
+
+def image_bytes(image: Image.Image, **save_options) -> bytes:
+    """`image` encoded as `save_options` say (PIL's `format`, `quality`, ...)."""
+    buffer = io.BytesIO()
+    image.save(buffer, **save_options)
+    return buffer.getvalue()

@@ -184,5 +184,5 @@ def write_card_section(model_dir: str | Path, detector: OODDetector, num_train: 
 
     card = Path(model_dir) / "README.md"
     if card.is_file():
-        set_card_section(card, OOD_SECTION, card_section(detector, num_train, num_validation, command,
-                                                                 stressed_images))
+        set_card_section(card, OOD_SECTION,
+                         card_section(detector, num_train, num_validation, command, stressed_images))

@@ -1,6 +1,6 @@
 """What the app serves: a loaded model answering predict and analyse requests, as data. What a person sees
-of it is drawn above this layer: the page's overlays (`serving.displayed`), the figures (`presentation`), the
-HTML report (`report`); the words the records carry come from `wording`."""
+of it is drawn above this layer: the page's overlays (`serving.displayed`), the figures (`charts`, `sheets`),
+the HTML report (`report`); the words the records carry come from `wording`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from .film_shape import shape_problem
 from .ood import OODDetector, captured_features
 from .robustness import RobustnessCheck, check_image, withheld_check
 from .stress import stress_change
-from .similar import SHOWN, SimilarFilms, classifier_inputs, similar_record
+from .similar import SimilarFilms, classifier_inputs, similar_record
 from .training_films import training_films
 
 logger = logging.getLogger(__name__)

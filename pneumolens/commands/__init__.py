@@ -37,15 +37,19 @@ class Command:
     arguments: str = "add_arguments"  # the module's function that adds its arguments to a parser
     run: str = "run"  # the module's function that runs it on the parsed arguments
 
+    def loaded(self):
+        """Its module, imported."""
+        return import_module(f"{__name__}.{self.module}")
+
     def function(self, name: str):
-        return getattr(import_module(f"{__name__}.{self.module}"), name)
+        return getattr(self.loaded(), name)
 
     def add_to(self, subcommands, full: bool) -> None:
         """This command's parser; with `full`, its arguments and description too (which imports its module)."""
         parser = subcommands.add_parser(self.name, prog=f"{self.program} {self.name}",
                                         help=self.summary.replace("%", "%%"))  # argparse %-formats help
         if full:
-            parser.description = self.description or import_module(f"{__name__}.{self.module}").__doc__
+            parser.description = self.description or self.loaded().__doc__
             self.function(self.arguments)(parser)
 
 
@@ -78,7 +82,7 @@ COMMANDS = (
             "per method and for random maps.", "explain_checks",
             "Deletion and insertion curves of the explained class's log-odds (blur and mean fills) and ROAD, "
             "per method and for random maps (of each map's own granularity, and per pixel), with paired "
-            "bootstrap 95 % intervals. The maps are made with the model's stored settings.",
+            "bootstrap 95 % intervals (BCa). The maps are made with the model's stored settings.",
             "add_faithfulness_arguments", "run_faithfulness"),
     Command(EXPLAIN, "artifacts", "High-norm artifact tokens (Darcet et al. 2024) and the share of attention "
             "rollout's and the transformer attribution's mass they hold.", "explain_checks", None,

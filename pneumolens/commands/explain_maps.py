@@ -57,8 +57,9 @@ def add_overlay_options(parser) -> None:
                         help="value: a map's colour fades with its value, so the film shows through where it is "
                              "low (default); even: the same opacity everywhere, as before.")
     parser.add_argument("--training_films", default=None, metavar="FOLDER",
-                        help=f"A local copy of the training data (imagefolder, with train/), for pictures of the "
-                             "similar training films (default: PNEUMOLENS_TRAINING_FILMS, else none: ids and labels only).")
+                        help="A local copy of the training data (imagefolder, with train/), for pictures of the "
+                             "similar training films (default: PNEUMOLENS_TRAINING_FILMS, else none: ids and labels "
+                             "only).")
 
 
 def check_opacity(opacity: float) -> None:

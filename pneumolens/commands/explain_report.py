@@ -21,6 +21,7 @@ from .explain_maps import add_overlay_options, check_opacity, served
 
 logger = logging.getLogger("explain")
 
+
 def add_arguments(parser) -> None:
     parser.add_argument("images", nargs="+", help="Image files, or folders searched recursively for images.")
     cli.add_model_options(parser)
@@ -67,8 +68,8 @@ def report_row(service, path: Path, number: int, out: Path, opacity: float, colo
     # Numbered, so two images of the same name in different folders keep both reports.
     report = out / f"{number:04d}-{path.stem}.html"
     check = service.robustness(path) if robustness else None
-    report.write_text(report_html(service, analysis, opacity, path.name, colormap=colormap, robustness=check, blend=blend),
-                      encoding="utf-8")
+    report.write_text(report_html(service, analysis, opacity, path.name, colormap=colormap, robustness=check,
+                                  blend=blend), encoding="utf-8")
     record, ood = analysis.record(), analysis.ood
     held = {"robustness_held": f"{check.held} of {len(check.outcomes)}",
             "robustness_flipped": " ".join(o.name for o in check.flipped)} if check and not check.withheld else {}

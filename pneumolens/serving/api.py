@@ -10,7 +10,6 @@ No `from __future__ import annotations` here: `gr.api` reads the return annotati
 
 import functools
 import inspect
-import io
 import json
 import uuid
 from pathlib import Path
@@ -21,6 +20,7 @@ from gradio import FileData
 from pneumolens.batching import MicroBatcher
 from pneumolens.device import on_zero_gpu
 from pneumolens.explain.overlay import DEFAULT_OPACITY
+from pneumolens.figures import image_bytes
 from pneumolens.charts import curves_figure_png, robustness_figure_png
 from pneumolens.sheets import map_sheet
 from pneumolens.service import PneumoLensService, record_json
@@ -162,11 +162,13 @@ class ProgramApi:
     def explain(self, image: FileData, explained_class: str = PREDICTED) -> tuple[str, FileData]:
         analysis = self.analysed(image, explained_class)
         settings = self.settings
-        overlays = DisplayedMaps.of(analysis.explanation, settings.api_map_max_side).overlays(DEFAULT_OPACITY, settings.colormap,
-                                                                          blend=settings.blend)
+        overlays = DisplayedMaps.of(analysis.explanation, settings.api_map_max_side).overlays(
+            DEFAULT_OPACITY, settings.colormap, blend=settings.blend)
         order = [standing.name for standing in self.service.standings if standing.name in overlays]
         sheet, boxes = map_sheet([overlays[name] for name in order])
-        files = write_files({MAPS_IMAGE: _encoded(sheet, settings.api_map_format, quality=settings.api_map_quality)})
+        encoded = image_bytes(sheet.convert("RGB"), format=settings.api_map_format.upper(),
+                              quality=settings.api_map_quality)
+        files = write_files({MAPS_IMAGE: encoded})
         record = {**analysis.record(), "maps_image": MAPS_IMAGE}
         for name, box in zip(order, boxes):
             record["maps"][name]["box"] = box
@@ -234,12 +236,6 @@ def write_files(contents: dict[str, bytes]) -> dict[str, str]:
     for name, content in contents.items():
         (folder / name).write_bytes(content)
     return {name: str(folder / name) for name in contents}
-
-
-def _encoded(image, image_format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format=image_format.upper(), **options)
-    return buffer.getvalue()
 
 
 def _file(path: str | None) -> FileData | None:

@@ -13,6 +13,7 @@ from PIL import Image
 from pneumolens.explain import Explanation
 from pneumolens.explain.geometry import scaled_box, to_original
 from pneumolens.explain.overlay import COLORMAP, DEFAULT_BLEND, overlay
+from pneumolens.figures import image_bytes
 from pneumolens.report import html_report
 from pneumolens.robustness import RobustnessCheck
 from pneumolens.service import Analysis, PneumoLensService
@@ -36,9 +37,9 @@ class DisplayedMaps:
         image = explanation.image
         size = display_size(image.size, max_side)
         grey = image.convert("L").resize(size, Image.BILINEAR)
-        return cls(_encoded(grey, format="JPEG", quality=92),
-                   {method: _encoded(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)),
-                                     format="PNG", compress_level=1)
+        return cls(image_bytes(grey, format="JPEG", quality=92),
+                   {method: image_bytes(Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8)),
+                                        format="PNG", compress_level=1)
                     for method, heatmap in explanation.input_maps.items()},
                    scaled_box(explanation.full_box, image.size, size))
 
@@ -82,9 +83,3 @@ def display_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
     """(width, height) scaled down, aspect kept, to fit `max_side`; never enlarged."""
     scale = min(1.0, max_side / max(size))
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
-def _encoded(image: Image.Image, **save_options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, **save_options)
-    return buffer.getvalue()

@@ -100,7 +100,8 @@ class QuizHandlers:
         they name the explained class)."""
         standings = self.page.service.standings
         return {"decision": "", "warning": "", "record": None, "displayed": None, "large": None, "similar_text": "",
-                "similar_gallery": gr.update(value=None, visible=False), **{f"map_{method}": None for method in METHODS},
+                "similar_gallery": gr.update(value=None, visible=False),
+                **{f"map_{method}": None for method in METHODS},
                 **{f"caption_{standing.name}": presentation.ranked_caption(standings, standing)
                    for standing in standings}}
 

@@ -19,7 +19,8 @@ from pneumolens.modeling import ModelSource, model_source_of
 VARIABLES = (
     ("MODEL_ID", "model_id", "the model served: a Hub id or a local directory (default: the bundled model)"),
     ("MODEL_REVISION", "model_revision", "the model's Hub revision: a branch, tag or commit"),
-    ("PNEUMOLENS_DEVICE", "device", "the device: cpu, cuda, cuda:1, mps (default: CUDA, MPS, the CPU, the first there)"),
+    ("PNEUMOLENS_DEVICE", "device",
+     "the device: cpu, cuda, cuda:1, mps (default: CUDA, MPS, the CPU, the first there)"),
     ("PNEUMOLENS_TRAINING_FILMS", "training_films",
      "where the similar training films' pictures are: a local copy of the data set (with train/) or a Hub data set id"),
     ("PNEUMOLENS_CASES", "cases", "the read-first mode's case set: a folder of class folders, or HUB_ID:SPLIT"),
