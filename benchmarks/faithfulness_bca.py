@@ -1,4 +1,4 @@
-"""The faithfulness verdicts' intervals, percentile bootstrap (before 0.7) against BCa (now), side by side, from a
+"""The faithfulness verdicts' intervals, percentile bootstrap (before 0.7.1) against BCa (now), side by side, from a
 model's stored per-image scores (no model run: the scores are the same 100 validation images either way).
 
     python -m benchmarks.faithfulness_bca                      # the bundled model

@@ -253,8 +253,8 @@ class FaithfulnessReport:
 
     @classmethod
     def from_json(cls, result: dict) -> "FaithfulnessReport":
-        """A stored measurement (`to_json`, or a file written before 0.7), with its per-image scores: to
-        summarise again without running the model."""
+        """A stored measurement (`to_json`, or an earlier version's file, which names `target` and `variants`),
+        with its per-image scores: to summarise again without running the model."""
         stored = result["settings"]
         settings = FaithfulnessSettings(**{**stored, "fills": tuple(stored["fills"]),
                                            "road_percentiles": tuple(stored["road_percentiles"])})
@@ -319,7 +319,8 @@ def paired_interval(differences: np.ndarray, rng: np.random.Generator, resamples
 
 
 def percentile_interval(differences: np.ndarray, rng: np.random.Generator, resamples: int) -> dict:
-    """The percentile bootstrap interval the verdicts used until 0.7 (kept to compare: benchmarks/faithfulness_bca.py)."""
+    """The percentile bootstrap interval the verdicts used before 0.7.1 (kept to compare:
+    benchmarks/faithfulness_bca.py)."""
     differences = np.asarray(differences, dtype=np.float64)
     means = differences[rng.integers(0, differences.size, (resamples, differences.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
